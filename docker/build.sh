@@ -1,0 +1,40 @@
+#!/bin/sh
+# The two quick-start commands (README.md) and the CI entry point.
+#   docker/build.sh run [CONFIG]   install what is missing, build (release), run the proxy
+#   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
+#   docker/build.sh build          install what is missing, build (release) only
+set -eu
+cd "$(dirname "$0")/.."
+cmd=${1:-run}
+jobs=$(nproc 2>/dev/null || echo 2)
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+
+release() {
+  ./docker/install-deps.sh build
+  cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DOUTRIGGER_TESTS=OFF >/dev/null
+  cmake --build build/release -j "$jobs" --target outrigger
+}
+
+case "$cmd" in
+  run)
+    release
+    exec ./build/release/outrigger run -c "${2:-config/outrigger.yaml}"
+    ;;
+  build)
+    release
+    ;;
+  test)
+    ./docker/install-deps.sh test
+    cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+      -DOUTRIGGER_SANITIZE=ON >/dev/null
+    cmake --build build/test -j "$jobs"
+    cd build/test
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest -j 4 --output-on-failure --timeout 180
+    ;;
+  *)
+    echo "usage: $0 run [CONFIG] | test | build" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs Outrigger's build and test dependencies from Debian 12's archive.
+# The one list of packages: the Makefile, .ci/run and the Dockerfile all call this.
+# usage: docker/install-deps.sh [build|test|bench]   (default: test)
+set -eu
+what=${1:-test}
+build="g++ cmake make pkg-config ccache \
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev \
+  libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev"
+test="$build libgtest-dev libgmock-dev curl"
+bench="$build wrk haproxy nginx-light procps"
+case "$what" in
+  build) pkgs=$build ;;
+  test) pkgs=$test ;;
+  bench) pkgs=$bench ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Services (nginx, haproxy) must not start on install: the benchmark starts its own.
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

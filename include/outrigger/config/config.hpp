@@ -1,0 +1,137 @@
+// The typed configuration: what `outrigger.yaml` says, parsed and validated once.
+// Plain structs, const once built; the request path never sees YAML.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "outrigger/core/address.hpp"
+
+namespace YAML {
+class Node;
+}
+
+namespace outrigger::config {
+
+using Duration = std::chrono::milliseconds;
+
+// Where a value stood in its file, so that later stages (filter factories,
+// snapshot building) can name it in their errors too.
+struct Mark {
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based
+};
+
+struct HeaderMatch {
+  std::string name;                  // lower-cased at load
+  std::optional<std::string> exact;  // none of exact/prefix/regex: the header must be present
+  std::optional<std::string> prefix;
+  std::optional<std::string> regex;
+  bool invert = false;  // `absent: true` or `invert: true`
+};
+
+struct RouteMatch {
+  std::optional<std::string> prefix;  // exactly one of prefix/path/regex; default prefix "/"
+  std::optional<std::string> path;    // exact path (query string excluded)
+  std::optional<std::string> regex;   // ECMAScript, whole path must match
+  std::vector<std::string> hosts;     // empty: any; "api.example.com" or "*.example.com"; port ignored
+  std::vector<std::string> methods;   // empty: any; upper case
+  std::vector<HeaderMatch> headers;   // all must match
+};
+
+struct HeaderValue {
+  std::string name;
+  std::string value;
+};
+
+struct DirectResponse {
+  int status = 200;
+  std::string body;
+  std::vector<HeaderValue> headers;
+};
+
+struct Route {
+  std::string name;  // default: "<listener>/<index>"
+  RouteMatch match;
+  std::string cluster;                           // exactly one of cluster / direct_response
+  std::optional<DirectResponse> direct_response;
+  Duration timeout{std::chrono::seconds(15)};    // whole exchange; 0 disables
+  std::vector<HeaderValue> request_headers_to_add;
+  std::vector<std::string> request_headers_to_remove;  // lower-cased
+  Mark mark;
+};
+
+// An HTTP filter entry; its own keys are parsed by the filter's factory (http
+// module) when the snapshot is built, so the config module need not know them.
+struct FilterSpec {
+  std::string type;
+  std::shared_ptr<const YAML::Node> node;  // the whole mapping, with marks
+  Mark mark;
+};
+
+enum class Direction { inbound, outbound };
+
+struct Listener {
+  std::string name;
+  core::Address address;
+  Direction direction = Direction::inbound;
+  std::vector<FilterSpec> filters;
+  std::vector<Route> routes;
+  std::size_t max_request_line_bytes = 8 * 1024;
+  std::size_t max_request_headers_bytes = 60 * 1024;
+  Duration request_headers_timeout{std::chrono::seconds(10)};
+  Duration idle_timeout{std::chrono::seconds(60)};
+  Mark mark;
+};
+
+struct ConnectionPool {
+  std::size_t max_idle_per_endpoint = 64;
+  Duration idle_timeout{std::chrono::seconds(60)};
+  std::uint32_t max_requests_per_connection = 0;  // 0: unlimited
+};
+
+struct Cluster {
+  std::string name;
+  std::vector<core::Address> endpoints;
+  Duration connect_timeout{std::chrono::seconds(1)};
+  ConnectionPool connection_pool;
+  Mark mark;
+};
+
+enum class AccessLogFormat { json, text };
+
+struct AccessLog {
+  bool enabled = false;
+  std::string path = "stdout";  // "stdout", "stderr" or a file path
+  AccessLogFormat format = AccessLogFormat::json;
+  // Text format with %FIELD% placeholders (Envoy-like); see docs/configuration.md.
+  std::string text_format =
+      "[%START_TIME%] \"%METHOD% %PATH% %PROTOCOL%\" %RESPONSE_CODE% %ERROR% %BYTES_RECEIVED% "
+      "%BYTES_SENT% %DURATION_MS% \"%FORWARDED_FOR%\" \"%USER_AGENT%\" \"%REQUEST_ID%\" "
+      "\"%AUTHORITY%\" \"%UPSTREAM_HOST%\" %ROUTE% %CLUSTER%";
+};
+
+struct Admin {
+  bool enabled = true;
+  core::Address address{"127.0.0.1", 9901};
+};
+
+struct Config {
+  std::string file;  // where it was loaded from, for reloads and errors
+  Admin admin;
+  unsigned workers = 0;  // 0 at load means "number of CPUs"; resolved by the loader
+  std::vector<Listener> listeners;
+  std::vector<Cluster> clusters;
+  AccessLog access_log;
+  std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
+  Duration drain_timeout{std::chrono::seconds(5)};
+
+  const Cluster* find_cluster(std::string_view name) const;
+};
+
+}  // namespace outrigger::config

@@ -1,0 +1,59 @@
+// The HTTP filter interface and registry. A filter type is one folder under
+// src/http/filters/<type>/: a config struct parsed once from YAML by its
+// factory, a Filter made per request from it, and one registry entry keyed by
+// the YAML `type`. Filters run in config order before the router; a filter
+// answers locally by returning a LocalResponse, or lets the exchange go on.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/http/exchange.hpp"
+
+namespace outrigger::http {
+
+struct LocalResponse {
+  int status = 403;
+  std::string_view body;
+  std::string_view reason;  // x-outrigger-error
+};
+
+class Filter {
+ public:
+  virtual ~Filter() = default;
+  // Request headers are in ex.request; they may be edited.
+  virtual std::optional<LocalResponse> on_request(Exchange& ex) = 0;
+  // Response headers, before they go downstream; they may be edited.
+  virtual void on_response(Exchange& /*ex*/, ResponseMessage& /*response*/) {}
+};
+
+// Made once per config load from a FilterSpec; shared by every request.
+class FilterFactory {
+ public:
+  virtual ~FilterFactory() = default;
+  // Per-exchange filter object; may return the same stateless object every time.
+  virtual Filter& filter_for_request() = 0;
+};
+
+// A problem found while building a filter from its YAML, with its position.
+struct FilterError {
+  config::Mark mark;
+  std::string message;
+};
+
+using FilterFactoryMaker =
+    std::function<std::unique_ptr<FilterFactory>(const config::FilterSpec&, std::vector<FilterError>& errors)>;
+
+// The registry of filter types, keyed by their YAML `type`.
+const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types();
+
+// Builds the factory for spec, or returns null with errors appended
+// (including "unknown filter type 'x'", with a suggestion).
+std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, std::vector<FilterError>& errors);
+
+}  // namespace outrigger::http

@@ -1,0 +1,36 @@
+// Header edits every proxied message gets: hop-by-hop removal (RFC 9110
+// §7.6.1), the forwarding headers, and request ids.
+#pragma once
+
+#include <boost/beast/http/fields.hpp>
+#include <cstdint>
+#include <string_view>
+
+namespace outrigger::http {
+
+// Removes Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+// Transfer-Encoding, Upgrade and every header the Connection header names.
+void strip_hop_by_hop(boost::beast::http::fields& f);
+
+// Appends the client address to x-forwarded-for, sets x-forwarded-proto when
+// absent and x-request-id when absent (generated).
+class RequestIdGenerator;
+void add_forwarding_headers(boost::beast::http::fields& f, std::string_view client_ip, std::string_view proto,
+                            RequestIdGenerator& ids);
+
+// Random version-4 UUIDs from a per-worker generator (not for secrets).
+class RequestIdGenerator {
+ public:
+  explicit RequestIdGenerator(std::uint64_t seed);
+  // Writes 36 characters to out.
+  void next(char* out);
+
+ private:
+  std::uint64_t s_[2];
+  std::uint64_t next64();
+};
+
+// Case-insensitive: does the comma-separated header value list contain token?
+bool has_token(std::string_view list, std::string_view token);
+
+}  // namespace outrigger::http

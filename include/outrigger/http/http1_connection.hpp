@@ -1,0 +1,102 @@
+// The HTTP/1.1 downstream codec: one coroutine per client connection that
+// reads a request (Beast's parser), hands the exchange to the proxy, writes
+// the response, and loops for keep-alive and pipelining. While a connection
+// is idle it holds no read buffer.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/intrusive/list_hook.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "outrigger/http/deadline.hpp"
+#include "outrigger/http/exchange.hpp"
+#include "outrigger/http/headers.hpp"
+
+namespace outrigger::http {
+
+struct Http1Settings {
+  std::size_t max_request_line_bytes = 8 * 1024;
+  std::size_t max_request_headers_bytes = 60 * 1024;
+  std::chrono::milliseconds request_headers_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+// What the codec asks of the proxy, per request. One per listener and config snapshot.
+class ExchangeHandler {
+ public:
+  virtual ~ExchangeHandler() = default;
+  virtual const Http1Settings& settings() const = 0;
+  // Produces the response through ex.downstream.
+  virtual awaitable<void> handle(Exchange& ex) = 0;
+  // The exchange is over (also for requests the codec refused): metrics, access log.
+  virtual void complete(Exchange& ex) = 0;
+};
+
+// The worker's side of a listener, as a connection sees it.
+class ConnectionHost {
+ public:
+  virtual ~ConnectionHost() = default;
+  // The handler of the config snapshot in force now.
+  virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
+  virtual bool draining() const = 0;
+  virtual RequestIdGenerator& request_ids() = 0;
+  virtual void connection_closed() = 0;
+};
+
+using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+class Http1Connection final : public Downstream, public ConnectionHook {
+ public:
+  Http1Connection(boost::asio::ip::tcp::socket socket, ConnectionHost& host);
+  ~Http1Connection() override;
+
+  awaitable<void> serve();
+  // Drain: an idle connection closes now, a busy one after its response.
+  void close_if_idle();
+
+  // Downstream
+  awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
+  bool request_body_done() const override;
+  awaitable<error_code> write_response(ResponseMessage& msg) override;
+  bool response_started() const override { return response_started_; }
+  awaitable<error_code> send_local_reply(int status, std::string_view body, std::string_view error_reason,
+                                         std::string_view content_type) override;
+  void arm_deadline(std::chrono::steady_clock::time_point at, boost::asio::ip::tcp::socket* upstream) override;
+  void disarm_deadline() override;
+  bool deadline_expired() const override { return deadline_.expired(); }
+
+ private:
+  enum class ReadResult { ok, closed, bad_request, too_large, timeout };
+  awaitable<ReadResult> read_header(const Http1Settings& s);
+  awaitable<error_code> read_more();
+  void prepare_response(boost::beast::http::response_header<>& h, bool has_length);
+  awaitable<void> refuse(ExchangeHandler& handler, ReadResult why);
+  bool header_only_response(int status) const;
+
+  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+  using ResponseSerializer = boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
+
+  boost::asio::ip::tcp::socket socket_;
+  ConnectionHost& host_;
+  Deadline deadline_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<RequestParser> parser_;
+  std::optional<ResponseSerializer> serializer_;
+  std::string client_ip_;
+  bool idle_ = false;
+  bool keep_alive_ = true;
+  bool response_started_ = false;
+  bool header_only_ = false;
+  bool continue_pending_ = false;  // the client sent `Expect: 100-continue`
+  bool is_head_ = false;
+  unsigned request_version_ = 11;
+};
+
+}  // namespace outrigger::http

@@ -1,0 +1,138 @@
+// Metrics. Each worker increments its own slice of every series with plain
+// relaxed stores (one writer per slice, no lock, no read-modify-write
+// contention); the admin thread sums the slices when Prometheus scrapes and
+// hands them to prometheus-cpp's TextSerializer. Series are resolved when a
+// config loads and kept across reloads (counters never go backwards); the
+// request path only increments through pointers it already holds.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace outrigger::observability {
+
+// Written by one thread, read by any.
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+// Written by one thread, read by any.
+class Gauge {
+ public:
+  void add(std::int64_t n) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> v_{0};
+};
+
+// Fixed buckets from 0.5 ms to 10 s. Written by one thread, read by any.
+class Histogram {
+ public:
+  static constexpr std::array<double, 14> kBoundsSeconds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                         0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+  void observe(std::chrono::microseconds d);
+  std::uint64_t bucket(std::size_t i) const { return counts_[i].value(); }  // not cumulative; i <= size
+  std::uint64_t sum_micros() const { return sum_us_.value(); }
+
+ private:
+  std::array<Counter, kBoundsSeconds.size() + 1> counts_;  // last: +Inf
+  Counter sum_us_;
+};
+
+// One slice per worker, each on its own cache lines.
+template <class Slice>
+class PerWorker {
+ public:
+  explicit PerWorker(unsigned workers) : n_(workers), slices_(new Padded[workers]) {}
+  Slice& operator[](unsigned worker) { return slices_[worker].slice; }
+  const Slice& operator[](unsigned worker) const { return slices_[worker].slice; }
+  unsigned size() const { return n_; }
+
+ private:
+  struct alignas(64) Padded {
+    Slice slice;
+  };
+  unsigned n_;
+  std::unique_ptr<Padded[]> slices_;
+};
+
+struct RouteSlice {
+  static constexpr int kMinCode = 100, kMaxCode = 599;
+  std::array<Counter, kMaxCode - kMinCode + 1> responses;  // by status code
+  Histogram duration;
+
+  void record(int code, std::chrono::microseconds d) {
+    if (code >= kMinCode && code <= kMaxCode) responses[code - kMinCode].inc();
+    duration.observe(d);
+  }
+};
+
+struct ListenerSlice {
+  Gauge connections_active;
+  Counter connections_total;
+  Counter bad_requests;  // answered 4xx by the codec (malformed, too large, too slow)
+};
+
+struct ClusterSlice {
+  Gauge connections_active;
+  Counter connections_total;
+  Counter connect_failures;
+  Counter requests;
+};
+
+struct RouteStats {
+  std::string direction, listener, route, cluster;
+  PerWorker<RouteSlice> workers;
+};
+
+struct ListenerStats {
+  std::string name, direction;
+  PerWorker<ListenerSlice> workers;
+};
+
+struct ClusterStats {
+  std::string name;
+  PerWorker<ClusterSlice> workers;
+};
+
+class Stats {
+ public:
+  explicit Stats(unsigned workers);
+  ~Stats();
+
+  // Main thread only (config load). The same labels give the same object, so
+  // a reload keeps counting where the old config left off. Never null.
+  RouteStats* route(std::string_view direction, std::string_view listener, std::string_view route,
+                    std::string_view cluster);
+  ListenerStats* listener(std::string_view name, std::string_view direction);
+  ClusterStats* cluster(std::string_view name);
+
+  void count_reload(bool success);
+  unsigned workers() const { return workers_; }
+
+  // The Prometheus text exposition of every series (admin thread).
+  std::string scrape() const;
+
+ private:
+  unsigned workers_;
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, std::unique_ptr<RouteStats>> routes_;
+  std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
+  std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
+  std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
+  std::chrono::system_clock::time_point start_time_;
+};
+
+}  // namespace outrigger::observability

@@ -1,0 +1,46 @@
+// A listener's routes compiled for matching: first match wins, in config order.
+#pragma once
+
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/http/exchange.hpp"
+#include "outrigger/observability/stats.hpp"
+
+namespace outrigger::upstream {
+class Cluster;
+}
+
+namespace outrigger::router {
+
+struct CompiledRoute {
+  const config::Route* config = nullptr;
+  std::shared_ptr<const upstream::Cluster> cluster;  // null for a direct response
+  observability::RouteStats* stats = nullptr;
+  std::optional<std::regex> path_regex;
+  std::vector<std::optional<std::regex>> header_regexes;  // parallel to config->match.headers
+};
+
+class RouteTable {
+ public:
+  RouteTable() = default;
+  explicit RouteTable(std::vector<CompiledRoute> routes) : routes_(std::move(routes)) {}
+
+  // The first route whose match accepts the request, or null.
+  const CompiledRoute* match(const http::RequestMessage& request) const;
+  const std::vector<CompiledRoute>& routes() const { return routes_; }
+
+ private:
+  std::vector<CompiledRoute> routes_;
+};
+
+// Exposed for tests: does host (port stripped, any case) match pattern
+// ("example.com" or "*.example.com")?
+bool host_matches(std::string_view host, std::string_view pattern);
+// The path part of a request target (no query, no fragment).
+std::string_view path_of(std::string_view target);
+
+}  // namespace outrigger::router

@@ -1,0 +1,34 @@
+// The path of a request through one listener, on one worker:
+//   route match -> filters (in config order) -> direct response | router -> cluster
+// then metrics and the access log. Read Pipeline::handle to see the whole
+// data path in a screen.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "outrigger/http/http1_connection.hpp"
+#include "outrigger/router/router.hpp"
+#include "outrigger/server/snapshot.hpp"
+
+namespace outrigger::server {
+
+class Pipeline final : public http::ExchangeHandler {
+ public:
+  Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener, router::WorkerContext& worker);
+
+  const http::Http1Settings& settings() const override { return listener_.settings; }
+  http::awaitable<void> handle(http::Exchange& ex) override;
+  void complete(http::Exchange& ex) override;
+
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+
+ private:
+  std::shared_ptr<const Snapshot> snapshot_;  // keeps the config alive while exchanges use it
+  const ListenerRuntime& listener_;
+  router::WorkerContext& worker_;
+  std::vector<http::Filter*> filters_;  // one per factory; filters hold no per-request state yet
+  observability::ListenerSlice& listener_stats_;
+};
+
+}  // namespace outrigger::server

@@ -1,0 +1,56 @@
+// An immutable, validated view of one config, ready for the request path:
+// compiled routes, filter factories, clusters with their per-worker pools,
+// resolved stats series and the access log. Built off the hot path on the
+// main thread; workers swap to a new one between requests.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/http/filter.hpp"
+#include "outrigger/http/http1_connection.hpp"
+#include "outrigger/observability/access_log.hpp"
+#include "outrigger/observability/stats.hpp"
+#include "outrigger/router/route_table.hpp"
+#include "outrigger/upstream/cluster.hpp"
+
+namespace outrigger::server {
+
+struct ListenerRuntime {
+  const config::Listener* config = nullptr;
+  std::string direction;
+  router::RouteTable routes;
+  std::vector<std::unique_ptr<http::FilterFactory>> filters;
+  observability::ListenerStats* stats = nullptr;
+  observability::RouteStats* no_route_stats = nullptr;  // requests no route matched, and codec refusals
+  http::Http1Settings settings;
+};
+
+struct Snapshot {
+  config::Config config;
+  std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
+  std::vector<std::unique_ptr<ListenerRuntime>> listeners;  // config order
+  std::shared_ptr<observability::AccessLog> access_log;     // null when off
+
+  const ListenerRuntime* listener(std::string_view name) const;
+};
+
+// Per-worker pools survive reloads when a cluster keeps its endpoints; this
+// remembers them between builds (main thread only).
+using PoolsByCluster = std::map<std::string, std::vector<std::shared_ptr<upstream::ClusterPools>>, std::less<>>;
+
+struct BuildResult {
+  std::shared_ptr<const Snapshot> snapshot;  // null on errors
+  std::vector<std::string> errors;           // FILE:LINE:COLUMN: message
+};
+
+// `workers` are the executors of the worker threads (one pool set each); with
+// an empty list the snapshot is built for validation only (no pools).
+BuildResult build_snapshot(config::Config config, observability::Stats& stats,
+                           const std::vector<boost::asio::any_io_executor>& workers, PoolsByCluster& pools);
+
+}  // namespace outrigger::server

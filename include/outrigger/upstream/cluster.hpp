@@ -1,0 +1,44 @@
+// A cluster as one config snapshot sees it: resolved endpoints, its stats,
+// and for each worker the pools it uses. Built on the main thread; each
+// worker touches only its own slot, so the request path takes no lock.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/observability/stats.hpp"
+
+namespace outrigger::upstream {
+
+struct Endpoint {
+  std::string name;  // as configured, e.g. "127.0.0.1:8080": logs, access log, /clusters
+  boost::asio::ip::tcp::endpoint address;
+};
+
+class ClusterPools;
+
+class Cluster {
+ public:
+  Cluster(config::Cluster config, std::vector<Endpoint> endpoints, observability::ClusterStats* stats,
+          std::vector<std::shared_ptr<ClusterPools>> worker_pools);
+  ~Cluster();
+
+  const config::Cluster& config() const { return config_; }
+  const std::string& name() const { return config_.name; }
+  const std::vector<Endpoint>& endpoints() const { return endpoints_; }
+  observability::ClusterStats& stats() const { return *stats_; }
+  ClusterPools& pools(unsigned worker) const { return *worker_pools_[worker]; }
+  const std::shared_ptr<ClusterPools>& pools_ptr(unsigned worker) const { return worker_pools_[worker]; }
+
+ private:
+  config::Cluster config_;
+  std::vector<Endpoint> endpoints_;
+  observability::ClusterStats* stats_;
+  std::vector<std::shared_ptr<ClusterPools>> worker_pools_;
+};
+
+}  // namespace outrigger::upstream

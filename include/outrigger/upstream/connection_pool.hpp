@@ -1,0 +1,87 @@
+// Per-worker keep-alive connections to a cluster's endpoints. Idle connections
+// are reused most-recent first; one that the endpoint closed while idle is
+// noticed (a non-blocking peek) and dropped before it is handed out.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/observability/stats.hpp"
+#include "outrigger/upstream/cluster.hpp"
+
+namespace outrigger::upstream {
+
+class EndpointPool;
+
+// One connection to an endpoint, with its read buffer.
+class UpstreamConnection {
+ public:
+  UpstreamConnection(const boost::asio::any_io_executor& ex, observability::ClusterSlice& stats);
+  ~UpstreamConnection();
+  boost::asio::ip::tcp::socket socket;
+  boost::beast::flat_buffer buffer;
+  std::uint32_t requests = 0;  // requests sent on it so far
+  bool reused = false;         // taken from the idle list
+  std::chrono::steady_clock::time_point idle_since;
+
+ private:
+  observability::ClusterSlice& stats_;
+  bool counted_ = false;
+  friend class EndpointPool;
+};
+
+struct ConnectResult {
+  boost::system::error_code ec;  // timed_out on the connect timeout
+  std::unique_ptr<UpstreamConnection> connection;
+};
+
+class EndpointPool {
+ public:
+  EndpointPool(boost::asio::any_io_executor ex, boost::asio::ip::tcp::endpoint address,
+               const config::ConnectionPool& limits, observability::ClusterSlice& stats);
+  ~EndpointPool();
+
+  // An idle connection that still looks usable, or null.
+  std::unique_ptr<UpstreamConnection> take_idle();
+  boost::asio::awaitable<ConnectResult> connect(std::chrono::milliseconds timeout);
+  // Keeps a connection for reuse when the pool has room and its limits allow.
+  void give_back(std::unique_ptr<UpstreamConnection> c);
+  // Closes connections idle for longer than the idle timeout.
+  void sweep(std::chrono::steady_clock::time_point now);
+  std::size_t idle_count() const { return idle_.size(); }
+
+ private:
+  boost::asio::any_io_executor ex_;
+  boost::asio::ip::tcp::endpoint address_;
+  config::ConnectionPool limits_;
+  observability::ClusterSlice& stats_;
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+};
+
+// One worker's pools for one cluster, and its load-balancing cursor.
+class ClusterPools {
+ public:
+  ClusterPools(const boost::asio::any_io_executor& ex, const config::Cluster& config,
+               const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats);
+  EndpointPool& endpoint(std::size_t i) { return *endpoints_[i]; }
+  std::size_t size() const { return endpoints_.size(); }
+  // Round robin over the endpoints.
+  std::size_t pick() { return next_++ % endpoints_.size(); }
+  void sweep(std::chrono::steady_clock::time_point now);
+  // Same endpoints and pool settings: a new snapshot may keep using these pools.
+  bool serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const;
+
+ private:
+  config::ConnectionPool limits_;
+  std::vector<boost::asio::ip::tcp::endpoint> addresses_;
+  std::vector<std::unique_ptr<EndpointPool>> endpoints_;
+  std::size_t next_ = 0;
+};
+
+}  // namespace outrigger::upstream

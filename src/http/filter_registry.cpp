@@ -1,0 +1,28 @@
+#include <string>
+
+#include "outrigger/config/loader.hpp"
+#include "outrigger/http/filter.hpp"
+
+namespace outrigger::http {
+
+// One line per filter type; the factory functions live beside their filters
+// in src/http/filters/<type>/.
+const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types() {
+  static const std::vector<std::pair<std::string_view, FilterFactoryMaker>> types = {
+  };
+  return types;
+}
+
+std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, std::vector<FilterError>& errors) {
+  std::vector<std::string_view> names;
+  for (const auto& [name, make] : filter_types()) {
+    if (name == spec.type) return make(spec, errors);
+    names.push_back(name);
+  }
+  std::string message = "unknown filter type '" + spec.type + "'";
+  if (auto near = config::closest_match(spec.type, names); !near.empty()) message += "; did you mean '" + near + "'?";
+  errors.push_back({spec.mark, std::move(message)});
+  return nullptr;
+}
+
+}  // namespace outrigger::http

@@ -1,0 +1,107 @@
+#include "outrigger/http/headers.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+
+namespace outrigger::http {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+template <class F>
+void for_each_token(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const auto token = trim(list.substr(0, comma));
+    if (!token.empty()) f(token);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+}
+
+}  // namespace
+
+bool has_token(std::string_view list, std::string_view token) {
+  bool found = false;
+  for_each_token(list, [&](std::string_view t) { found = found || boost::beast::iequals(t, token); });
+  return found;
+}
+
+void strip_hop_by_hop(http::fields& f) {
+  // Headers named by Connection first; the Connection header itself may repeat.
+  for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection; ++it) {
+    for_each_token(it->value(), [&](std::string_view name) {
+      if (!boost::beast::iequals(name, "close") && !boost::beast::iequals(name, "keep-alive")) f.erase(name);
+    });
+  }
+  f.erase(http::field::connection);
+  f.erase(http::field::keep_alive);
+  f.erase(http::field::proxy_connection);
+  f.erase(http::field::te);
+  f.erase(http::field::trailer);
+  f.erase(http::field::transfer_encoding);
+  f.erase(http::field::upgrade);
+}
+
+void add_forwarding_headers(http::fields& f, std::string_view client_ip, std::string_view proto,
+                            RequestIdGenerator& ids) {
+  auto xff = f.find("x-forwarded-for");
+  if (xff == f.end()) {
+    f.insert("x-forwarded-for", client_ip);
+  } else {
+    std::string joined;
+    joined.reserve(xff->value().size() + 2 + client_ip.size());
+    joined.append(xff->value()).append(", ").append(client_ip);
+    f.set("x-forwarded-for", joined);
+  }
+  if (f.find("x-forwarded-proto") == f.end()) f.insert("x-forwarded-proto", proto);
+  if (f.find("x-request-id") == f.end()) {
+    char id[36];
+    ids.next(id);
+    f.insert("x-request-id", std::string_view(id, sizeof id));
+  }
+}
+
+RequestIdGenerator::RequestIdGenerator(std::uint64_t seed) {
+  // splitmix64 to spread the seed over the xorshift128+ state.
+  auto mix = [&seed] {
+    std::uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  s_[0] = mix();
+  s_[1] = mix();
+}
+
+std::uint64_t RequestIdGenerator::next64() {
+  std::uint64_t s1 = s_[0];
+  const std::uint64_t s0 = s_[1];
+  s_[0] = s0;
+  s1 ^= s1 << 23;
+  s_[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+  return s_[1] + s0;
+}
+
+void RequestIdGenerator::next(char* out) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::uint64_t hi = next64(), lo = next64();
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out[pos++] = '-';
+    const std::uint64_t word = i < 16 ? hi : lo;
+    const int shift = 60 - 4 * (i % 16);
+    out[pos++] = hex[(word >> shift) & 0xf];
+  }
+}
+
+}  // namespace outrigger::http

@@ -1,0 +1,255 @@
+#include "outrigger/http/http1_connection.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace outrigger::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+constexpr std::size_t kReadChunk = 8 * 1024;
+
+}  // namespace
+
+Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
+    : socket_(std::move(socket)), host_(host), deadline_(socket_.get_executor()) {
+  error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+  const auto remote = socket_.remote_endpoint(ec);
+  if (!ec) client_ip_ = remote.address().to_string();
+}
+
+Http1Connection::~Http1Connection() { host_.connection_closed(); }
+
+void Http1Connection::close_if_idle() {
+  if (idle_) {
+    error_code ec;
+    socket_.cancel(ec);
+  }
+}
+
+awaitable<error_code> Http1Connection::read_more() {
+  auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+  buffer_.commit(n);
+  co_return ec;
+}
+
+awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1Settings& s) {
+  auto& p = *parser_;
+  const std::size_t limit = s.max_request_line_bytes + s.max_request_headers_bytes;
+  p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limit, UINT32_MAX)));
+  p.body_limit(boost::none);  // bodies stream; nothing is buffered whole
+  for (;;) {
+    if (buffer_.size() > 0) {
+      error_code ec;
+      const auto n = p.put(buffer_.data(), ec);
+      buffer_.consume(n);
+      if (p.is_header_done()) break;
+      if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) co_return ReadResult::too_large;
+      if (ec && ec != bhttp::error::need_more) co_return ReadResult::bad_request;
+      if (buffer_.size() > limit) co_return ReadResult::too_large;
+    }
+    const auto ec = co_await read_more();
+    if (ec) {
+      if (deadline_.expired()) co_return ReadResult::timeout;
+      if (buffer_.size() == 0 && !p.got_some()) co_return ReadResult::closed;
+      co_return ec == asio::error::eof ? ReadResult::bad_request : ReadResult::closed;
+    }
+  }
+  const auto& req = p.get();
+  if (req.target().size() > s.max_request_line_bytes) co_return ReadResult::too_large;
+  if (req.version() == 11 && req.find(bhttp::field::host) == req.end()) co_return ReadResult::bad_request;
+  if (req.version() != 10 && req.version() != 11) co_return ReadResult::bad_request;
+  co_return ReadResult::ok;
+}
+
+awaitable<void> Http1Connection::serve() {
+  for (;;) {
+    if (buffer_.size() == 0) {
+      // Idle between requests: no buffer held, just a readiness wait.
+      buffer_.shrink_to_fit();
+      if (host_.draining()) break;
+      auto handler = host_.current_handler();
+      deadline_.arm_after(handler->settings().idle_timeout, &socket_);
+      handler.reset();
+      idle_ = true;
+      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+      idle_ = false;
+      if (ec) break;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto start_wall = std::chrono::system_clock::now();
+    auto handler = host_.current_handler();
+    const auto& settings = handler->settings();
+
+    parser_.emplace();
+    serializer_.reset();
+    response_started_ = header_only_ = continue_pending_ = false;
+    keep_alive_ = true;
+    deadline_.arm_after(settings.request_headers_timeout, &socket_);
+    const auto read = co_await read_header(settings);
+    deadline_.disarm();
+    if (read == ReadResult::closed) break;
+    if (read != ReadResult::ok) {
+      co_await refuse(*handler, read);
+      break;
+    }
+
+    auto& req = parser_->get();
+    request_version_ = req.version();
+    is_head_ = req.method() == bhttp::verb::head;
+    if (auto e = req.find(bhttp::field::expect); e != req.end()) {
+      continue_pending_ = request_version_ == 11 && beast::iequals(e->value(), "100-continue");
+      req.erase(bhttp::field::expect);
+    }
+    keep_alive_ = req.keep_alive();
+
+    Exchange ex{req, *this, start, start_wall, client_ip_};
+    ex.request_has_body = !parser_->is_done();
+    if (ex.request_has_body && parser_->content_length()) ex.request_content_length = *parser_->content_length();
+    co_await handler->handle(ex);
+    deadline_.disarm();
+    handler->complete(ex);
+    if (ex.close_connection || !keep_alive_ || !parser_->is_done()) break;
+  }
+  parser_.reset();
+  serializer_.reset();
+  error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  socket_.close(ec);
+}
+
+awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why) {
+  int status = 400;
+  std::string_view reason = "bad_request", body = "bad request\n";
+  if (why == ReadResult::too_large) {
+    status = 431;
+    reason = "request_header_too_large";
+    body = "request line or headers too large\n";
+  } else if (why == ReadResult::timeout) {
+    status = 408;
+    reason = "request_header_timeout";
+    body = "request headers not received in time\n";
+  }
+  keep_alive_ = false;
+  auto& req = parser_->get();
+  request_version_ = 11;
+  is_head_ = false;
+  Exchange ex{req, *this, std::chrono::steady_clock::now(), std::chrono::system_clock::now(), client_ip_};
+  ex.error_reason = reason;
+  ex.close_connection = true;
+  // A short write deadline: a client that will not read its 4xx is not waited for.
+  deadline_.arm_after(std::chrono::seconds(5), &socket_);
+  const auto ec = co_await send_local_reply(status, body, reason, "text/plain");
+  deadline_.disarm();
+  ex.status = ec ? 0 : status;
+  handler.complete(ex);
+}
+
+bool Http1Connection::request_body_done() const { return parser_ && parser_->is_done(); }
+
+awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
+  auto& p = *parser_;
+  if (p.is_done()) co_return BodyRead{{}, 0, true};
+  if (continue_pending_) {
+    continue_pending_ = false;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(kContinue), use_tuple);
+    if (ec) co_return BodyRead{ec};
+  }
+  auto& body = p.get().body();
+  for (;;) {
+    if (buffer_.size() > 0) {
+      body.data = buf;
+      body.size = size;
+      error_code ec;
+      const auto n = p.put(buffer_.data(), ec);
+      buffer_.consume(n);
+      const std::size_t got = size - body.size;
+      body.data = nullptr;
+      body.size = 0;
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (got > 0 || p.is_done()) co_return BodyRead{{}, got, p.is_done()};
+      if (ec && ec != bhttp::error::need_more) co_return BodyRead{ec};
+      if (!ec && n > 0 && buffer_.size() > 0) continue;  // e.g. a chunk header was consumed
+    }
+    const auto ec = co_await read_more();
+    if (ec) co_return BodyRead{ec == asio::error::eof ? error_code(bhttp::error::partial_message) : ec};
+  }
+}
+
+bool Http1Connection::header_only_response(int status) const {
+  return is_head_ || (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+void Http1Connection::prepare_response(bhttp::response_header<>& h, bool has_length) {
+  const bool body_allowed = !header_only_response(h.result_int());
+  if (body_allowed && !has_length) {
+    if (request_version_ == 11) {
+      h.set(bhttp::field::transfer_encoding, "chunked");
+    } else {
+      keep_alive_ = false;  // HTTP/1.0: the end of the body is the end of the connection
+    }
+  }
+  if (host_.draining() || !parser_->is_done()) keep_alive_ = false;
+  h.version(11);
+  if (!keep_alive_) {
+    h.set(bhttp::field::connection, "close");
+  } else if (request_version_ == 10) {
+    h.set(bhttp::field::connection, "keep-alive");
+  }
+}
+
+awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
+  if (!serializer_) {
+    strip_hop_by_hop(msg.base());
+    prepare_response(msg.base(), msg.find(bhttp::field::content_length) != msg.end());
+    response_started_ = true;
+    header_only_ = header_only_response(msg.result_int());
+    serializer_.emplace(msg);
+    if (header_only_) {
+      auto [ec, n] = co_await bhttp::async_write_header(socket_, *serializer_, use_tuple);
+      co_return ec;
+    }
+  } else if (header_only_) {
+    co_return error_code{};
+  }
+  auto [ec, n] = co_await bhttp::async_write(socket_, *serializer_, use_tuple);
+  if (ec == bhttp::error::need_buffer) ec = {};
+  co_return ec;
+}
+
+awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,
+                                                        std::string_view error_reason,
+                                                        std::string_view content_type) {
+  if (response_started_) co_return error_code(asio::error::already_started);
+  response_started_ = true;
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
+  if (!header_only_response(status) || is_head_) {
+    res.set(bhttp::field::content_type, content_type);
+    res.content_length(body.size());
+  }
+  if (!error_reason.empty()) res.set("x-outrigger-error", error_reason);
+  prepare_response(res.base(), true);
+  if (!header_only_response(status)) res.body() = body;
+  auto [ec, n] = co_await bhttp::async_write(socket_, res, use_tuple);
+  co_return ec;
+}
+
+void Http1Connection::arm_deadline(std::chrono::steady_clock::time_point at, tcp::socket* upstream) {
+  deadline_.arm(at, &socket_, upstream);
+}
+
+void Http1Connection::disarm_deadline() { deadline_.disarm(); }
+
+}  // namespace outrigger::http

@@ -1,0 +1,104 @@
+// The command line: `outrigger run|validate -c FILE`, `outrigger version`.
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "outrigger/config/loader.hpp"
+#include "outrigger/core/version.hpp"
+#include "outrigger/server/server.hpp"
+#include "outrigger/server/snapshot.hpp"
+
+namespace po = boost::program_options;
+using namespace outrigger;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: outrigger run -c FILE       run the proxy\n"
+    "       outrigger validate -c FILE  check a config; exit 2 and list every problem if it is invalid\n"
+    "       outrigger version           print the version\n";
+
+// Loads and fully checks a config (including filters and endpoint names);
+// prints the problems as FILE:LINE:COLUMN: message.
+std::optional<config::Config> load_and_check(const std::string& file) {
+  auto loaded = config::load_file(file);
+  if (!loaded.ok()) {
+    for (const auto& e : loaded.errors) std::cerr << e.to_string() << "\n";
+    return std::nullopt;
+  }
+  observability::Stats stats(1);
+  server::PoolsByCluster pools;
+  auto built = server::build_snapshot(*loaded.config, stats, {}, pools);
+  if (!built.snapshot) {
+    for (const auto& e : built.errors) std::cerr << e << "\n";
+    return std::nullopt;
+  }
+  return std::move(loaded.config);
+}
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("outrigger");
+  logger->set_pattern("[%Y-%m-%dT%H:%M:%S.%e] [%l] %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string command, file;
+  po::options_description options("options");
+  options.add_options()("help,h", "show this help")("config,c", po::value(&file), "config file (YAML)");
+  po::options_description hidden;
+  hidden.add_options()("command", po::value(&command));
+  po::options_description all;
+  all.add(options).add(hidden);
+  po::positional_options_description positional;
+  positional.add("command", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "outrigger: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  if (vm.count("help") || command.empty()) {
+    std::cout << kUsage << options;
+    return command.empty() && !vm.count("help") ? 2 : 0;
+  }
+  if (command == "version") {
+    std::cout << "outrigger " << kVersion << "\n";
+    return 0;
+  }
+  if (command != "run" && command != "validate") {
+    std::cerr << "outrigger: unknown command '" << command << "'\n" << kUsage;
+    return 2;
+  }
+  if (file.empty()) {
+    std::cerr << "outrigger: " << command << " needs -c FILE\n" << kUsage;
+    return 2;
+  }
+  auto config = load_and_check(file);
+  if (!config) return 2;
+  if (command == "validate") {
+    std::cout << file << ": ok\n";
+    return 0;
+  }
+
+  setup_logging(config->log_level);
+  try {
+    server::Server server(std::move(*config));
+    server.start();
+    spdlog::info("outrigger {} ready", kVersion);
+    const int code = server.run();
+    spdlog::info("drained; exiting");
+    spdlog::shutdown();
+    return code;
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return 1;
+  }
+}

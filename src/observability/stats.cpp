@@ -1,0 +1,236 @@
+#include "outrigger/observability/stats.hpp"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <vector>
+
+#include "outrigger/core/version.hpp"
+
+namespace outrigger::observability {
+
+void Histogram::observe(std::chrono::microseconds d) {
+  const auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(0, d.count()));
+  const double s = static_cast<double>(us) / 1e6;
+  std::size_t i = 0;
+  while (i < kBoundsSeconds.size() && s > kBoundsSeconds[i]) ++i;
+  counts_[i].inc();
+  sum_us_.inc(us);
+}
+
+Stats::Stats(unsigned workers) : workers_(workers), start_time_(std::chrono::system_clock::now()) {}
+Stats::~Stats() = default;
+
+RouteStats* Stats::route(std::string_view direction, std::string_view listener, std::string_view route,
+                         std::string_view cluster) {
+  auto key = std::make_tuple(std::string(direction), std::string(listener), std::string(route), std::string(cluster));
+  auto& slot = routes_[key];
+  if (!slot) {
+    slot.reset(new RouteStats{std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key),
+                              PerWorker<RouteSlice>(workers_)});
+  }
+  return slot.get();
+}
+
+ListenerStats* Stats::listener(std::string_view name, std::string_view direction) {
+  auto it = listeners_.find(name);
+  if (it == listeners_.end()) {
+    it = listeners_
+             .emplace(std::string(name), std::unique_ptr<ListenerStats>(new ListenerStats{
+                                             std::string(name), std::string(direction),
+                                             PerWorker<ListenerSlice>(workers_)}))
+             .first;
+  }
+  it->second->direction = std::string(direction);
+  return it->second.get();
+}
+
+ClusterStats* Stats::cluster(std::string_view name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) {
+    it = clusters_
+             .emplace(std::string(name), std::unique_ptr<ClusterStats>(new ClusterStats{
+                                             std::string(name), PerWorker<ClusterSlice>(workers_)}))
+             .first;
+  }
+  return it->second.get();
+}
+
+void Stats::count_reload(bool success) { (success ? reloads_ok_ : reloads_failed_).fetch_add(1); }
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  return MetricFamily{std::move(name), std::move(help), type, {}};
+}
+
+ClientMetric with_labels(std::initializer_list<std::pair<const char*, std::string_view>> labels) {
+  ClientMetric m;
+  for (const auto& [k, v] : labels) m.label.push_back({k, std::string(v)});
+  return m;
+}
+
+template <class Slice, class F>
+auto sum(const PerWorker<Slice>& w, F&& f) {
+  decltype(f(w[0])) total{};
+  for (unsigned i = 0; i < w.size(); ++i) total += f(w[i]);
+  return total;
+}
+
+struct ProcessInfo {
+  double cpu_seconds = 0;
+  double resident_bytes = 0;
+  double open_fds = 0;
+};
+
+ProcessInfo read_process_info() {
+  ProcessInfo p;
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) == 0) {
+    p.cpu_seconds = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                    static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  }
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  if (statm >> pages_total >> pages_resident) {
+    p.resident_bytes = static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  }
+  // Counting /proc/self/fd entries is cheap enough for a scrape.
+  std::error_code ec;
+  std::size_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++fds;
+  p.open_fds = static_cast<double>(fds);
+  return p;
+}
+
+}  // namespace
+
+std::string Stats::scrape() const {
+  std::vector<MetricFamily> out;
+
+  auto requests = family("outrigger_requests_total", "Downstream requests answered, by response status code.",
+                         MetricType::Counter);
+  auto duration = family("outrigger_request_duration_seconds",
+                         "Time from the first byte of a request to the last byte of its response.",
+                         MetricType::Histogram);
+  for (const auto& [key, r] : routes_) {
+    for (int code = RouteSlice::kMinCode; code <= RouteSlice::kMaxCode; ++code) {
+      const auto n = sum(r->workers, [&](const RouteSlice& s) {
+        return s.responses[static_cast<std::size_t>(code - RouteSlice::kMinCode)].value();
+      });
+      if (n == 0) continue;
+      auto m = with_labels({{"direction", r->direction},
+                            {"listener", r->listener},
+                            {"route", r->route},
+                            {"cluster", r->cluster},
+                            {"code", std::to_string(code)}});
+      m.counter.value = static_cast<double>(n);
+      requests.metric.push_back(std::move(m));
+    }
+    auto m = with_labels(
+        {{"direction", r->direction}, {"listener", r->listener}, {"route", r->route}, {"cluster", r->cluster}});
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i <= Histogram::kBoundsSeconds.size(); ++i) {
+      cumulative += sum(r->workers, [&](const RouteSlice& s) { return s.duration.bucket(i); });
+      const double bound = i < Histogram::kBoundsSeconds.size() ? Histogram::kBoundsSeconds[i]
+                                                                 : std::numeric_limits<double>::infinity();
+      m.histogram.bucket.push_back({cumulative, bound});
+    }
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum =
+        static_cast<double>(sum(r->workers, [](const RouteSlice& s) { return s.duration.sum_micros(); })) / 1e6;
+    duration.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(requests));
+  out.push_back(std::move(duration));
+
+  auto dc_active = family("outrigger_downstream_connections_active", "Open client connections.", MetricType::Gauge);
+  auto dc_total =
+      family("outrigger_downstream_connections_total", "Client connections accepted.", MetricType::Counter);
+  auto bad = family("outrigger_downstream_bad_requests_total",
+                    "Requests refused by the codec: malformed (400), too large (431), too slow (408).",
+                    MetricType::Counter);
+  for (const auto& [name, l] : listeners_) {
+    auto m = with_labels({{"direction", l->direction}, {"listener", l->name}});
+    auto a = m, t = m, b = m;
+    a.gauge.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_active.value(); }));
+    t.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_total.value(); }));
+    b.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.bad_requests.value(); }));
+    dc_active.metric.push_back(std::move(a));
+    dc_total.metric.push_back(std::move(t));
+    bad.metric.push_back(std::move(b));
+  }
+  out.push_back(std::move(dc_active));
+  out.push_back(std::move(dc_total));
+  out.push_back(std::move(bad));
+
+  auto uc_active = family("outrigger_upstream_connections_active", "Open connections to upstream endpoints.",
+                          MetricType::Gauge);
+  auto uc_total =
+      family("outrigger_upstream_connections_total", "Connections opened to upstream endpoints.", MetricType::Counter);
+  auto uc_fail = family("outrigger_upstream_connect_failures_total",
+                        "Connection attempts to upstream endpoints that failed or timed out.", MetricType::Counter);
+  auto uc_rq = family("outrigger_upstream_requests_total", "Requests sent to upstream endpoints.", MetricType::Counter);
+  for (const auto& [name, c] : clusters_) {
+    auto m = with_labels({{"cluster", c->name}});
+    auto a = m, t = m, f = m, r = m;
+    a.gauge.value = static_cast<double>(sum(c->workers, [](const ClusterSlice& s) { return s.connections_active.value(); }));
+    t.counter.value = static_cast<double>(sum(c->workers, [](const ClusterSlice& s) { return s.connections_total.value(); }));
+    f.counter.value = static_cast<double>(sum(c->workers, [](const ClusterSlice& s) { return s.connect_failures.value(); }));
+    r.counter.value = static_cast<double>(sum(c->workers, [](const ClusterSlice& s) { return s.requests.value(); }));
+    uc_active.metric.push_back(std::move(a));
+    uc_total.metric.push_back(std::move(t));
+    uc_fail.metric.push_back(std::move(f));
+    uc_rq.metric.push_back(std::move(r));
+  }
+  out.push_back(std::move(uc_active));
+  out.push_back(std::move(uc_total));
+  out.push_back(std::move(uc_fail));
+  out.push_back(std::move(uc_rq));
+
+  auto reloads = family("outrigger_config_reloads_total", "Config reloads, by result.", MetricType::Counter);
+  auto ok = with_labels({{"result", "success"}});
+  ok.counter.value = static_cast<double>(reloads_ok_.load());
+  auto failed = with_labels({{"result", "failure"}});
+  failed.counter.value = static_cast<double>(reloads_failed_.load());
+  reloads.metric.push_back(std::move(ok));
+  reloads.metric.push_back(std::move(failed));
+  out.push_back(std::move(reloads));
+
+  auto build = family("outrigger_build_info", "Always 1; the labels name the build.", MetricType::Gauge);
+  auto b = with_labels({{"version", kVersion}});
+  b.gauge.value = 1;
+  build.metric.push_back(std::move(b));
+  out.push_back(std::move(build));
+
+  const auto p = read_process_info();
+  auto gauge = [&](const char* name, const char* help, double v, MetricType t = MetricType::Gauge) {
+    auto f = family(name, help, t);
+    ClientMetric m;
+    (t == MetricType::Counter ? m.counter.value : m.gauge.value) = v;
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  };
+  gauge("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", p.cpu_seconds,
+        MetricType::Counter);
+  gauge("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes);
+  gauge("process_open_fds", "Open file descriptors.", p.open_fds);
+  gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.",
+        static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(start_time_.time_since_epoch()).count()));
+
+  return prometheus::TextSerializer().Serialize(out);
+}
+
+}  // namespace outrigger::observability

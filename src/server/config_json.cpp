@@ -1,0 +1,101 @@
+// config::Config as JSON, for /config_dump. Durations are written as
+// milliseconds ("15000ms") so the dump can be read back as config.
+#include <boost/json.hpp>
+
+#include "outrigger/server/admin.hpp"
+
+namespace outrigger::server {
+
+namespace json = boost::json;
+
+namespace {
+
+json::string duration(config::Duration d) { return json::string(std::to_string(d.count()) + "ms"); }
+
+json::object headers(const std::vector<config::HeaderValue>& hs) {
+  json::object o;
+  for (const auto& h : hs) o[h.name] = h.value;
+  return o;
+}
+
+json::object route_json(const config::Route& r) {
+  json::object match;
+  const auto& m = r.match;
+  if (m.prefix) match["prefix"] = *m.prefix;
+  if (m.path) match["path"] = *m.path;
+  if (m.regex) match["regex"] = *m.regex;
+  if (!m.hosts.empty()) match["hosts"] = json::value_from(m.hosts);
+  if (!m.methods.empty()) match["methods"] = json::value_from(m.methods);
+  if (!m.headers.empty()) {
+    json::array hs;
+    for (const auto& h : m.headers) {
+      json::object o{{"name", h.name}};
+      if (h.exact) o["exact"] = *h.exact;
+      if (h.prefix) o["prefix"] = *h.prefix;
+      if (h.regex) o["regex"] = *h.regex;
+      if (h.invert) o["invert"] = true;
+      hs.push_back(std::move(o));
+    }
+    match["headers"] = std::move(hs);
+  }
+  json::object o{{"name", r.name}, {"match", std::move(match)}, {"timeout", duration(r.timeout)}};
+  if (!r.cluster.empty()) o["cluster"] = r.cluster;
+  if (r.direct_response) {
+    o["direct_response"] = json::object{{"status", r.direct_response->status},
+                                        {"body", r.direct_response->body},
+                                        {"headers", headers(r.direct_response->headers)}};
+  }
+  if (!r.request_headers_to_add.empty()) o["request_headers_to_add"] = headers(r.request_headers_to_add);
+  if (!r.request_headers_to_remove.empty()) o["request_headers_to_remove"] = json::value_from(r.request_headers_to_remove);
+  return o;
+}
+
+}  // namespace
+
+std::string config_to_json(const config::Config& c) {
+  json::array listeners;
+  for (const auto& l : c.listeners) {
+    json::array routes, filters;
+    for (const auto& r : l.routes) routes.push_back(route_json(r));
+    for (const auto& f : l.filters) filters.push_back(json::object{{"type", f.type}});
+    listeners.push_back(json::object{
+        {"name", l.name},
+        {"address", l.address.to_string()},
+        {"direction", l.direction == config::Direction::inbound ? "inbound" : "outbound"},
+        {"max_request_line_bytes", l.max_request_line_bytes},
+        {"max_request_headers_bytes", l.max_request_headers_bytes},
+        {"request_headers_timeout", duration(l.request_headers_timeout)},
+        {"idle_timeout", duration(l.idle_timeout)},
+        {"filters", std::move(filters)},
+        {"routes", std::move(routes)}});
+  }
+  json::array clusters;
+  for (const auto& cl : c.clusters) {
+    json::array eps;
+    for (const auto& e : cl.endpoints) eps.push_back(json::string(e.to_string()));
+    clusters.push_back(json::object{
+        {"name", cl.name},
+        {"endpoints", std::move(eps)},
+        {"connect_timeout", duration(cl.connect_timeout)},
+        {"connection_pool", json::object{{"max_idle_per_endpoint", cl.connection_pool.max_idle_per_endpoint},
+                                         {"idle_timeout", duration(cl.connection_pool.idle_timeout)},
+                                         {"max_requests_per_connection",
+                                          cl.connection_pool.max_requests_per_connection}}}});
+  }
+  json::object access_log{{"enabled", c.access_log.enabled},
+                          {"path", c.access_log.path},
+                          {"format", c.access_log.format == config::AccessLogFormat::json ? "json" : "text"}};
+  if (c.access_log.format == config::AccessLogFormat::text) access_log["text_format"] = c.access_log.text_format;
+  json::object root{
+      {"file", c.file},
+      {"admin", json::object{{"enabled", c.admin.enabled}, {"address", c.admin.address.to_string()}}},
+      {"workers", c.workers},
+      {"log_level", c.log_level},
+      {"drain_timeout", duration(c.drain_timeout)},
+      {"access_log", std::move(access_log)},
+      {"listeners", std::move(listeners)},
+      {"clusters", std::move(clusters)}};
+  return json::serialize(root);
+}
+
+}  // namespace outrigger::server

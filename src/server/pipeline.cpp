@@ -1,0 +1,84 @@
+#include "outrigger/server/pipeline.hpp"
+
+#include <boost/beast/http/field.hpp>
+
+namespace outrigger::server {
+
+namespace bhttp = boost::beast::http;
+
+Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener,
+                   router::WorkerContext& worker)
+    : snapshot_(std::move(snapshot)),
+      listener_(listener),
+      worker_(worker),
+      listener_stats_(listener.stats->workers[worker.index]) {
+  for (const auto& f : listener_.filters) filters_.push_back(&f->filter_for_request());
+}
+
+http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
+  const auto* route = listener_.routes.match(ex.request);
+  if (!route) {
+    co_await router::reply_error(ex, http::ProxyError::no_route);
+    co_return;
+  }
+  ex.route_name = route->config->name;
+  ex.route_stats = route->stats;
+
+  for (auto* f : filters_) {
+    if (auto reply = f->on_request(ex)) {
+      ex.error_reason = reply->reason;
+      const auto ec = co_await ex.downstream.send_local_reply(reply->status, reply->body, reply->reason, "text/plain");
+      ex.status = ec ? 0 : reply->status;
+      co_return;
+    }
+  }
+
+  if (const auto& direct = route->config->direct_response) {
+    std::string_view content_type = "text/plain";
+    for (const auto& h : direct->headers)
+      if (boost::beast::iequals(h.name, "content-type")) content_type = h.value;
+    const auto ec = co_await ex.downstream.send_local_reply(direct->status, direct->body, "", content_type);
+    ex.status = ec ? 0 : direct->status;
+    ex.bytes_sent = ec ? 0 : direct->body.size();
+    co_return;
+  }
+
+  co_await router::forward(ex, *route, filters_, worker_);
+}
+
+void Pipeline::complete(http::Exchange& ex) {
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start);
+  if (ex.route_stats) {
+    ex.route_stats->workers[worker_.index].record(ex.status, elapsed);
+  } else {
+    if (ex.error == http::ProxyError::none && ex.status >= 400) listener_stats_.bad_requests.inc();
+    listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed);
+  }
+
+  if (auto* log = snapshot_->access_log.get()) {
+    const auto& req = ex.request;
+    observability::AccessLogEntry e;
+    e.start_time = ex.start_wall;
+    e.duration = elapsed;
+    e.method = req.method_string();
+    e.path = req.target();
+    e.protocol = req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    e.response_code = ex.status;
+    e.error = ex.error_reason;
+    e.bytes_received = ex.bytes_received;
+    e.bytes_sent = ex.bytes_sent;
+    e.forwarded_for = req["x-forwarded-for"];
+    e.user_agent = req[bhttp::field::user_agent];
+    e.request_id = req["x-request-id"];
+    e.authority = req[bhttp::field::host];
+    e.upstream_host = ex.upstream_host;
+    e.route = ex.route_name;
+    e.cluster = ex.cluster_name;
+    e.listener = listener_.config->name;
+    e.downstream_address = ex.downstream_ip;
+    log->write(e);
+  }
+}
+
+}  // namespace outrigger::server

@@ -1,0 +1,240 @@
+#include "outrigger/server/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <future>
+#include <map>
+
+#include "outrigger/config/loader.hpp"
+#include "outrigger/server/admin.hpp"
+#include "outrigger/server/snapshot.hpp"
+#include "outrigger/server/worker.hpp"
+
+namespace outrigger::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+struct Server::Impl {
+  Impl(config::Config c, ServerOptions o)
+      : initial(std::move(c)), options(o), stats(std::max(1u, initial.workers)), signals(io) {}
+
+  config::Config initial;
+  ServerOptions options;
+  observability::Stats stats;  // before the workers: they point into it
+  asio::io_context io{1};
+  asio::signal_set signals;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<AdminServer> admin;
+  PoolsByCluster pools;
+  std::shared_ptr<const Snapshot> current;
+  std::map<std::string, std::uint16_t, std::less<>> ports;
+  bool started = false;
+  bool draining = false;
+  bool stopped = false;
+
+  std::vector<asio::any_io_executor> executors() {
+    std::vector<asio::any_io_executor> out;
+    for (auto& w : workers) out.push_back(w->executor());
+    return out;
+  }
+
+  void wait_signal();
+  std::vector<std::string> do_reload(config::Config next);
+  void do_drain();
+  void finish_drain(std::chrono::steady_clock::time_point deadline);
+};
+
+namespace {
+
+tcp::endpoint endpoint_of(const core::Address& a) {
+  return tcp::endpoint(asio::ip::make_address(a.host), a.port);
+}
+
+// What a reload cannot change without a restart.
+std::vector<std::string> restart_only_changes(const config::Config& from, const config::Config& to) {
+  std::vector<std::string> why;
+  auto problem = [&](const std::string& what) {
+    why.push_back(config::Diagnostic{to.file, {}, what + " changed; this needs a restart (reload rejected)"}.to_string());
+  };
+  if (from.workers != to.workers) problem("workers");
+  if (from.admin.enabled != to.admin.enabled || from.admin.address != to.admin.address) problem("admin");
+  bool same = from.listeners.size() == to.listeners.size();
+  for (std::size_t i = 0; same && i < from.listeners.size(); ++i) {
+    same = from.listeners[i].name == to.listeners[i].name && from.listeners[i].address == to.listeners[i].address;
+  }
+  if (!same) problem("the set of listeners (names or addresses)");
+  return why;
+}
+
+}  // namespace
+
+Server::Server(config::Config config, ServerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(config), options)) {}
+
+Server::~Server() {
+  for (auto& w : impl_->workers) w->stop();
+}
+
+void Server::start() {
+  auto& s = *impl_;
+  const unsigned n = std::max(1u, s.initial.workers);
+  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i));
+
+  auto built = build_snapshot(s.initial, s.stats, s.executors(), s.pools);
+  if (!built.snapshot) {
+    std::string all;
+    for (const auto& e : built.errors) all += e + "\n";
+    throw std::runtime_error(all);
+  }
+  s.current = built.snapshot;
+
+  // The first worker's bind picks the port when the config asks for port 0;
+  // the others share it through SO_REUSEPORT.
+  for (const auto& l : s.current->config.listeners) {
+    auto ep = endpoint_of(l.address);
+    for (auto& w : s.workers) {
+      try {
+        ep.port(w->bind(l.name, ep));
+      } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.to_string() + ": " +
+                                 e.code().message());
+      }
+    }
+    s.ports[l.name] = ep.port();
+    spdlog::info("listener {} ({}) on {}", l.name, l.direction == config::Direction::inbound ? "inbound" : "outbound",
+                 tcp::endpoint(ep.address(), ep.port()).address().to_string() + ":" + std::to_string(ep.port()));
+  }
+  if (s.current->config.admin.enabled) {
+    const auto& a = s.current->config.admin.address;
+    try {
+      s.admin = std::make_unique<AdminServer>(
+          s.io, endpoint_of(a), s.stats,
+          AdminServer::Hooks{[&s] { return s.started && !s.draining; }, [&s] { return s.current; }});
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
+    }
+    s.admin->start();
+    spdlog::info("admin on {}:{}", a.host, s.admin->port());
+  }
+  for (auto& w : s.workers) w->start(s.current);
+  if (s.options.handle_signals) {
+    s.signals.add(SIGTERM);
+    s.signals.add(SIGINT);
+    s.signals.add(SIGHUP);
+    s.wait_signal();
+  }
+  s.started = true;
+}
+
+void Server::Impl::wait_signal() {
+  signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP: reloading {}", initial.file);
+      auto loaded = config::load_file(initial.file);
+      if (!loaded.ok()) {
+        stats.count_reload(false);
+        for (const auto& e : loaded.errors) spdlog::error("reload rejected: {}", e.to_string());
+      } else {
+        do_reload(std::move(*loaded.config));
+      }
+      wait_signal();
+      return;
+    }
+    spdlog::info("signal {}: draining", sig);
+    do_drain();
+  });
+}
+
+std::vector<std::string> Server::Impl::do_reload(config::Config next) {
+  if (next.workers == 0) next.workers = current->config.workers;
+  auto errors = restart_only_changes(current->config, next);
+  if (errors.empty()) {
+    auto built = build_snapshot(std::move(next), stats, executors(), pools);
+    errors = std::move(built.errors);
+    if (built.snapshot) {
+      current = built.snapshot;
+      for (auto& w : workers) w->publish(current);
+      stats.count_reload(true);
+      spdlog::info("config reloaded");
+      return {};
+    }
+  }
+  stats.count_reload(false);
+  for (const auto& e : errors) spdlog::error("reload rejected: {}", e);
+  return errors;
+}
+
+void Server::Impl::do_drain() {
+  if (draining) return;
+  draining = true;
+  signals.cancel();
+  for (auto& w : workers) w->drain();
+  finish_drain(std::chrono::steady_clock::now() + current->config.drain_timeout);
+}
+
+void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) {
+  std::size_t open = 0;
+  for (auto& w : workers) open += w->open_connections();
+  if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+    if (open) spdlog::warn("drain timeout: closing {} connections", open);
+    for (auto& w : workers) w->stop();
+    if (admin) admin->stop();
+    stopped = true;
+    io.stop();
+    return;
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));
+  timer->async_wait([this, timer, deadline](const boost::system::error_code&) { finish_drain(deadline); });
+}
+
+int Server::run() {
+  auto guard = asio::make_work_guard(impl_->io);
+  impl_->io.run();
+  return 0;
+}
+
+namespace {
+// Runs f on the main thread and waits for its result.
+template <class F>
+auto on_main(asio::io_context& io, F&& f) -> decltype(f()) {
+  if (io.get_executor().running_in_this_thread()) return f();
+  std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+  auto result = task.get_future();
+  asio::post(io, [&task] { task(); });
+  return result.get();
+}
+}  // namespace
+
+std::vector<std::string> Server::reload(config::Config next) {
+  return on_main(impl_->io, [&] { return impl_->do_reload(std::move(next)); });
+}
+
+std::vector<std::string> Server::reload_from_file() {
+  auto loaded = config::load_file(impl_->initial.file);
+  if (!loaded.ok()) {
+    impl_->stats.count_reload(false);
+    std::vector<std::string> out;
+    for (const auto& e : loaded.errors) out.push_back(e.to_string());
+    return out;
+  }
+  return reload(std::move(*loaded.config));
+}
+
+void Server::drain() {
+  asio::post(impl_->io, [this] { impl_->do_drain(); });
+}
+
+std::uint16_t Server::listener_port(std::string_view name) const {
+  auto it = impl_->ports.find(name);
+  return it == impl_->ports.end() ? 0 : it->second;
+}
+
+std::uint16_t Server::admin_port() const { return impl_->admin ? impl_->admin->port() : 0; }
+
+}  // namespace outrigger::server

@@ -1,0 +1,153 @@
+#include "outrigger/server/snapshot.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <fmt/format.h>
+
+#include "outrigger/config/loader.hpp"
+#include "outrigger/upstream/connection_pool.hpp"
+
+namespace outrigger::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+const ListenerRuntime* Snapshot::listener(std::string_view name) const {
+  for (const auto& l : listeners)
+    if (l->config->name == name) return l.get();
+  return nullptr;
+}
+
+namespace {
+
+struct Errors {
+  const std::string& file;
+  std::vector<std::string>& out;
+  void add(const config::Mark& m, std::string message) {
+    out.push_back(config::Diagnostic{file, m, std::move(message)}.to_string());
+  }
+};
+
+// Host names are resolved once, when the config loads.
+std::optional<tcp::endpoint> resolve(const core::Address& a, std::string& why) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(a.host, ec);
+  if (!ec) return tcp::endpoint(ip, a.port);
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  const auto results = resolver.resolve(a.host, std::to_string(a.port), ec);
+  if (ec || results.empty()) {
+    why = ec ? ec.message() : "no addresses";
+    return std::nullopt;
+  }
+  return results.begin()->endpoint();
+}
+
+std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Cluster& c,
+                                                               const std::vector<upstream::Endpoint>& endpoints,
+                                                               observability::ClusterStats& stats,
+                                                               const std::vector<asio::any_io_executor>& workers,
+                                                               PoolsByCluster& previous) {
+  std::vector<std::shared_ptr<upstream::ClusterPools>> pools;
+  auto old = previous.find(c.name);
+  const bool reuse = old != previous.end() && old->second.size() == workers.size() &&
+                     std::all_of(old->second.begin(), old->second.end(),
+                                 [&](const auto& p) { return p->serves(c, endpoints); });
+  for (unsigned w = 0; w < workers.size(); ++w) {
+    pools.push_back(reuse ? old->second[w]
+                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w]));
+  }
+  return pools;
+}
+
+}  // namespace
+
+BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
+                           const std::vector<asio::any_io_executor>& workers, PoolsByCluster& pools) {
+  BuildResult result;
+  Errors errors{cfg.file, result.errors};
+  auto snap = std::make_shared<Snapshot>();
+  snap->config = std::move(cfg);
+  const auto& config = snap->config;
+
+  PoolsByCluster next_pools;
+  std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;
+  for (const auto& c : config.clusters) {
+    std::vector<upstream::Endpoint> endpoints;
+    for (const auto& a : c.endpoints) {
+      std::string why;
+      if (auto ep = resolve(a, why)) {
+        endpoints.push_back({a.to_string(), *ep});
+      } else {
+        errors.add(c.mark, fmt::format("clusters.{}: cannot resolve endpoint '{}': {}", c.name, a.to_string(), why));
+      }
+    }
+    if (endpoints.size() != c.endpoints.size()) continue;
+    auto* cstats = stats.cluster(c.name);
+    std::vector<std::shared_ptr<upstream::ClusterPools>> worker_pools;
+    if (!workers.empty()) {
+      worker_pools = pools_for(c, endpoints, *cstats, workers, pools);
+      next_pools[c.name] = worker_pools;
+    }
+    auto cluster = std::make_shared<const upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools));
+    snap->clusters.push_back(cluster);
+    clusters[c.name] = cluster;
+  }
+
+  for (const auto& l : config.listeners) {
+    auto rt = std::make_unique<ListenerRuntime>();
+    rt->config = &l;
+    rt->direction = l.direction == config::Direction::inbound ? "inbound" : "outbound";
+    rt->stats = stats.listener(l.name, rt->direction);
+    rt->no_route_stats = stats.route(rt->direction, l.name, "", "");
+    rt->settings = {l.max_request_line_bytes, l.max_request_headers_bytes, l.request_headers_timeout, l.idle_timeout};
+    for (const auto& spec : l.filters) {
+      std::vector<http::FilterError> ferrors;
+      auto f = http::make_filter_factory(spec, ferrors);
+      for (auto& e : ferrors) errors.add(e.mark, fmt::format("listeners.{}.filters: {}", l.name, e.message));
+      if (f) rt->filters.push_back(std::move(f));
+    }
+    std::vector<router::CompiledRoute> routes;
+    for (const auto& r : l.routes) {
+      router::CompiledRoute cr;
+      cr.config = &r;
+      if (!r.cluster.empty()) {
+        auto it = clusters.find(r.cluster);
+        if (it == clusters.end()) continue;  // the loader reported it, or resolution failed above
+        cr.cluster = it->second;
+      }
+      cr.stats = stats.route(rt->direction, l.name, r.name, r.cluster);
+      try {
+        if (r.match.regex) cr.path_regex.emplace(*r.match.regex, std::regex::ECMAScript | std::regex::optimize);
+        for (const auto& h : r.match.headers)
+          cr.header_regexes.push_back(h.regex ? std::optional<std::regex>(std::regex(*h.regex)) : std::nullopt);
+      } catch (const std::regex_error& e) {
+        errors.add(r.mark, fmt::format("route {}: invalid regex: {}", r.name, e.what()));
+        continue;
+      }
+      routes.push_back(std::move(cr));
+    }
+    rt->routes = router::RouteTable(std::move(routes));
+    snap->listeners.push_back(std::move(rt));
+  }
+
+  if (config.access_log.enabled) {
+    try {
+      if (!workers.empty()) {
+        snap->access_log = observability::AccessLog::create(config.access_log);
+      } else if (auto why = observability::AccessLog::validate_format(config.access_log.text_format);
+                 config.access_log.format == config::AccessLogFormat::text && !why.empty()) {
+        errors.add({}, "access_log.text_format: " + why);
+      }
+    } catch (const std::exception& e) {
+      errors.add({}, std::string("access_log: ") + e.what());
+    }
+  }
+
+  if (!result.errors.empty()) return result;
+  if (!workers.empty()) pools = std::move(next_pools);
+  result.snapshot = std::move(snap);
+  return result;
+}
+
+}  // namespace outrigger::server

@@ -1,0 +1,151 @@
+#include "outrigger/server/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstring>
+#include <random>
+
+#include "outrigger/upstream/connection_pool.hpp"
+
+namespace outrigger::server {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// A listener as one worker runs it: the accepting socket and the pipeline of
+// the current snapshot.
+class Worker::Slot final : public http::ConnectionHost {
+ public:
+  Slot(Worker& worker, std::string name) : worker_(worker), name_(std::move(name)), acceptor_(worker.io_) {}
+
+  const std::string& name() const { return name_; }
+  tcp::acceptor& acceptor() { return acceptor_; }
+
+  void set_pipeline(std::shared_ptr<Pipeline> p, observability::ListenerSlice* stats) {
+    pipeline_ = std::move(p);
+    stats_ = stats;
+  }
+
+  std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
+  bool draining() const override { return worker_.draining_; }
+  http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
+  void connection_closed() override {
+    stats_->connections_active.add(-1);
+    worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      if (ec) {
+        // Out of descriptors or similar: back off instead of spinning.
+        spdlog::warn("listener {}: accept failed: {}", name_, ec.message());
+        asio::steady_timer t(worker_.io_, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_tuple);
+        continue;
+      }
+      worker_.open_connections_.fetch_add(1, std::memory_order_relaxed);
+      stats_->connections_active.add(1);
+      stats_->connections_total.inc();
+      auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this);
+      worker_.connections_.push_back(*c);
+      asio::co_spawn(worker_.io_, serve(std::move(c)), asio::detached);
+    }
+  }
+
+ private:
+  static asio::awaitable<void> serve(std::unique_ptr<http::Http1Connection> c) { co_await c->serve(); }
+
+  Worker& worker_;
+  std::string name_;
+  tcp::acceptor acceptor_;
+  std::shared_ptr<Pipeline> pipeline_;
+  observability::ListenerSlice* stats_ = nullptr;
+};
+
+Worker::Worker(unsigned index) : index_(index) {
+  context_.index = index;
+  context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
+}
+
+Worker::~Worker() {
+  stop();
+  io_.destroy_handlers();
+}
+
+std::uint16_t Worker::bind(const std::string& listener, const tcp::endpoint& endpoint) {
+  auto slot = std::make_unique<Slot>(*this, listener);
+  auto& a = slot->acceptor();
+  a.open(endpoint.protocol());
+  a.set_option(tcp::acceptor::reuse_address(true));
+  int one = 1;
+  if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    throw std::runtime_error("SO_REUSEPORT: " + std::string(std::strerror(errno)));
+  a.bind(endpoint);
+  a.listen(asio::socket_base::max_listen_connections);
+  const auto port = a.local_endpoint().port();
+  slots_.push_back(std::move(slot));
+  return port;
+}
+
+void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
+  snapshot_ = std::move(snapshot);
+  for (auto& slot : slots_) {
+    const auto* l = snapshot_->listener(slot->name());
+    if (!l) continue;  // reloads keep the listener set; see Server::reload
+    slot->set_pipeline(std::make_shared<Pipeline>(snapshot_, *l, context_), &l->stats->workers[index_]);
+  }
+}
+
+void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
+  apply(std::move(snapshot));
+  for (auto& slot : slots_) asio::co_spawn(io_, slot->accept_loop(), asio::detached);
+  asio::co_spawn(io_, sweep_pools(), asio::detached);
+  thread_ = std::thread([this] {
+    auto guard = asio::make_work_guard(io_);
+    io_.run();
+  });
+}
+
+void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
+  asio::post(io_, [this, s = std::move(snapshot)]() mutable { apply(std::move(s)); });
+}
+
+void Worker::drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    boost::system::error_code ec;
+    for (auto& slot : slots_) slot->acceptor().close(ec);
+    for (auto& c : connections_) c.close_if_idle();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  io_.stop();
+  thread_.join();
+  // Coroutines still suspended are destroyed with the io_context; connections
+  // unlink themselves from connections_ as they go.
+}
+
+asio::awaitable<void> Worker::sweep_pools() {
+  asio::steady_timer timer(io_);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& c : snapshot_->clusters) c->pools(index_).sweep(now);
+  }
+}
+
+}  // namespace outrigger::server

@@ -1,0 +1,103 @@
+#include "outrigger/upstream/connection_pool.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace outrigger::upstream {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+UpstreamConnection::UpstreamConnection(const asio::any_io_executor& ex, observability::ClusterSlice& stats)
+    : socket(ex), stats_(stats) {}
+
+UpstreamConnection::~UpstreamConnection() {
+  if (counted_) stats_.connections_active.add(-1);
+}
+
+EndpointPool::EndpointPool(asio::any_io_executor ex, tcp::endpoint address, const config::ConnectionPool& limits,
+                           observability::ClusterSlice& stats)
+    : ex_(std::move(ex)), address_(address), limits_(limits), stats_(stats) {}
+
+EndpointPool::~EndpointPool() = default;
+
+namespace {
+// True when the peer closed the idle connection or sent something unasked.
+bool looks_dead(tcp::socket& s) {
+  char c;
+  const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+}  // namespace
+
+std::unique_ptr<UpstreamConnection> EndpointPool::take_idle() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!idle_.empty()) {
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    if (now - c->idle_since >= limits_.idle_timeout || looks_dead(c->socket)) continue;
+    c->reused = true;
+    return c;
+  }
+  return nullptr;
+}
+
+asio::awaitable<ConnectResult> EndpointPool::connect(std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+  auto c = std::make_unique<UpstreamConnection>(ex_, stats_);
+  asio::steady_timer timer(ex_, timeout);
+  auto result = co_await (c->socket.async_connect(address_, use_tuple) || timer.async_wait(use_tuple));
+  boost::system::error_code ec =
+      result.index() == 0 ? std::get<0>(std::get<0>(result)) : make_error_code(asio::error::timed_out);
+  if (ec) {
+    stats_.connect_failures.inc();
+    co_return ConnectResult{ec, nullptr};
+  }
+  c->socket.set_option(tcp::no_delay(true), ec);
+  c->counted_ = true;
+  stats_.connections_active.add(1);
+  stats_.connections_total.inc();
+  co_return ConnectResult{{}, std::move(c)};
+}
+
+void EndpointPool::give_back(std::unique_ptr<UpstreamConnection> c) {
+  if (idle_.size() >= limits_.max_idle_per_endpoint) return;
+  if (limits_.max_requests_per_connection && c->requests >= limits_.max_requests_per_connection) return;
+  if (c->buffer.size() > 0) return;  // unread bytes: not a clean message boundary
+  c->buffer.shrink_to_fit();
+  c->idle_since = std::chrono::steady_clock::now();
+  idle_.push_back(std::move(c));
+}
+
+void EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
+  std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= limits_.idle_timeout; });
+}
+
+ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluster& config,
+                           const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats)
+    : limits_(config.connection_pool) {
+  for (const auto& e : endpoints) {
+    addresses_.push_back(e.address);
+    endpoints_.push_back(std::make_unique<EndpointPool>(ex, e.address, limits_, stats));
+  }
+}
+
+void ClusterPools::sweep(std::chrono::steady_clock::time_point now) {
+  for (auto& e : endpoints_) e->sweep(now);
+}
+
+bool ClusterPools::serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const {
+  if (endpoints.size() != addresses_.size()) return false;
+  for (std::size_t i = 0; i < endpoints.size(); ++i)
+    if (endpoints[i].address != addresses_[i]) return false;
+  const auto& p = config.connection_pool;
+  return p.max_idle_per_endpoint == limits_.max_idle_per_endpoint && p.idle_timeout == limits_.idle_timeout &&
+         p.max_requests_per_connection == limits_.max_requests_per_connection;
+}
+
+}  // namespace outrigger::upstream

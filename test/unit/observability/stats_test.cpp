@@ -1,0 +1,60 @@
+#include "outrigger/observability/stats.hpp"
+
+#include <gtest/gtest.h>
+
+namespace outrigger::observability {
+namespace {
+
+TEST(Stats, SameLabelsGiveTheSameSeriesAcrossReloads) {
+  Stats stats(2);
+  auto* a = stats.route("inbound", "ingress", "root", "app");
+  auto* b = stats.route("inbound", "ingress", "root", "app");
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, stats.route("inbound", "ingress", "other", "app"));
+}
+
+TEST(Stats, SumsWorkerSlicesWhenScraped) {
+  Stats stats(2);
+  auto* r = stats.route("inbound", "ingress", "root", "app");
+  r->workers[0].record(200, std::chrono::microseconds(300));
+  r->workers[1].record(200, std::chrono::microseconds(2000));
+  r->workers[1].record(503, std::chrono::microseconds(20'000'000));
+  const auto text = stats.scrape();
+  EXPECT_NE(text.find("outrigger_requests_total{direction=\"inbound\",listener=\"ingress\",route=\"root\","
+                      "cluster=\"app\",code=\"200\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("code=\"503\""), std::string::npos);
+  EXPECT_NE(text.find("outrigger_request_duration_seconds_bucket{direction=\"inbound\",listener=\"ingress\","
+                      "route=\"root\",cluster=\"app\",le=\"0.0005\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("le=\"+Inf\"} 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("outrigger_request_duration_seconds_count"), std::string::npos);
+}
+
+TEST(Stats, ExposesReloadsBuildInfoAndProcessMetrics) {
+  Stats stats(1);
+  stats.count_reload(true);
+  stats.count_reload(false);
+  stats.count_reload(false);
+  const auto text = stats.scrape();
+  EXPECT_NE(text.find("outrigger_config_reloads_total{result=\"success\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("outrigger_config_reloads_total{result=\"failure\"} 2"), std::string::npos);
+  EXPECT_NE(text.find("outrigger_build_info{version="), std::string::npos);
+  EXPECT_NE(text.find("process_resident_memory_bytes"), std::string::npos);
+}
+
+TEST(Histogram, PutsObservationsInTheFirstBucketThatHoldsThem) {
+  Histogram h;
+  h.observe(std::chrono::microseconds(500));     // exactly 0.5 ms: le="0.0005"
+  h.observe(std::chrono::microseconds(501));     // le="0.001"
+  h.observe(std::chrono::seconds(11));           // +Inf
+  EXPECT_EQ(h.bucket(0), 1u);
+  EXPECT_EQ(h.bucket(1), 1u);
+  EXPECT_EQ(h.bucket(Histogram::kBoundsSeconds.size()), 1u);
+  EXPECT_EQ(h.sum_micros(), 500u + 501u + 11'000'000u);
+}
+
+}  // namespace
+}  // namespace outrigger::observability

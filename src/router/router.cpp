@@ -142,7 +142,10 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
         c.buffer.consume(n);
         got = buf->size() - res.body().size;
         if (ec == bhttp::error::need_buffer) ec = {};
-        if (ec && ec != bhttp::error::need_more) break;
+        if (ec && ec != bhttp::error::need_more) {
+          ex.error = ProxyError::upstream_protocol;  // a broken body: the client sees a truncated response
+          co_return Outcome::aborted;
+        }
         if (got > 0) break;
         if (!ec && n > 0 && c.buffer.size() > 0) continue;
       }

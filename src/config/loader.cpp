@@ -1,0 +1,304 @@
+#include "outrigger/config/loader.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "yaml_reader.hpp"
+
+namespace outrigger::config {
+
+namespace {
+
+bool is_token(std::string_view s) {
+  static constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    specials.find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+void check_regex(YamlReader& r, const YAML::Node& at, const std::string& path, const std::string& re) {
+  try {
+    std::regex compiled(re, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    r.error(at, path, "invalid regex '" + re + "': " + e.what());
+  }
+}
+
+// Each section of the file has a reader function; they share the reader and
+// fill the typed structs.
+class Loader {
+ public:
+  Loader(const std::string& file, std::vector<Diagnostic>& errors) : r_(file, errors) {}
+
+  void load(const YAML::Node& root, Config& c) {
+    if (root.IsNull()) return;  // an empty file is a config with no listeners
+    if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
+                               "drain_timeout"}))
+      return;
+    if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
+    if (auto w = r_.integer(root, "workers", "", 1, 256)) c.workers = static_cast<unsigned>(*w);
+    if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      c.log_level = *l;
+    if (auto d = r_.duration(root, "drain_timeout", "")) c.drain_timeout = *d;
+    if (auto n = YamlReader::child(root, "access_log")) access_log(*n, c.access_log);
+    if (auto n = YamlReader::child(root, "clusters"); n && r_.sequence(*n, "clusters")) {
+      for (std::size_t i = 0; i < n->size(); ++i) cluster((*n)[i], YamlReader::index("clusters", i), c);
+    }
+    if (auto n = YamlReader::child(root, "listeners"); n && r_.sequence(*n, "listeners")) {
+      for (std::size_t i = 0; i < n->size(); ++i) listener((*n)[i], YamlReader::index("listeners", i), c);
+    }
+    cross_check(root, c);
+  }
+
+ private:
+  void admin(const YAML::Node& n, Admin& a) {
+    if (!r_.mapping(n, "admin", {"address", "enabled"})) return;
+    if (auto e = r_.boolean(n, "enabled", "admin")) a.enabled = *e;
+    if (auto addr = r_.address(n, "address", "admin", true, false)) a.address = *addr;
+  }
+
+  void access_log(const YAML::Node& n, AccessLog& a) {
+    if (!r_.mapping(n, "access_log", {"enabled", "path", "format", "text_format"})) return;
+    a.enabled = true;
+    if (auto e = r_.boolean(n, "enabled", "access_log")) a.enabled = *e;
+    if (auto p = r_.string(n, "path", "access_log")) {
+      if (p->empty()) r_.error(n["path"], "access_log.path", "must not be empty");
+      a.path = *p;
+    }
+    if (auto f = r_.choice(n, "format", "access_log", {"json", "text"}))
+      a.format = *f == "json" ? AccessLogFormat::json : AccessLogFormat::text;
+    if (auto t = r_.string(n, "text_format", "access_log")) a.text_format = *t;
+  }
+
+  void cluster(const YAML::Node& n, const std::string& path, Config& c) {
+    if (!r_.mapping(n, path, {"name", "endpoints", "connect_timeout", "connection_pool"})) return;
+    Cluster cl;
+    cl.mark = YamlReader::mark_of(n);
+    if (auto name = r_.string(n, "name", path, true)) cl.name = *name;
+    if (auto eps = YamlReader::child(n, "endpoints"); !eps) {
+      r_.error(n, path, "missing required key 'endpoints'");
+    } else if (r_.sequence(*eps, path + ".endpoints")) {
+      if (eps->size() == 0) r_.error(*eps, path + ".endpoints", "needs at least one endpoint");
+      for (std::size_t i = 0; i < eps->size(); ++i) {
+        const auto ep = (*eps)[i];
+        const auto ep_path = YamlReader::index(path + ".endpoints", i);
+        if (!ep.IsScalar()) {
+          r_.error(ep, ep_path, "expected host:port");
+          continue;
+        }
+        std::string why;
+        if (auto a = core::parse_address(ep.Scalar(), false, &why)) {
+          cl.endpoints.push_back(*a);
+        } else {
+          r_.error(ep, ep_path, "invalid address '" + ep.Scalar() + "': " + why);
+        }
+      }
+    }
+    if (auto d = r_.duration(n, "connect_timeout", path)) {
+      if (d->count() == 0) r_.error(n["connect_timeout"], path + ".connect_timeout", "must be greater than 0");
+      cl.connect_timeout = *d;
+    }
+    if (auto p = YamlReader::child(n, "connection_pool")) {
+      const auto pp = path + ".connection_pool";
+      if (r_.mapping(*p, pp, {"max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"})) {
+        if (auto v = r_.integer(*p, "max_idle_per_endpoint", pp, 0, 1'000'000))
+          cl.connection_pool.max_idle_per_endpoint = *v;
+        if (auto d = r_.duration(*p, "idle_timeout", pp)) cl.connection_pool.idle_timeout = *d;
+        if (auto v = r_.integer(*p, "max_requests_per_connection", pp, 0, UINT32_MAX))
+          cl.connection_pool.max_requests_per_connection = static_cast<std::uint32_t>(*v);
+      }
+    }
+    if (!cl.name.empty()) {
+      if (c.find_cluster(cl.name)) r_.error(n["name"], path + ".name", "duplicate cluster name '" + cl.name + "'");
+      c.clusters.push_back(std::move(cl));
+    }
+  }
+
+  void listener(const YAML::Node& n, const std::string& path, Config& c) {
+    if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
+                              "max_request_headers_bytes", "request_headers_timeout", "idle_timeout"}))
+      return;
+    Listener l;
+    l.mark = YamlReader::mark_of(n);
+    if (auto name = r_.string(n, "name", path, true)) l.name = *name;
+    if (auto a = r_.address(n, "address", path, true, true)) l.address = *a;
+    if (auto d = r_.choice(n, "direction", path, {"inbound", "outbound"}))
+      l.direction = *d == "inbound" ? Direction::inbound : Direction::outbound;
+    if (auto v = r_.integer(n, "max_request_line_bytes", path, 64, 1 << 20)) l.max_request_line_bytes = *v;
+    if (auto v = r_.integer(n, "max_request_headers_bytes", path, 256, 16 << 20)) l.max_request_headers_bytes = *v;
+    if (auto d = r_.duration(n, "request_headers_timeout", path)) {
+      if (d->count() == 0) r_.error(n["request_headers_timeout"], path + ".request_headers_timeout", "must be greater than 0");
+      l.request_headers_timeout = *d;
+    }
+    if (auto d = r_.duration(n, "idle_timeout", path)) {
+      if (d->count() == 0) r_.error(n["idle_timeout"], path + ".idle_timeout", "must be greater than 0");
+      l.idle_timeout = *d;
+    }
+    if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
+      for (std::size_t i = 0; i < f->size(); ++i) {
+        const auto item = (*f)[i];
+        const auto fp = YamlReader::index(path + ".filters", i);
+        if (!item.IsMap()) {
+          r_.error(item, fp, "expected a mapping with a 'type'");
+          continue;
+        }
+        if (auto type = r_.string(item, "type", fp, true))
+          l.filters.push_back({*type, std::make_shared<const YAML::Node>(item), YamlReader::mark_of(item)});
+      }
+    }
+    auto routes = YamlReader::child(n, "routes");
+    if (!routes) {
+      r_.error(n, path, "missing required key 'routes'");
+    } else if (r_.sequence(*routes, path + ".routes")) {
+      if (routes->size() == 0) r_.error(*routes, path + ".routes", "needs at least one route");
+      for (std::size_t i = 0; i < routes->size(); ++i)
+        route((*routes)[i], YamlReader::index(path + ".routes", i), l, i);
+    }
+    if (l.name.empty()) return;
+    for (const auto& other : c.listeners) {
+      if (other.name == l.name) r_.error(n["name"], path + ".name", "duplicate listener name '" + l.name + "'");
+      if (l.address.port != 0 && other.address == l.address)
+        r_.error(n["address"], path + ".address",
+                 "address " + l.address.to_string() + " is already used by listener '" + other.name + "'");
+    }
+    c.listeners.push_back(std::move(l));
+  }
+
+  void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
+    if (!r_.mapping(n, path, {"name", "match", "cluster", "direct_response", "timeout", "request_headers_to_add",
+                              "request_headers_to_remove"}))
+      return;
+    Route rt;
+    rt.mark = YamlReader::mark_of(n);
+    rt.name = r_.string(n, "name", path).value_or(l.name + "/" + std::to_string(i));
+    if (auto m = YamlReader::child(n, "match")) match(*m, path + ".match", rt.match);
+    if (auto cl = r_.string(n, "cluster", path)) rt.cluster = *cl;
+    if (auto d = YamlReader::child(n, "direct_response")) rt.direct_response = direct_response(*d, path + ".direct_response");
+    const bool has_cluster = YamlReader::child(n, "cluster").has_value();
+    const bool has_direct = YamlReader::child(n, "direct_response").has_value();
+    if (has_cluster == has_direct)
+      r_.error(n, path, "needs exactly one of 'cluster' or 'direct_response'");
+    if (auto t = r_.duration(n, "timeout", path)) rt.timeout = *t;
+    rt.request_headers_to_add = r_.header_values(n, "request_headers_to_add", path);
+    for (auto& h : r_.strings(n, "request_headers_to_remove", path)) rt.request_headers_to_remove.push_back(lower(h));
+    for (const auto& other : l.routes)
+      if (other.name == rt.name) r_.error(n, path, "duplicate route name '" + rt.name + "' in listener '" + l.name + "'");
+    l.routes.push_back(std::move(rt));
+  }
+
+  void match(const YAML::Node& n, const std::string& path, RouteMatch& m) {
+    if (!r_.mapping(n, path, {"prefix", "path", "regex", "hosts", "methods", "headers"})) return;
+    m.prefix = r_.string(n, "prefix", path);
+    m.path = r_.string(n, "path", path);
+    m.regex = r_.string(n, "regex", path);
+    const int kinds = m.prefix.has_value() + m.path.has_value() + m.regex.has_value();
+    if (kinds > 1) r_.error(n, path, "use only one of 'prefix', 'path' or 'regex'");
+    for (const auto* p : {&m.prefix, &m.path}) {
+      if (*p && !p->value().starts_with('/')) r_.error(n, path, "paths start with '/': '" + p->value() + "'");
+    }
+    if (m.regex) check_regex(r_, n["regex"], path + ".regex", *m.regex);
+    m.hosts = r_.strings(n, "hosts", path);
+    for (auto& method : r_.strings(n, "methods", path)) {
+      if (!is_token(method)) r_.error(n["methods"], path + ".methods", "invalid method '" + method + "'");
+      m.methods.push_back(upper(method));
+    }
+    if (auto hs = YamlReader::child(n, "headers"); hs && r_.sequence(*hs, path + ".headers")) {
+      for (std::size_t i = 0; i < hs->size(); ++i) {
+        const auto h = (*hs)[i];
+        const auto hp = YamlReader::index(path + ".headers", i);
+        if (!r_.mapping(h, hp, {"name", "exact", "prefix", "regex", "present", "absent", "invert"})) continue;
+        HeaderMatch hm;
+        if (auto name = r_.string(h, "name", hp, true)) {
+          if (!is_token(*name)) r_.error(h["name"], hp + ".name", "invalid header name '" + *name + "'");
+          hm.name = lower(*name);
+        }
+        hm.exact = r_.string(h, "exact", hp);
+        hm.prefix = r_.string(h, "prefix", hp);
+        hm.regex = r_.string(h, "regex", hp);
+        if (hm.exact.has_value() + hm.prefix.has_value() + hm.regex.has_value() > 1)
+          r_.error(h, hp, "use only one of 'exact', 'prefix' or 'regex'");
+        if (hm.regex) check_regex(r_, h["regex"], hp + ".regex", *hm.regex);
+        if (auto present = r_.boolean(h, "present", hp); present && !*present) hm.invert = true;
+        if (auto absent = r_.boolean(h, "absent", hp); absent && *absent) hm.invert = true;
+        if (auto inv = r_.boolean(h, "invert", hp); inv && *inv) hm.invert = true;
+        m.headers.push_back(std::move(hm));
+      }
+    }
+  }
+
+  DirectResponse direct_response(const YAML::Node& n, const std::string& path) {
+    DirectResponse d;
+    if (!r_.mapping(n, path, {"status", "body", "headers"})) return d;
+    if (auto s = r_.integer(n, "status", path, 100, 599)) d.status = static_cast<int>(*s);
+    if (auto b = r_.string(n, "body", path)) d.body = *b;
+    d.headers = r_.header_values(n, "headers", path);
+    return d;
+  }
+
+  void cross_check(const YAML::Node& root, const Config& c) {
+    std::vector<std::string_view> cluster_names;
+    for (const auto& cl : c.clusters) cluster_names.push_back(cl.name);
+    auto listeners = root["listeners"];
+    for (std::size_t li = 0; li < c.listeners.size(); ++li) {
+      for (const auto& rt : c.listeners[li].routes) {
+        if (rt.cluster.empty() || c.find_cluster(rt.cluster)) continue;
+        std::string message = "route '" + rt.name + "' names unknown cluster '" + rt.cluster + "'";
+        if (auto near = closest_match(rt.cluster, cluster_names); !near.empty())
+          message += "; did you mean '" + near + "'?";
+        r_.error(rt.mark, "", message);
+      }
+    }
+  }
+
+  YamlReader r_;
+};
+
+}  // namespace
+
+LoadResult load_string(std::string_view yaml, const std::string& file) {
+  LoadResult result;
+  Config c;
+  c.file = file;
+  try {
+    const auto root = YAML::Load(std::string(yaml));
+    Loader(file, result.errors).load(root, c);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({file, {e.mark.line + 1, e.mark.column + 1}, e.msg});
+  }
+  if (c.workers == 0) c.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (result.errors.empty()) result.config = std::move(c);
+  return result;
+}
+
+LoadResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult r;
+    r.errors.push_back({path, {}, std::string("cannot read file: ") + std::strerror(errno)});
+    return r;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_string(text.str(), path);
+}
+
+}  // namespace outrigger::config

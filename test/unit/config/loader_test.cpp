@@ -1,0 +1,258 @@
+#include "outrigger/config/loader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace outrigger::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+LoadResult load(std::string_view yaml) { return load_string(yaml, "test.yaml"); }
+
+std::vector<std::string> messages(const LoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) out.push_back(e.to_string());
+  return out;
+}
+
+// True when some error line contains `part`.
+bool has_error(const LoadResult& r, std::string_view part) {
+  for (const auto& m : messages(r))
+    if (m.find(part) != std::string::npos) return true;
+  return false;
+}
+
+constexpr std::string_view kMinimal = R"(
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    routes:
+      - cluster: app
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:8080]
+)";
+
+TEST(ConfigLoader, LoadsAMinimalConfigWithDefaults) {
+  auto r = load(kMinimal);
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& c = *r.config;
+  EXPECT_GE(c.workers, 1u);
+  EXPECT_EQ(c.admin.address.port, 9901);
+  EXPECT_FALSE(c.access_log.enabled);
+  EXPECT_EQ(c.drain_timeout, 5s);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  const auto& l = c.listeners[0];
+  EXPECT_EQ(l.direction, Direction::inbound);
+  EXPECT_EQ(l.max_request_line_bytes, 8u * 1024);
+  EXPECT_EQ(l.max_request_headers_bytes, 60u * 1024);
+  EXPECT_EQ(l.request_headers_timeout, 10s);
+  ASSERT_EQ(l.routes.size(), 1u);
+  EXPECT_EQ(l.routes[0].name, "ingress/0");
+  EXPECT_EQ(l.routes[0].timeout, 15s);
+  EXPECT_EQ(c.clusters[0].connect_timeout, 1s);
+  EXPECT_EQ(c.find_cluster("app"), &c.clusters[0]);
+}
+
+TEST(ConfigLoader, ReadsEveryListenerRouteAndClusterKey) {
+  auto r = load(R"(
+admin: { address: "[::1]:9902" }
+workers: 3
+log_level: debug
+drain_timeout: 250ms
+access_log: { path: /tmp/x.log, format: text, text_format: "%METHOD%" }
+listeners:
+  - name: out
+    address: 127.0.0.1:0
+    direction: outbound
+    max_request_line_bytes: 1024
+    max_request_headers_bytes: 4096
+    request_headers_timeout: 2s
+    idle_timeout: 1m
+    filters: [{ type: something, key: value }]
+    routes:
+      - name: r
+        match:
+          regex: "/u/[0-9]+"
+          hosts: [a.example.com]
+          methods: [get, POST]
+          headers: [{ name: X-Env, exact: canary }, { name: x-gone, absent: true }]
+        cluster: c
+        timeout: 0
+        request_headers_to_add: { X-A: b }
+        request_headers_to_remove: [X-B]
+      - name: d
+        direct_response: { status: 418, body: teapot, headers: { content-type: text/plain } }
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1, "[::1]:2", localhost:3]
+    connect_timeout: 100ms
+    connection_pool: { max_idle_per_endpoint: 4, idle_timeout: 10s, max_requests_per_connection: 100 }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& c = *r.config;
+  EXPECT_EQ(c.admin.address, (core::Address{"::1", 9902}));
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.drain_timeout, 250ms);
+  EXPECT_TRUE(c.access_log.enabled);
+  EXPECT_EQ(c.access_log.format, AccessLogFormat::text);
+  const auto& l = c.listeners[0];
+  EXPECT_EQ(l.direction, Direction::outbound);
+  EXPECT_EQ(l.address.port, 0);
+  EXPECT_EQ(l.max_request_line_bytes, 1024u);
+  EXPECT_EQ(l.idle_timeout, 1min);
+  ASSERT_EQ(l.filters.size(), 1u);
+  EXPECT_EQ(l.filters[0].type, "something");
+  EXPECT_EQ(l.filters[0].mark.line, 15);
+  const auto& rt = l.routes[0];
+  EXPECT_EQ(*rt.match.regex, "/u/[0-9]+");
+  EXPECT_EQ(rt.match.methods, (std::vector<std::string>{"GET", "POST"}));
+  EXPECT_EQ(rt.match.headers[0].name, "x-env");
+  EXPECT_TRUE(rt.match.headers[1].invert);
+  EXPECT_EQ(rt.timeout, 0ms);
+  EXPECT_EQ(rt.request_headers_to_add[0].name, "x-a");
+  EXPECT_EQ(rt.request_headers_to_remove[0], "x-b");
+  EXPECT_EQ(l.routes[1].direct_response->status, 418);
+  EXPECT_EQ(c.clusters[0].endpoints.size(), 3u);
+  EXPECT_EQ(c.clusters[0].connection_pool.max_requests_per_connection, 100u);
+}
+
+TEST(ConfigLoader, ReportsUnknownKeyWithSuggestionAndPosition) {
+  auto r = load("listners: []\n");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), "test.yaml:1:1: unknown key 'listners'; did you mean 'listeners'?");
+}
+
+TEST(ConfigLoader, ReportsEveryErrorNotJustTheFirst) {
+  auto r = load(R"(listeners:
+  - name: ingress
+    address: 127.0.0.1:99999
+    routes:
+      - match: { prefx: / }
+        cluster: ap
+        timeout: 5 seconds
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:8080]
+)");
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(messages(r), (std::vector<std::string>{
+                             "test.yaml:3:14: listeners[0].address: invalid address '127.0.0.1:99999': port must "
+                             "be a number from 1 to 65535",
+                             "test.yaml:5:18: listeners[0].routes[0].match: unknown key 'prefx'; did you mean "
+                             "'prefix'?",
+                             "test.yaml:7:18: listeners[0].routes[0].timeout: invalid duration '5 seconds' (use "
+                             "e.g. 250ms, 15s, 1m)",
+                             "test.yaml:5:9: route 'ingress/0' names unknown cluster 'ap'; did you mean 'app'?",
+                         }));
+}
+
+TEST(ConfigLoader, ReportsWrongTypes) {
+  auto r = load(R"(
+workers: many
+listeners: { name: x }
+clusters:
+  - name: app
+    endpoints: 127.0.0.1:80
+    connection_pool: [1]
+)");
+  EXPECT_TRUE(has_error(r, "test.yaml:2:10: workers: expected a whole number, got 'many'"));
+  EXPECT_TRUE(has_error(r, "test.yaml:3:12: listeners: expected a list"));
+  EXPECT_TRUE(has_error(r, "test.yaml:6:16: clusters[0].endpoints: expected a list"));
+  EXPECT_TRUE(has_error(r, "clusters[0].connection_pool: expected a mapping"));
+}
+
+TEST(ConfigLoader, ReportsMissingRequiredFieldsAtTheEnclosingMapping) {
+  auto r = load(R"(
+listeners:
+  - address: 127.0.0.1:1
+clusters:
+  - name: app
+)");
+  EXPECT_TRUE(has_error(r, "test.yaml:3:5: listeners[0]: missing required key 'name'"));
+  EXPECT_TRUE(has_error(r, "test.yaml:3:5: listeners[0]: missing required key 'routes'"));
+  EXPECT_TRUE(has_error(r, "test.yaml:5:5: clusters[0]: missing required key 'endpoints'"));
+}
+
+TEST(ConfigLoader, ReportsDuplicateNamesAndAddresses) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1000
+    routes: [{ name: r, cluster: c }, { name: r, cluster: c }]
+  - name: a
+    address: 127.0.0.1:1000
+    routes: [{ cluster: c }]
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1] }
+  - { name: c, endpoints: [127.0.0.1:2] }
+)");
+  EXPECT_TRUE(has_error(r, "duplicate route name 'r' in listener 'a'"));
+  EXPECT_TRUE(has_error(r, "test.yaml:6:11: listeners[1].name: duplicate listener name 'a'"));
+  EXPECT_TRUE(has_error(r, "address 127.0.0.1:1000 is already used by listener 'a'"));
+  EXPECT_TRUE(has_error(r, "test.yaml:11:13: clusters[1].name: duplicate cluster name 'c'"));
+}
+
+TEST(ConfigLoader, ReportsBadEnumsRegexesAndRouteActions) {
+  auto r = load(R"(
+log_level: loud
+access_log: { format: xml }
+listeners:
+  - name: a
+    address: 127.0.0.1:1000
+    direction: sideways
+    routes:
+      - match: { regex: "(" }
+        direct_response: { status: 700 }
+      - match: { prefix: /, path: /x }
+      - cluster: c
+        direct_response: { status: 200 }
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+)");
+  EXPECT_TRUE(has_error(r, "log_level: invalid value 'loud' (one of: trace, debug, info, warn, error, critical, off)"));
+  EXPECT_TRUE(has_error(r, "access_log.format: invalid value 'xml' (one of: json, text)"));
+  EXPECT_TRUE(has_error(r, "listeners[0].direction: invalid value 'sideways' (one of: inbound, outbound)"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[0].match.regex: invalid regex '('"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[0].direct_response.status: must be from 100 to 599"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[1].match: use only one of 'prefix', 'path' or 'regex'"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[1]: needs exactly one of 'cluster' or 'direct_response'"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[2]: needs exactly one of 'cluster' or 'direct_response'"));
+}
+
+TEST(ConfigLoader, ReportsYamlSyntaxErrorsWithPosition) {
+  auto r = load("listeners:\n  - name: [unclosed\n");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].file, "test.yaml");
+  EXPECT_GT(r.errors[0].mark.line, 0);
+}
+
+TEST(ConfigLoader, ReportsAnUnreadableFile) {
+  auto r = load_file("/nonexistent/outrigger.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].to_string(), "/nonexistent/outrigger.yaml:0:0: cannot read file: No such file or directory");
+}
+
+TEST(ConfigLoader, ShippedConfigsAreValid) {
+  const auto root = std::filesystem::path(__FILE__).parent_path() / "../../../config";
+  int seen = 0;
+  for (const auto& dir : {root, root / "examples"}) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (entry.path().extension() != ".yaml") continue;
+      ++seen;
+      auto r = load_file(entry.path().string());
+      EXPECT_TRUE(r.ok()) << entry.path() << ": " << ::testing::PrintToString(messages(r));
+    }
+  }
+  EXPECT_GE(seen, 2);
+}
+
+TEST(ClosestMatch, SuggestsOnlyNearMisses) {
+  EXPECT_EQ(closest_match("timout", {"timeout", "cluster"}), "timeout");
+  EXPECT_EQ(closest_match("zzz", {"timeout", "cluster"}), "");
+}
+
+}  // namespace
+}  // namespace outrigger::config

@@ -1,5 +1,7 @@
 #include "outrigger/http/http1_connection.hpp"
 
+#include "outrigger/http/write_serialized.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -30,6 +32,15 @@ Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
 }
 
 Http1Connection::~Http1Connection() { host_.connection_closed(); }
+
+void Http1Connection::release_if_lingering(std::chrono::steady_clock::time_point now,
+                                           std::chrono::steady_clock::duration after) {
+  if (lingering_ && !linger_cancelled_ && now - linger_since_ >= after) {
+    linger_cancelled_ = true;
+    error_code ec;
+    socket_.cancel(ec);
+  }
+}
 
 void Http1Connection::close_if_idle() {
   if (idle_) {
@@ -76,14 +87,22 @@ awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1S
 awaitable<void> Http1Connection::serve() {
   for (;;) {
     if (buffer_.size() == 0) {
-      // Idle between requests: no buffer held, just a readiness wait.
-      buffer_.shrink_to_fit();
       if (host_.draining()) break;
-      auto handler = host_.current_handler();
-      deadline_.arm_after(handler->settings().idle_timeout, &socket_);
-      handler.reset();
+      deadline_.arm_after(host_.current_handler()->settings().idle_timeout, &socket_);
       idle_ = true;
-      auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+      // A busy keep-alive client sends its next request soon: read straight
+      // into a pooled buffer (no syscall when the last read drained the
+      // socket). If the connection lingers, the worker's sweep cancels the
+      // read and it waits for readiness holding no buffer at all.
+      linger_since_ = std::chrono::steady_clock::now();
+      lingering_ = true;
+      linger_cancelled_ = false;
+      auto ec = co_await read_more();
+      lingering_ = false;
+      if (ec == asio::error::operation_aborted && linger_cancelled_ && !deadline_.expired() && !host_.draining()) {
+        buffer_.shrink_to_fit();
+        std::tie(ec) = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+      }
       idle_ = false;
       if (ec) break;
     }
@@ -217,16 +236,11 @@ awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
     response_started_ = true;
     header_only_ = header_only_response(msg.result_int());
     serializer_.emplace(msg);
-    if (header_only_) {
-      auto [ec, n] = co_await bhttp::async_write_header(socket_, *serializer_, use_tuple);
-      co_return ec;
-    }
+    if (header_only_) co_return co_await write_serialized(socket_, *serializer_, true);
   } else if (header_only_) {
     co_return error_code{};
   }
-  auto [ec, n] = co_await bhttp::async_write(socket_, *serializer_, use_tuple);
-  if (ec == bhttp::error::need_buffer) ec = {};
-  co_return ec;
+  co_return co_await write_serialized(socket_, *serializer_);
 }
 
 awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,
@@ -242,8 +256,8 @@ awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_
   if (!error_reason.empty()) res.set("x-outrigger-error", error_reason);
   prepare_response(res.base(), true);
   if (!header_only_response(status)) res.body() = body;
-  auto [ec, n] = co_await bhttp::async_write(socket_, res, use_tuple);
-  co_return ec;
+  bhttp::response_serializer<bhttp::string_body> sr(res);
+  co_return co_await write_serialized(socket_, sr);
 }
 
 void Http1Connection::arm_deadline(std::chrono::steady_clock::time_point at, tcp::socket* upstream) {

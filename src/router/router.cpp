@@ -7,6 +7,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "outrigger/http/write_serialized.hpp"
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/connection_pool.hpp"
 
@@ -55,7 +56,7 @@ ProxyError error_for_read_failure(http::Exchange& ex) {
 
 // Sends the request (streaming its body) and relays the response.
 asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::span<http::Filter* const> filters,
-                               WorkerContext& worker, bool first_try) {
+                               bool first_try) {
   auto& req = ex.request;
   std::optional<core::BufferPool::Buffer> buf;
 
@@ -65,15 +66,14 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   req.body().more = ex.request_has_body;
   RequestSerializer sr(req);
   for (;;) {
-    auto [ec, n] = co_await bhttp::async_write(c.socket, sr, use_tuple);
-    if (ec == bhttp::error::need_buffer) ec = {};
+    const auto ec = co_await http::write_serialized(c.socket, sr);
     if (ec) {
       if (c.reused && first_try && ex.bytes_received == 0 && !ex.downstream.deadline_expired()) co_return Outcome::stale;
       ex.error = error_for_read_failure(ex);
       co_return Outcome::failed;
     }
     if (sr.is_done()) break;
-    if (!buf) buf.emplace(worker.buffers.get());
+    if (!buf) buf.emplace(core::thread_buffer_pool().get());
     const auto r = co_await ex.downstream.read_body(buf->data(), buf->size());
     if (r.ec) {
       ex.error = ex.downstream.deadline_expired() ? ProxyError::timeout : ProxyError::downstream_reset;
@@ -130,7 +130,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
     if (ec) co_return Outcome::aborted;
     co_return reusable ? Outcome::done : Outcome::done_close;
   }
-  if (!buf) buf.emplace(worker.buffers.get());
+  if (!buf) buf.emplace(core::thread_buffer_pool().get());
   for (;;) {
     std::size_t got = 0;
     while (!p->is_done()) {
@@ -228,7 +228,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const CompiledRoute& route, st
     if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, &c->socket);
     ++c->requests;
     stats.requests.inc();
-    const auto outcome = co_await relay(ex, *c, filters, worker, first_try);
+    const auto outcome = co_await relay(ex, *c, filters, first_try);
     ex.downstream.disarm_deadline();
     switch (outcome) {
       case Outcome::done:

@@ -109,7 +109,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
 void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
   apply(std::move(snapshot));
   for (auto& slot : slots_) asio::co_spawn(io_, slot->accept_loop(), asio::detached);
-  asio::co_spawn(io_, sweep_pools(), asio::detached);
+  asio::co_spawn(io_, sweep(), asio::detached);
   thread_ = std::thread([this] {
     auto guard = asio::make_work_guard(io_);
     io_.run();
@@ -137,14 +137,17 @@ void Worker::stop() {
   // unlink themselves from connections_ as they go.
 }
 
-asio::awaitable<void> Worker::sweep_pools() {
+asio::awaitable<void> Worker::sweep() {
+  constexpr auto kTick = std::chrono::milliseconds(100);
   asio::steady_timer timer(io_);
-  for (;;) {
-    timer.expires_after(std::chrono::seconds(1));
+  for (unsigned tick = 0;; ++tick) {
+    timer.expires_after(kTick);
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec) co_return;
     const auto now = std::chrono::steady_clock::now();
-    for (const auto& c : snapshot_->clusters) c->pools(index_).sweep(now);
+    for (auto& c : connections_) c.release_if_lingering(now, kTick);
+    if (tick % 10 == 0)
+      for (const auto& c : snapshot_->clusters) c->pools(index_).sweep(now);
   }
 }
 

@@ -26,6 +26,8 @@ EndpointPool::EndpointPool(asio::any_io_executor ex, tcp::endpoint address, cons
 EndpointPool::~EndpointPool() = default;
 
 namespace {
+constexpr auto kPeekAfter = std::chrono::milliseconds(250);
+
 // True when the peer closed the idle connection or sent something unasked.
 bool looks_dead(tcp::socket& s) {
   char c;
@@ -39,7 +41,11 @@ std::unique_ptr<UpstreamConnection> EndpointPool::take_idle() {
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
-    if (now - c->idle_since >= limits_.idle_timeout || looks_dead(c->socket)) continue;
+    const auto idle = now - c->idle_since;
+    if (idle >= limits_.idle_timeout) continue;
+    // A connection idle for a moment is almost surely alive; a stale one is
+    // caught by the router's one retry for requests without a body.
+    if (idle >= kPeekAfter && looks_dead(c->socket)) continue;
     c->reused = true;
     return c;
   }

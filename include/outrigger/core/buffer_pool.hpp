@@ -1,5 +1,7 @@
-// Fixed-size byte buffers recycled per worker, so that streaming a body does
-// not allocate per request. Single-threaded: one pool per worker.
+// Fixed-size byte blocks recycled per thread (each worker is one thread), so
+// that read buffers and streamed bodies do not go to malloc per request, and
+// an idle connection can give its buffers back without costing the next
+// request an allocation.
 #pragma once
 
 #include <cstddef>
@@ -12,37 +14,83 @@ class BufferPool {
  public:
   static constexpr std::size_t kBufferSize = 16 * 1024;
 
+  // A block on loan, returned to its pool when destroyed.
   class Buffer {
    public:
     Buffer() = default;
-    Buffer(BufferPool* pool, std::unique_ptr<char[]> data) : pool_(pool), data_(std::move(data)) {}
-    Buffer(Buffer&&) = default;
-    Buffer& operator=(Buffer&&) = default;
-    ~Buffer() {
-      if (pool_ && data_) pool_->put(std::move(data_));
+    Buffer(BufferPool* pool, char* data) : pool_(pool), data_(data) {}
+    Buffer(Buffer&& o) noexcept : pool_(o.pool_), data_(o.data_) { o.data_ = nullptr; }
+    Buffer& operator=(Buffer&& o) noexcept {
+      std::swap(pool_, o.pool_);
+      std::swap(data_, o.data_);
+      return *this;
     }
-    char* data() const { return data_.get(); }
+    ~Buffer() {
+      if (data_) pool_->give(data_);
+    }
+    char* data() const { return data_; }
     static constexpr std::size_t size() { return kBufferSize; }
 
    private:
     BufferPool* pool_ = nullptr;
-    std::unique_ptr<char[]> data_;
+    char* data_ = nullptr;
   };
 
-  explicit BufferPool(std::size_t max_free = 64) : max_free_(max_free) {}
-  Buffer get() {
-    if (free_.empty()) return Buffer(this, std::unique_ptr<char[]>(new char[kBufferSize]));
-    auto d = std::move(free_.back());
+  explicit BufferPool(std::size_t max_free = 256) : max_free_(max_free) {}
+  ~BufferPool() {
+    for (char* p : free_) delete[] p;
+  }
+  BufferPool(const BufferPool&) = delete;
+  BufferPool& operator=(const BufferPool&) = delete;
+
+  Buffer get() { return Buffer(this, take()); }
+
+  char* take() {
+    if (free_.empty()) return new char[kBufferSize];
+    char* p = free_.back();
     free_.pop_back();
-    return Buffer(this, std::move(d));
+    return p;
+  }
+  void give(char* p) {
+    if (free_.size() < max_free_) {
+      free_.push_back(p);
+    } else {
+      delete[] p;
+    }
   }
 
  private:
-  void put(std::unique_ptr<char[]> d) {
-    if (free_.size() < max_free_) free_.push_back(std::move(d));
-  }
   std::size_t max_free_;
-  std::vector<std::unique_ptr<char[]>> free_;
+  std::vector<char*> free_;
+};
+
+// The pool of the calling thread.
+BufferPool& thread_buffer_pool();
+
+// An allocator for byte buffers (Beast's flat_buffer): requests up to one
+// block come from the calling thread's pool, larger ones from the heap.
+template <class T>
+struct PooledAllocator {
+  using value_type = T;
+  PooledAllocator() noexcept = default;
+  template <class U>
+  PooledAllocator(const PooledAllocator<U>&) noexcept {}
+
+  T* allocate(std::size_t n) {
+    if (n * sizeof(T) <= BufferPool::kBufferSize) return reinterpret_cast<T*>(thread_buffer_pool().take());
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    if (n * sizeof(T) <= BufferPool::kBufferSize) {
+      thread_buffer_pool().give(reinterpret_cast<char*>(p));
+    } else {
+      ::operator delete(p);
+    }
+  }
+  template <class U>
+  bool operator==(const PooledAllocator<U>&) const noexcept {
+    return true;
+  }
 };
 
 }  // namespace outrigger::core

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/http/deadline.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
@@ -60,6 +61,8 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   awaitable<void> serve();
   // Drain: an idle connection closes now, a busy one after its response.
   void close_if_idle();
+  // Gives back the read buffer of a connection idle for longer than `after`.
+  void release_if_lingering(std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration after);
 
   // Downstream
   awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
@@ -86,11 +89,14 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   boost::asio::ip::tcp::socket socket_;
   ConnectionHost& host_;
   Deadline deadline_;
-  boost::beast::flat_buffer buffer_;
+  boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer_;
   std::optional<RequestParser> parser_;
   std::optional<ResponseSerializer> serializer_;
   std::string client_ip_;
   bool idle_ = false;
+  bool lingering_ = false;         // idle, with a read pending on a pooled buffer
+  bool linger_cancelled_ = false;  // the worker's sweep cancelled that read
+  std::chrono::steady_clock::time_point linger_since_;
   bool keep_alive_ = true;
   bool response_started_ = false;
   bool header_only_ = false;

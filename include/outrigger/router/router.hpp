@@ -16,7 +16,6 @@ namespace outrigger::router {
 // What one worker lends to the exchanges it runs.
 struct WorkerContext {
   unsigned index = 0;
-  core::BufferPool buffers;
   http::RequestIdGenerator request_ids{0};
 };
 

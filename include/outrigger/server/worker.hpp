@@ -42,7 +42,9 @@ class Worker {
  private:
   class Slot;
   void apply(std::shared_ptr<const Snapshot> snapshot);
-  boost::asio::awaitable<void> sweep_pools();
+  // Every 100 ms: lingering client connections give back their read
+  // buffers; every second: idle upstream connections past their timeout close.
+  boost::asio::awaitable<void> sweep();
 
   // io_context::shutdown is protected; the worker needs it to destroy its
   // suspended coroutines while the objects they point at still exist.

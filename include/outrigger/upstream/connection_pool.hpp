@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "outrigger/config/config.hpp"
+#include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/cluster.hpp"
 
@@ -25,7 +26,7 @@ class UpstreamConnection {
   UpstreamConnection(const boost::asio::any_io_executor& ex, observability::ClusterSlice& stats);
   ~UpstreamConnection();
   boost::asio::ip::tcp::socket socket;
-  boost::beast::flat_buffer buffer;
+  boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer;
   std::uint32_t requests = 0;  // requests sent on it so far
   bool reused = false;         // taken from the idle list
   std::chrono::steady_clock::time_point idle_since;

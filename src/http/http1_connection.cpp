@@ -20,8 +20,48 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 constexpr std::size_t kReadChunk = 8 * 1024;
-
 }  // namespace
+
+struct Http1Connection::RequestState {
+  bhttp::request_parser<bhttp::buffer_body> parser;
+  std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
+};
+
+namespace {
+// Storage for RequestState objects, recycled per thread.
+class RequestStatePool {
+ public:
+  ~RequestStatePool() {
+    for (void* p : free_) ::operator delete(p);
+  }
+  void* take() {
+    if (free_.empty()) return ::operator new(sizeof(Http1Connection::RequestState));
+    void* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void give(void* p) {
+    if (free_.size() < 256) {
+      free_.push_back(p);
+    } else {
+      ::operator delete(p);
+    }
+  }
+
+ private:
+  std::vector<void*> free_;
+};
+
+RequestStatePool& state_pool() {
+  thread_local RequestStatePool pool;
+  return pool;
+}
+}  // namespace
+
+void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
+  s->~RequestState();
+  state_pool().give(s);
+}
 
 Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
     : socket_(std::move(socket)), host_(host), deadline_(socket_.get_executor()) {
@@ -56,7 +96,7 @@ awaitable<error_code> Http1Connection::read_more() {
 }
 
 awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1Settings& s) {
-  auto& p = *parser_;
+  auto& p = state_->parser;
   const std::size_t limit = s.max_request_line_bytes + s.max_request_headers_bytes;
   p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limit, UINT32_MAX)));
   p.body_limit(boost::none);  // bodies stream; nothing is buffered whole
@@ -94,11 +134,18 @@ awaitable<void> Http1Connection::serve() {
       // into a pooled buffer (no syscall when the last read drained the
       // socket). If the connection lingers, the worker's sweep cancels the
       // read and it waits for readiness holding no buffer at all.
-      linger_since_ = std::chrono::steady_clock::now();
-      lingering_ = true;
-      linger_cancelled_ = false;
-      auto ec = co_await read_more();
-      lingering_ = false;
+      error_code ec = asio::error::operation_aborted;
+      linger_cancelled_ = !host_.begin_linger();
+      if (!linger_cancelled_) {
+        linger_since_ = std::chrono::steady_clock::now();
+        lingering_ = true;
+        // Inline rather than read_more(): a nested frame would stay allocated while idle.
+        std::size_t n = 0;
+        std::tie(ec, n) = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+        buffer_.commit(n);
+        lingering_ = false;
+        host_.end_linger();
+      }
       if (ec == asio::error::operation_aborted && linger_cancelled_ && !deadline_.expired() && !host_.draining()) {
         buffer_.shrink_to_fit();
         std::tie(ec) = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
@@ -111,8 +158,7 @@ awaitable<void> Http1Connection::serve() {
     auto handler = host_.current_handler();
     const auto& settings = handler->settings();
 
-    parser_.emplace();
-    serializer_.reset();
+    state_.reset(new (state_pool().take()) RequestState);
     response_started_ = header_only_ = continue_pending_ = false;
     keep_alive_ = true;
     deadline_.arm_after(settings.request_headers_timeout, &socket_);
@@ -124,7 +170,7 @@ awaitable<void> Http1Connection::serve() {
       break;
     }
 
-    auto& req = parser_->get();
+    auto& req = state_->parser.get();
     request_version_ = req.version();
     is_head_ = req.method() == bhttp::verb::head;
     if (auto e = req.find(bhttp::field::expect); e != req.end()) {
@@ -134,15 +180,15 @@ awaitable<void> Http1Connection::serve() {
     keep_alive_ = req.keep_alive();
 
     Exchange ex{req, *this, start, start_wall, client_ip_};
-    ex.request_has_body = !parser_->is_done();
-    if (ex.request_has_body && parser_->content_length()) ex.request_content_length = *parser_->content_length();
+    ex.request_has_body = !state_->parser.is_done();
+    if (ex.request_has_body && state_->parser.content_length()) ex.request_content_length = *state_->parser.content_length();
     co_await handler->handle(ex);
     deadline_.disarm();
     handler->complete(ex);
-    if (ex.close_connection || !keep_alive_ || !parser_->is_done()) break;
+    if (ex.close_connection || !keep_alive_ || !state_->parser.is_done()) break;
+    state_.reset();
   }
-  parser_.reset();
-  serializer_.reset();
+  state_.reset();
   error_code ec;
   socket_.shutdown(tcp::socket::shutdown_send, ec);
   socket_.close(ec);
@@ -161,7 +207,7 @@ awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why
     body = "request headers not received in time\n";
   }
   keep_alive_ = false;
-  auto& req = parser_->get();
+  auto& req = state_->parser.get();
   request_version_ = 11;
   is_head_ = false;
   Exchange ex{req, *this, std::chrono::steady_clock::now(), std::chrono::system_clock::now(), client_ip_};
@@ -175,10 +221,10 @@ awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why
   handler.complete(ex);
 }
 
-bool Http1Connection::request_body_done() const { return parser_ && parser_->is_done(); }
+bool Http1Connection::request_body_done() const { return state_ && state_->parser.is_done(); }
 
 awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
-  auto& p = *parser_;
+  auto& p = state_->parser;
   if (p.is_done()) co_return BodyRead{{}, 0, true};
   if (continue_pending_) {
     continue_pending_ = false;
@@ -220,7 +266,7 @@ void Http1Connection::prepare_response(bhttp::response_header<>& h, bool has_len
       keep_alive_ = false;  // HTTP/1.0: the end of the body is the end of the connection
     }
   }
-  if (host_.draining() || !parser_->is_done()) keep_alive_ = false;
+  if (host_.draining() || !state_->parser.is_done()) keep_alive_ = false;
   h.version(11);
   if (!keep_alive_) {
     h.set(bhttp::field::connection, "close");
@@ -230,17 +276,17 @@ void Http1Connection::prepare_response(bhttp::response_header<>& h, bool has_len
 }
 
 awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
-  if (!serializer_) {
+  if (!state_->serializer) {
     strip_hop_by_hop(msg.base());
     prepare_response(msg.base(), msg.find(bhttp::field::content_length) != msg.end());
     response_started_ = true;
     header_only_ = header_only_response(msg.result_int());
-    serializer_.emplace(msg);
-    if (header_only_) co_return co_await write_serialized(socket_, *serializer_, true);
+    state_->serializer.emplace(msg);
+    if (header_only_) co_return co_await write_serialized(socket_, *state_->serializer, true);
   } else if (header_only_) {
     co_return error_code{};
   }
-  co_return co_await write_serialized(socket_, *serializer_);
+  co_return co_await write_serialized(socket_, *state_->serializer);
 }
 
 awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,

@@ -24,6 +24,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // the current snapshot.
 class Worker::Slot final : public http::ConnectionHost {
  public:
+  // As many as the buffer pool keeps free blocks: lingering costs no malloc.
+  static constexpr std::size_t kMaxLingering = 64;
+
   Slot(Worker& worker, std::string name) : worker_(worker), name_(std::move(name)), acceptor_(worker.io_) {}
 
   const std::string& name() const { return name_; }
@@ -37,6 +40,12 @@ class Worker::Slot final : public http::ConnectionHost {
   std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
   bool draining() const override { return worker_.draining_; }
   http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
+  bool begin_linger() override {
+    if (worker_.lingering_ >= kMaxLingering) return false;
+    ++worker_.lingering_;
+    return true;
+  }
+  void end_linger() override { --worker_.lingering_; }
   void connection_closed() override {
     stats_->connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);

@@ -36,7 +36,7 @@ class BufferPool {
     char* data_ = nullptr;
   };
 
-  explicit BufferPool(std::size_t max_free = 256) : max_free_(max_free) {}
+  explicit BufferPool(std::size_t max_free = 64) : max_free_(max_free) {}
   ~BufferPool() {
     for (char* p : free_) delete[] p;
   }

@@ -7,8 +7,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/intrusive/list_hook.hpp>
 #include <chrono>
 #include <memory>
@@ -49,12 +47,24 @@ class ConnectionHost {
   virtual bool draining() const = 0;
   virtual RequestIdGenerator& request_ids() = 0;
   virtual void connection_closed() = 0;
+  // A connection may keep a read buffer while briefly idle only if the worker
+  // has room for one more; bounds the memory a crowd of idle clients can pin.
+  virtual bool begin_linger() = 0;
+  virtual void end_linger() = 0;
 };
 
 using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 class Http1Connection final : public Downstream, public ConnectionHook {
  public:
+  // The parser and serializer of the request in progress: taken from a
+  // per-thread pool when a request starts and given back when it ends, so an
+  // idle connection does not hold them.
+  struct RequestState;
+  struct RequestStateRelease {
+    void operator()(RequestState* s) const;
+  };
+
   Http1Connection(boost::asio::ip::tcp::socket socket, ConnectionHost& host);
   ~Http1Connection() override;
 
@@ -83,15 +93,12 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   awaitable<void> refuse(ExchangeHandler& handler, ReadResult why);
   bool header_only_response(int status) const;
 
-  using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
-  using ResponseSerializer = boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
 
   boost::asio::ip::tcp::socket socket_;
   ConnectionHost& host_;
   Deadline deadline_;
   boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer_;
-  std::optional<RequestParser> parser_;
-  std::optional<ResponseSerializer> serializer_;
+  std::unique_ptr<RequestState, RequestStateRelease> state_;
   std::string client_ip_;
   bool idle_ = false;
   bool lingering_ = false;         // idle, with a read pending on a pooled buffer

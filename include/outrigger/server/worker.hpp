@@ -61,6 +61,7 @@ class Worker {
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<std::size_t> open_connections_{0};
   bool draining_ = false;
+  std::size_t lingering_ = 0;  // connections idle with a read buffer (see Http1Connection::serve)
   std::thread thread_;
 };
 

@@ -146,7 +146,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
           ex.error = ProxyError::upstream_protocol;  // a broken body: the client sees a truncated response
           co_return Outcome::aborted;
         }
-        if (got > 0) break;
+        if (got > 0 || p->is_done()) break;  // the final chunk may come with the last data
         if (!ec && n > 0 && c.buffer.size() > 0) continue;
       }
       const auto ec = co_await read_more(c);

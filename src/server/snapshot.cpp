@@ -65,10 +65,10 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
 BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
                            const std::vector<asio::any_io_executor>& workers, PoolsByCluster& pools) {
   BuildResult result;
-  Errors errors{cfg.file, result.errors};
   auto snap = std::make_shared<Snapshot>();
   snap->config = std::move(cfg);
   const auto& config = snap->config;
+  Errors errors{config.file, result.errors};
 
   PoolsByCluster next_pools;
   std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;

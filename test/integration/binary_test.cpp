@@ -1,0 +1,162 @@
+// The `outrigger` command as a user runs it: version, validate, run with
+// SIGHUP reload and SIGTERM drain.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "support/net.hpp"
+
+namespace {
+
+using namespace testing_support;
+namespace fs = std::filesystem;
+
+struct Run {
+  int exit_code;
+  std::string out, err;
+};
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / ("outrigger-bin-" + std::to_string(::getpid()) + "-" +
+                                                  ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path_ / name) << text;
+    return (path_ / name).string();
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& out, const std::string& err) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen(out.c_str(), "w", stdout);
+    std::freopen(err.c_str(), "w", stderr);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits up to `timeout`; -1 if still running (then it is killed).
+int wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return -1;
+}
+
+Run run(const TempDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), OUTRIGGER_BINARY);
+  const auto out = dir.file("out.txt"), err = dir.file("err.txt");
+  const int code = wait_exit(spawn(args, out, err), 10s);
+  return {code, slurp(out), slurp(err)};
+}
+
+TEST(Binary, PrintsItsVersion) {
+  TempDir dir;
+  const auto r = run(dir, {"version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "outrigger 0.1.0\n");
+}
+
+TEST(Binary, ValidatesTheShippedDefaultConfig) {
+  TempDir dir;
+  const auto r = run(dir, {"validate", "-c", std::string(OUTRIGGER_SOURCE_DIR) + "/config/outrigger.yaml"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(Binary, ListsEveryProblemOfABadConfigAndExitsTwo) {
+  TempDir dir;
+  const auto file = dir.write("bad.yaml", R"(listners: []
+listeners:
+  - name: x
+    address: 127.0.0.1:80
+    routes: [{ cluster: nope, timeout: 5 seconds }]
+)");
+  const auto r = run(dir, {"validate", "-c", file});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find(file + ":1:1: unknown key 'listners'; did you mean 'listeners'?"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(file + ":5:40: listeners[0].routes[0].timeout: invalid duration '5 seconds'"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("names unknown cluster 'nope'"), std::string::npos) << r.err;
+  const auto refused = run(dir, {"run", "-c", file});
+  EXPECT_EQ(refused.exit_code, 2);
+}
+
+TEST(Binary, ReloadsOnSighupAndDrainsOnSigterm) {
+  TempDir dir;
+  const auto port = closed_port(), admin = closed_port();
+  auto config = [&](const std::string& body) {
+    return fill(R"(
+admin: { address: 127.0.0.1:{ADMIN} }
+workers: 1
+log_level: info
+listeners:
+  - name: ingress
+    address: 127.0.0.1:{PORT}
+    routes: [{ match: { path: /hello }, direct_response: { status: 200, body: "{BODY}" } }]
+)",
+                {{"ADMIN", std::to_string(admin)}, {"PORT", std::to_string(port)}, {"BODY", body}});
+  };
+  const auto file = dir.write("config.yaml", config("first"));
+  const pid_t pid = spawn({OUTRIGGER_BINARY, "run", "-c", file}, dir.file("out.txt"), dir.file("err.txt"));
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    auto r = http_get(admin, "/ready");
+    ready = r && r->result_int() == 200;
+    if (!ready) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(ready) << slurp(dir.file("err.txt"));
+  EXPECT_EQ(http_get(port, "/hello")->body(), "first");
+
+  dir.write("config.yaml", config("second"));
+  ::kill(pid, SIGHUP);
+  bool reloaded = false;
+  for (int i = 0; i < 300 && !reloaded; ++i) {
+    auto r = http_get(port, "/hello");
+    reloaded = r && r->body() == "second";
+    if (!reloaded) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(reloaded);
+
+  dir.write("config.yaml", "listeners: [oops");
+  ::kill(pid, SIGHUP);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(http_get(port, "/hello")->body(), "second");
+
+  ::kill(pid, SIGTERM);
+  EXPECT_EQ(wait_exit(pid, 5s), 0);
+  const auto log = slurp(dir.file("err.txt"));
+  EXPECT_NE(log.find("config reloaded"), std::string::npos) << log;
+  EXPECT_NE(log.find("reload rejected"), std::string::npos) << log;
+}
+
+}  // namespace

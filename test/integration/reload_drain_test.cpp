@@ -1,0 +1,114 @@
+// Config reload without dropping a request, and graceful drain.
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "support/net.hpp"
+
+namespace {
+
+using namespace testing_support;
+
+std::string config(std::uint16_t upstream, const std::string& hello_body, const std::string& address = "127.0.0.1:0") {
+  return fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 2
+log_level: off
+drain_timeout: 3s
+listeners:
+  - name: ingress
+    address: {ADDR}
+    routes:
+      - { name: hello, match: { path: /hello }, direct_response: { status: 200, body: "{HELLO}" } }
+      - { name: api, match: { prefix: / }, cluster: app }
+clusters:
+  - { name: app, endpoints: [127.0.0.1:{UP}] }
+)",
+              {{"UP", std::to_string(upstream)}, {"HELLO", hello_body}, {"ADDR", address}});
+}
+
+// An upstream whose /slow answers after 500 ms.
+FakeUpstream::Handler slow_on_demand() {
+  return [](FakeUpstream::Exchange& ex) {
+    if (ex.request.target() == "/slow") std::this_thread::sleep_for(500ms);
+    FakeUpstream::echo(ex);
+  };
+}
+
+TEST(Reload, NewConfigTakesOverWithoutDroppingInFlightOrKeepAliveRequests) {
+  FakeUpstream up(slow_on_demand());
+  Proxy proxy(config(up.port(), "old"));
+  auto keep_alive = Socket::connect(proxy.port());
+  ASSERT_TRUE(keep_alive.send(request_text("GET", "/hello")));
+  ASSERT_EQ(keep_alive.read_response()->body(), "old");
+
+  auto in_flight = std::async(std::launch::async, [&] { return http_get(proxy.port(), "/slow"); });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(proxy.server().reload(parse_config(config(up.port(), "new"))).empty());
+
+  auto slow = in_flight.get();
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->result_int(), 200);
+  ASSERT_TRUE(keep_alive.send(request_text("GET", "/hello")));
+  auto after = keep_alive.read_response();
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->body(), "new");
+  EXPECT_EQ(http_get(proxy.port(), "/hello")->body(), "new");
+  const auto metrics = http_get(proxy.admin_port(), "/metrics")->body();
+  EXPECT_NE(metrics.find("outrigger_config_reloads_total{result=\"success\"} 1"), std::string::npos);
+}
+
+TEST(Reload, RejectsAListenerChangeAndKeepsServing) {
+  FakeUpstream up;
+  Proxy proxy(config(up.port(), "old"));
+  const auto errors =
+      proxy.server().reload(parse_config(config(up.port(), "new", "127.0.0.1:" + std::to_string(closed_port()))));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors[0].find("needs a restart"), std::string::npos) << errors[0];
+  EXPECT_EQ(http_get(proxy.port(), "/hello")->body(), "old");
+  const auto metrics = http_get(proxy.admin_port(), "/metrics")->body();
+  EXPECT_NE(metrics.find("outrigger_config_reloads_total{result=\"failure\"} 1"), std::string::npos);
+}
+
+TEST(Reload, RejectsAConfigThatDoesNotBuild) {
+  FakeUpstream up;
+  Proxy proxy(config(up.port(), "old"));
+  auto bad = parse_config(config(up.port(), "new"));
+  bad.listeners[0].filters.push_back({"no_such_filter", nullptr, {3, 5}});
+  const auto errors = proxy.server().reload(std::move(bad));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], "test.yaml:3:5: listeners.ingress.filters: unknown filter type 'no_such_filter'");
+  EXPECT_EQ(http_get(proxy.port(), "/hello")->body(), "old");
+}
+
+TEST(Drain, FinishesInFlightRequestsWithConnectionCloseThenStops) {
+  FakeUpstream up(slow_on_demand());
+  Proxy proxy(config(up.port(), "old"));
+  const auto port = proxy.port();
+  auto s = Socket::connect(port);
+  ASSERT_TRUE(s.send(request_text("GET", "/slow")));
+  std::this_thread::sleep_for(100ms);
+  const auto start = std::chrono::steady_clock::now();
+  auto code = std::async(std::launch::async, [&] { return proxy.drain_and_wait(); });
+  auto res = s.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ((*res)[boost::beast::http::field::connection], "close");
+  EXPECT_EQ(code.get(), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  EXPECT_FALSE(Socket::connect(port).valid());
+}
+
+TEST(Drain, ClosesIdleKeepAliveConnectionsAtOnce) {
+  FakeUpstream up;
+  Proxy proxy(config(up.port(), "old"));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send(request_text("GET", "/hello")));
+  ASSERT_TRUE(s.read_response());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(proxy.drain_and_wait(), 0);
+  EXPECT_TRUE(s.closed_by_peer(1s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+}
+
+}  // namespace

@@ -1,0 +1,339 @@
+#include "support/net.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/beast/http/parser.hpp>
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "outrigger/config/loader.hpp"
+
+namespace testing_support {
+
+namespace bhttp = boost::beast::http;
+
+Socket::~Socket() { close(); }
+
+Socket& Socket::operator=(Socket&& o) noexcept {
+  std::swap(fd_, o.fd_);
+  std::swap(pending_, o.pending_);
+  return *this;
+}
+
+Socket Socket::connect(std::uint16_t port, std::chrono::milliseconds) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return Socket();
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return Socket(fd);
+}
+
+bool Socket::send(std::string_view bytes) {
+  while (!bytes.empty()) {
+    const auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+int Socket::recv_some(char* buf, std::size_t n, std::chrono::milliseconds timeout) {
+  if (!pending_.empty()) {
+    const auto k = std::min(n, pending_.size());
+    std::memcpy(buf, pending_.data(), k);
+    pending_.erase(0, k);
+    return static_cast<int>(k);
+  }
+  pollfd p{fd_, POLLIN, 0};
+  const int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  if (r <= 0) return -2;  // timeout
+  const auto got = ::recv(fd_, buf, n, 0);
+  return got < 0 ? -1 : static_cast<int>(got);
+}
+
+std::string Socket::read_until_close(std::chrono::milliseconds timeout) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[16384];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    const int n = recv_some(buf, sizeof buf, left);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+bool Socket::closed_by_peer(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    const int n = recv_some(buf, sizeof buf, left);
+    if (n == 0 || n == -1) return true;
+    if (n == -2) return false;
+  }
+}
+
+std::string Socket::read_head(std::chrono::milliseconds timeout) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char c;
+  while (out.find("\r\n\r\n") == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || recv_some(&c, 1, left) != 1) break;
+    out += c;
+  }
+  return out;
+}
+
+std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout, bool head) {
+  bhttp::response_parser<bhttp::string_body> p;
+  p.body_limit(64 * 1024 * 1024);
+  p.skip(head);
+  p.eager(true);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string buf;
+  char chunk[16384];
+  for (;;) {
+    if (!buf.empty()) {
+      boost::system::error_code ec;
+      const auto used = p.put(boost::asio::buffer(buf), ec);
+      buf.erase(0, used);
+      if (p.is_done()) {
+        pending_ = buf + pending_;
+        return p.release();
+      }
+      if (ec && ec != bhttp::error::need_more) return std::nullopt;
+      if (used > 0 && !buf.empty()) continue;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    const int n = recv_some(chunk, sizeof chunk, left);
+    if (n == 0 && p.is_header_done() && p.need_eof()) {
+      boost::system::error_code ec;
+      p.put_eof(ec);
+      if (!ec) return p.release();
+    }
+    if (n <= 0) return std::nullopt;
+    buf.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+void Socket::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void Socket::reset() {
+  if (fd_ < 0) return;
+  linger l{1, 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close();
+}
+
+std::string request_text(std::string_view method, std::string_view target,
+                         std::vector<std::pair<std::string, std::string>> headers, std::string_view body) {
+  std::string out;
+  out.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  bool host = false, length = false;
+  for (const auto& [k, v] : headers) {
+    out.append(k).append(": ").append(v).append("\r\n");
+    host = host || strcasecmp(k.c_str(), "host") == 0;
+    length = length || strcasecmp(k.c_str(), "content-length") == 0 || strcasecmp(k.c_str(), "transfer-encoding") == 0;
+  }
+  if (!host) out.append("Host: test\r\n");
+  if (!body.empty() && !length) out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  out.append("\r\n").append(body);
+  return out;
+}
+
+std::optional<Response> http_get(std::uint16_t port, const std::string& target,
+                                 std::vector<std::pair<std::string, std::string>> headers) {
+  auto s = Socket::connect(port);
+  if (!s.valid() || !s.send(request_text("GET", target, std::move(headers)))) return std::nullopt;
+  return s.read_response();
+}
+
+FakeUpstream::FakeUpstream(Handler handler) : handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 1024) != 0)
+    throw std::runtime_error("fake upstream: bind/listen failed");
+  socklen_t len = sizeof a;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+  port_ = ntohs(a.sin_port);
+  acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+FakeUpstream::~FakeUpstream() {
+  stopping_ = true;
+  ::shutdown(listen_fd_, SHUT_RDWR);
+  ::close(listen_fd_);
+  acceptor_.join();
+  for (auto& t : threads_) t.join();  // connection threads poll stopping_
+}
+
+void FakeUpstream::accept_loop() {
+  for (;;) {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    ++connections_;
+    std::lock_guard lock(mutex_);
+    threads_.emplace_back([this, fd] {
+      Socket s(fd);
+      serve(s);
+    });
+  }
+}
+
+void FakeUpstream::serve(Socket& s) {
+  std::string buf;
+  char chunk[16384];
+  while (!stopping_) {
+    bhttp::request_parser<bhttp::string_body> p;
+    p.body_limit(64 * 1024 * 1024);
+    p.eager(true);
+    bool done = false;
+    while (!done) {
+      if (!buf.empty()) {
+        boost::system::error_code ec;
+        const auto used = p.put(boost::asio::buffer(buf), ec);
+        buf.erase(0, used);
+        if (p.is_done()) break;
+        if (ec && ec != bhttp::error::need_more) return;
+        if (used > 0 && !buf.empty()) continue;
+      }
+      pollfd pfd{s.fd(), POLLIN, 0};
+      const int ready = ::poll(&pfd, 1, 50);
+      if (stopping_) return;
+      if (ready <= 0) continue;
+      const auto n = ::recv(s.fd(), chunk, sizeof chunk, 0);
+      if (n <= 0) return;
+      buf.append(chunk, static_cast<std::size_t>(n));
+    }
+    Exchange ex{p.release(), s};
+    Handler h;
+    {
+      std::lock_guard lock(mutex_);
+      last_ = ex.request;
+      h = handler_;
+    }
+    ++requests_;
+    h(ex);
+    if (!s.valid()) return;
+    if (!ex.request.keep_alive()) return;
+  }
+}
+
+Request FakeUpstream::last_request() const {
+  std::lock_guard lock(mutex_);
+  return last_;
+}
+
+void FakeUpstream::set_handler(Handler h) {
+  std::lock_guard lock(mutex_);
+  handler_ = std::move(h);
+}
+
+void FakeUpstream::reply(Exchange& ex, int status, std::string body,
+                         std::vector<std::pair<std::string, std::string>> headers) {
+  Response res{static_cast<bhttp::status>(status), 11};
+  for (const auto& [k, v] : headers) res.set(k, v);
+  res.body() = std::move(body);
+  if (res.find(bhttp::field::transfer_encoding) == res.end()) res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  ex.socket.send(out.str());
+}
+
+void FakeUpstream::echo(Exchange& ex) {
+  reply(ex, 200,
+        std::string(ex.request.method_string()) + " " + std::string(ex.request.target()) + " " +
+            std::to_string(ex.request.body().size()));
+}
+
+std::uint16_t closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+outrigger::config::Config parse_config(const std::string& yaml) {
+  auto r = outrigger::config::load_string(yaml, "test.yaml");
+  if (!r.ok()) {
+    std::string all;
+    for (const auto& e : r.errors) all += e.to_string() + "\n";
+    throw std::runtime_error("bad test config:\n" + all + yaml);
+  }
+  return std::move(*r.config);
+}
+
+Proxy::Proxy(const std::string& yaml) {
+  server_ = std::make_unique<outrigger::server::Server>(parse_config(yaml),
+                                                        outrigger::server::ServerOptions{.handle_signals = false});
+  server_->start();
+  thread_ = std::thread([this] {
+    exit_code_ = server_->run();
+    done_ = true;
+  });
+}
+
+int Proxy::drain_and_wait(std::chrono::milliseconds timeout) {
+  if (thread_.joinable()) {
+    server_->drain();
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done_ && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+    if (!done_) return -2;
+    thread_.join();
+  }
+  return exit_code_;
+}
+
+Proxy::~Proxy() {
+  if (thread_.joinable()) {
+    drain_and_wait();
+    if (thread_.joinable()) std::terminate();  // a proxy that does not drain is a bug the test must show
+  }
+}
+
+std::string fill(std::string text, const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [k, v] : values) {
+    const std::string key = "{" + k + "}";
+    for (auto pos = text.find(key); pos != std::string::npos; pos = text.find(key, pos + v.size()))
+      text.replace(pos, key.size(), v);
+  }
+  return text;
+}
+
+}  // namespace testing_support

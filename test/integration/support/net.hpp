@@ -1,0 +1,127 @@
+// Test-side networking on loopback: a scriptable fake upstream, a raw client,
+// and an in-process Outrigger. Plain blocking sockets with timeouts, so that a
+// hang fails the test instead of blocking it; HTTP is parsed with Beast.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "outrigger/server/server.hpp"
+
+namespace testing_support {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+using namespace std::chrono_literals;
+
+// A connected TCP socket with a receive timeout.
+class Socket {
+ public:
+  explicit Socket(int fd = -1) : fd_(fd) {}
+  ~Socket();
+  Socket(Socket&& o) noexcept : fd_(o.fd_), pending_(std::move(o.pending_)) { o.fd_ = -1; }
+  Socket& operator=(Socket&& o) noexcept;
+
+  static Socket connect(std::uint16_t port, std::chrono::milliseconds timeout = 3s);
+  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+
+  bool send(std::string_view bytes);
+  // Everything until the peer closes (or the timeout, or max bytes).
+  std::string read_until_close(std::chrono::milliseconds timeout = 3s);
+  // One complete response (Beast parser); nullopt on close/timeout/garbage.
+  // `head` parses a response to HEAD (no body).
+  std::optional<Response> read_response(std::chrono::milliseconds timeout = 3s, bool head = false);
+  // Raw bytes up to and including the first "\r\n\r\n".
+  std::string read_head(std::chrono::milliseconds timeout = 3s);
+  // True when the peer has closed (EOF) within the timeout.
+  bool closed_by_peer(std::chrono::milliseconds timeout = 3s);
+  void close();
+  void reset();  // close with RST
+
+ private:
+  int recv_some(char* buf, std::size_t n, std::chrono::milliseconds timeout);
+  int fd_;
+  std::string pending_;  // bytes read past the last response
+};
+
+// One request on a fresh connection.
+std::optional<Response> http_get(std::uint16_t port, const std::string& target,
+                                 std::vector<std::pair<std::string, std::string>> headers = {});
+std::string request_text(std::string_view method, std::string_view target,
+                         std::vector<std::pair<std::string, std::string>> headers = {}, std::string_view body = "");
+
+// A fake upstream on 127.0.0.1:0, one thread per connection.
+class FakeUpstream {
+ public:
+  struct Exchange {
+    Request request;
+    Socket& socket;  // the handler writes its response here (or closes it)
+  };
+  using Handler = std::function<void(Exchange&)>;
+
+  explicit FakeUpstream(Handler handler = nullptr);  // default: echo
+  ~FakeUpstream();
+
+  std::uint16_t port() const { return port_; }
+  int connections() const { return connections_.load(); }
+  int requests() const { return requests_.load(); }
+  Request last_request() const;
+
+  void set_handler(Handler h);
+  // Replies 200 with a body naming the method, target and body size.
+  static void echo(Exchange& ex);
+  static void reply(Exchange& ex, int status, std::string body,
+                    std::vector<std::pair<std::string, std::string>> headers = {});
+
+ private:
+  void accept_loop();
+  void serve(Socket& s);
+
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0}, requests_{0};
+  mutable std::mutex mutex_;
+  Handler handler_;
+  Request last_;
+  std::thread acceptor_;
+  std::vector<std::thread> threads_;
+};
+
+// A port nobody listens on (bound, then closed).
+std::uint16_t closed_port();
+
+// Outrigger in this process: config from YAML, run() on its own thread.
+class Proxy {
+ public:
+  explicit Proxy(const std::string& yaml);
+  ~Proxy();
+  outrigger::server::Server& server() { return *server_; }
+  std::uint16_t port(const std::string& listener = "ingress") const { return server_->listener_port(listener); }
+  std::uint16_t admin_port() const { return server_->admin_port(); }
+  // Drains and waits for run() to return; its exit code.
+  int drain_and_wait(std::chrono::milliseconds timeout = 10s);
+
+ private:
+  std::unique_ptr<outrigger::server::Server> server_;
+  std::thread thread_;
+  std::atomic<int> exit_code_{-1};
+  std::atomic<bool> done_{false};
+};
+
+outrigger::config::Config parse_config(const std::string& yaml);
+
+// `{"listeners": ...}` style replacement of {KEY} in a template.
+std::string fill(std::string text, const std::vector<std::pair<std::string, std::string>>& values);
+
+}  // namespace testing_support

@@ -78,6 +78,10 @@ Server::Server(config::Config config, ServerOptions options)
 
 Server::~Server() {
   for (auto& w : impl_->workers) w->stop();
+  for (auto& w : impl_->workers) w->release();
+  impl_->current.reset();
+  impl_->pools.clear();
+  impl_->workers.clear();
 }
 
 void Server::start() {

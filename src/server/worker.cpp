@@ -47,7 +47,7 @@ class Worker::Slot final : public http::ConnectionHost {
   }
   void end_linger() override { --worker_.lingering_; }
   void connection_closed() override {
-    stats_->connections_active.add(-1);
+    if (stats_) stats_->connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -86,9 +86,13 @@ Worker::Worker(unsigned index) : index_(index) {
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
 }
 
-Worker::~Worker() {
+Worker::~Worker() { release(); }
+
+void Worker::release() {
   stop();
-  io_.destroy_handlers();
+  io_.destroy_handlers();  // suspended connections end here, while their objects exist
+  for (auto& slot : slots_) slot->set_pipeline(nullptr, nullptr);
+  snapshot_.reset();
 }
 
 std::uint16_t Worker::bind(const std::string& listener, const tcp::endpoint& endpoint) {

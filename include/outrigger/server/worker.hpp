@@ -35,6 +35,11 @@ class Worker {
   // Thread-safe: stop accepting, close idle connections, close the others after their response.
   void drain();
   void stop();
+  // Stops the thread and drops every coroutine and snapshot reference. The
+  // Server releases all workers before destroying any: a snapshot holds the
+  // upstream pools of every worker, whose sockets must go before the
+  // io_contexts they belong to.
+  void release();
 
   std::size_t open_connections() const { return open_connections_.load(std::memory_order_relaxed); }
   boost::asio::any_io_executor executor() { return io_.get_executor(); }

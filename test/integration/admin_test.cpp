@@ -34,6 +34,18 @@ clusters:
     return res->body();
   }
 
+  // Metrics are counted just after a response is written: a scrape right
+  // after the last response may come first, so wait (bounded) for `series`.
+  std::string metrics_with(const std::string& series) {
+    std::string text;
+    for (int i = 0; i < 200; ++i) {
+      text = admin("/metrics");
+      if (text.find(series) != std::string::npos) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    return text;
+  }
+
   FakeUpstream up_;
   Proxy proxy_;
 };
@@ -47,7 +59,7 @@ TEST_F(Admin, AnswersReadyAndLive) {
 TEST_F(Admin, CountsRequestsByListenerRouteClusterAndCode) {
   for (int i = 0; i < 7; ++i) ASSERT_TRUE(http_get(proxy_.port(), "/api/x"));
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(http_get(proxy_.port(), "/missing"));
-  const auto text = admin("/metrics");
+  const auto text = metrics_with("code=\"404\"} 2");
   EXPECT_NE(text.find("outrigger_requests_total{direction=\"inbound\",listener=\"ingress\",route=\"api\","
                       "cluster=\"app\",code=\"200\"} 7"),
             std::string::npos)

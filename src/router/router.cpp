@@ -22,6 +22,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 using ResponseParser = bhttp::response_parser<bhttp::buffer_body>;
+
+// Upstream response headers may be large (cookies); Beast's default is 8 KiB.
+constexpr std::uint32_t kMaxResponseHeaderBytes = 96 * 1024;
 using RequestSerializer = bhttp::request_serializer<bhttp::buffer_body>;
 
 enum class Outcome {
@@ -90,6 +93,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   for (;;) {
     p.emplace();
     p->body_limit(boost::none);
+    p->header_limit(kMaxResponseHeaderBytes);
     p->skip(req.method() == bhttp::verb::head);
     bool got_any = c.buffer.size() > 0;
     for (;;) {
@@ -119,7 +123,8 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   auto& res = p->get();
   for (auto* f : filters) f->on_response(ex, res);
   ex.status = res.result_int();
-  const bool reusable = res.keep_alive();
+  // A 101 switches the connection to another protocol: never pool it.
+  const bool reusable = res.keep_alive() && ex.status != 101;
 
   // Response body, streamed; the header goes out with the first piece.
   res.body().data = nullptr;

@@ -312,6 +312,16 @@ TEST(Proxy, AnswersGatewayTimeoutWhenUpstreamStalls) {
   EXPECT_LT(took, 1500ms);
 }
 
+TEST(Proxy, RelaysLargeUpstreamResponseHeaders) {
+  const std::string cookie(40 * 1024, 'c');
+  FakeUpstream up([&](FakeUpstream::Exchange& ex) { FakeUpstream::reply(ex, 200, "ok", {{"Set-Cookie", cookie}}); });
+  Proxy proxy(config_for(up.port()));
+  auto res = http_get(proxy.port(), "/api/cookie");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ((*res)["set-cookie"].size(), cookie.size());
+}
+
 TEST(Proxy, SpreadsConnectionsOverSeveralWorkers) {
   FakeUpstream up;
   Proxy proxy(config_for(up.port(), "", 2));

@@ -106,6 +106,7 @@ std::string Socket::read_head(std::chrono::milliseconds timeout) {
 std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout, bool head) {
   bhttp::response_parser<bhttp::string_body> p;
   p.body_limit(64 * 1024 * 1024);
+  p.header_limit(1024 * 1024);
   p.skip(head);
   p.eager(true);
   const auto deadline = std::chrono::steady_clock::now() + timeout;

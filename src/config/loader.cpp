@@ -90,7 +90,7 @@ class Loader {
   }
 
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
-    if (!r_.mapping(n, path, {"name", "endpoints", "connect_timeout", "connection_pool"})) return;
+    if (!r_.mapping(n, path, {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool"})) return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
     if (auto name = r_.string(n, "name", path, true)) cl.name = *name;
@@ -101,18 +101,29 @@ class Loader {
       for (std::size_t i = 0; i < eps->size(); ++i) {
         const auto ep = (*eps)[i];
         const auto ep_path = YamlReader::index(path + ".endpoints", i);
+        if (ep.IsMap()) {  // { address: host:port, weight: N }
+          if (!r_.mapping(ep, ep_path, {"address", "weight"})) continue;
+          auto a = r_.address(ep, "address", ep_path, false, true);
+          auto w = r_.integer(ep, "weight", ep_path, 1, 10'000);
+          if (a) cl.endpoints.push_back({*a, static_cast<std::uint32_t>(w.value_or(1))});
+          continue;
+        }
         if (!ep.IsScalar()) {
-          r_.error(ep, ep_path, "expected host:port");
+          r_.error(ep, ep_path, "expected host:port or {address, weight}");
           continue;
         }
         std::string why;
         if (auto a = core::parse_address(ep.Scalar(), false, &why)) {
-          cl.endpoints.push_back(*a);
+          cl.endpoints.push_back({*a, 1});
         } else {
           r_.error(ep, ep_path, "invalid address '" + ep.Scalar() + "': " + why);
         }
       }
     }
+    if (auto p = r_.choice(n, "lb_policy", path, {"round_robin", "least_request", "random"}))
+      cl.lb_policy = *p == "round_robin" ? LbPolicy::round_robin
+                     : *p == "least_request" ? LbPolicy::least_request
+                                             : LbPolicy::random;
     if (auto d = r_.duration(n, "connect_timeout", path)) {
       if (d->count() == 0) r_.error(n["connect_timeout"], path + ".connect_timeout", "must be greater than 0");
       cl.connect_timeout = *d;
@@ -184,8 +195,8 @@ class Loader {
   }
 
   void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
-    if (!r_.mapping(n, path, {"name", "match", "cluster", "direct_response", "timeout", "request_headers_to_add",
-                              "request_headers_to_remove"}))
+    if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout",
+                              "request_headers_to_add", "request_headers_to_remove"}))
       return;
     Route rt;
     rt.mark = YamlReader::mark_of(n);
@@ -193,10 +204,23 @@ class Loader {
     if (auto m = YamlReader::child(n, "match")) match(*m, path + ".match", rt.match);
     if (auto cl = r_.string(n, "cluster", path)) rt.cluster = *cl;
     if (auto d = YamlReader::child(n, "direct_response")) rt.direct_response = direct_response(*d, path + ".direct_response");
-    const bool has_cluster = YamlReader::child(n, "cluster").has_value();
-    const bool has_direct = YamlReader::child(n, "direct_response").has_value();
-    if (has_cluster == has_direct)
-      r_.error(n, path, "needs exactly one of 'cluster' or 'direct_response'");
+    if (auto w = YamlReader::child(n, "weighted_clusters"); w && r_.sequence(*w, path + ".weighted_clusters")) {
+      if (w->size() == 0) r_.error(*w, path + ".weighted_clusters", "needs at least one cluster");
+      for (std::size_t i = 0; i < w->size(); ++i) {
+        const auto item = (*w)[i];
+        const auto wp = YamlReader::index(path + ".weighted_clusters", i);
+        if (!r_.mapping(item, wp, {"cluster", "weight"})) continue;
+        auto name = r_.string(item, "cluster", wp, true);
+        auto weight = r_.integer(item, "weight", wp, 1, 1'000'000);
+        if (!weight && !YamlReader::child(item, "weight")) r_.error(item, wp, "missing required key 'weight'");
+        if (name && weight) rt.weighted_clusters.push_back({*name, static_cast<std::uint32_t>(*weight)});
+      }
+    }
+    const int actions = YamlReader::child(n, "cluster").has_value() +
+                        YamlReader::child(n, "weighted_clusters").has_value() +
+                        YamlReader::child(n, "direct_response").has_value();
+    if (actions != 1)
+      r_.error(n, path, "needs exactly one of 'cluster', 'weighted_clusters' or 'direct_response'");
     if (auto t = r_.duration(n, "timeout", path)) rt.timeout = *t;
     rt.request_headers_to_add = r_.header_values(n, "request_headers_to_add", path);
     for (auto& h : r_.strings(n, "request_headers_to_remove", path)) rt.request_headers_to_remove.push_back(lower(h));
@@ -260,11 +284,16 @@ class Loader {
     auto listeners = root["listeners"];
     for (std::size_t li = 0; li < c.listeners.size(); ++li) {
       for (const auto& rt : c.listeners[li].routes) {
-        if (rt.cluster.empty() || c.find_cluster(rt.cluster)) continue;
-        std::string message = "route '" + rt.name + "' names unknown cluster '" + rt.cluster + "'";
-        if (auto near = closest_match(rt.cluster, cluster_names); !near.empty())
-          message += "; did you mean '" + near + "'?";
-        r_.error(rt.mark, "", message);
+        std::vector<std::string_view> named;
+        if (!rt.cluster.empty()) named.push_back(rt.cluster);
+        for (const auto& w : rt.weighted_clusters) named.push_back(w.cluster);
+        for (auto name : named) {
+          if (c.find_cluster(name)) continue;
+          std::string message = "route '" + rt.name + "' names unknown cluster '" + std::string(name) + "'";
+          if (auto near = closest_match(name, cluster_names); !near.empty())
+            message += "; did you mean '" + near + "'?";
+          r_.error(rt.mark, "", message);
+        }
       }
     }
   }

@@ -69,30 +69,9 @@ void add_forwarding_headers(http::fields& f, std::string_view client_ip, std::st
   }
 }
 
-RequestIdGenerator::RequestIdGenerator(std::uint64_t seed) {
-  // splitmix64 to spread the seed over the xorshift128+ state.
-  auto mix = [&seed] {
-    std::uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  };
-  s_[0] = mix();
-  s_[1] = mix();
-}
-
-std::uint64_t RequestIdGenerator::next64() {
-  std::uint64_t s1 = s_[0];
-  const std::uint64_t s0 = s_[1];
-  s_[0] = s0;
-  s1 ^= s1 << 23;
-  s_[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-  return s_[1] + s0;
-}
-
 void RequestIdGenerator::next(char* out) {
   static constexpr char hex[] = "0123456789abcdef";
-  std::uint64_t hi = next64(), lo = next64();
+  std::uint64_t hi = random_.next(), lo = random_.next();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
   int pos = 0;

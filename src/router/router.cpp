@@ -36,13 +36,13 @@ enum class Outcome {
 };
 
 // Edits the request header for the upstream hop.
-void prepare_request(http::Exchange& ex, const CompiledRoute& route, WorkerContext& worker) {
+void prepare_request(http::Exchange& ex, const config::Route& route, WorkerContext& worker) {
   auto& req = ex.request;
   http::strip_hop_by_hop(req.base());
   if (ex.request_has_body && !ex.request_content_length) req.set(bhttp::field::transfer_encoding, "chunked");
   http::add_forwarding_headers(req.base(), ex.downstream_ip, "http", worker.request_ids);
-  for (const auto& name : route.config->request_headers_to_remove) req.erase(name);
-  for (const auto& h : route.config->request_headers_to_add) req.set(h.name, h.value);
+  for (const auto& name : route.request_headers_to_remove) req.erase(name);
+  for (const auto& h : route.request_headers_to_add) req.set(h.name, h.value);
   req.version(11);
 }
 
@@ -198,21 +198,27 @@ asio::awaitable<void> reply_error(http::Exchange& ex, ProxyError error) {
   if (ec) ex.close_connection = true;
 }
 
-asio::awaitable<void> forward(http::Exchange& ex, const CompiledRoute& route, std::span<http::Filter* const> filters,
-                              WorkerContext& worker) {
-  const auto& cluster = *route.cluster;
+asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, const RouteTarget& target,
+                              std::span<http::Filter* const> filters, WorkerContext& worker) {
+  const auto& cluster = *target.cluster;
   auto& pools = cluster.pools(worker.index);
   auto& stats = cluster.stats().workers[worker.index];
   ex.cluster_name = cluster.name();
   prepare_request(ex, route, worker);
 
-  const auto timeout = route.config->timeout;
+  const auto timeout = route.timeout;
   const auto deadline = ex.start + timeout;
   if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, nullptr);
 
   const std::size_t index = pools.pick();
   auto& pool = pools.endpoint(index);
   ex.upstream_host = cluster.endpoints()[index].name;
+  pools.begin_request(index);
+  struct EndRequest {
+    upstream::ClusterPools& pools;
+    std::size_t index;
+    ~EndRequest() { pools.end_request(index); }
+  } end_request{pools, index};
 
   for (bool first_try = true;; first_try = false) {
     auto c = pool.take_idle();

@@ -79,6 +79,7 @@ json::value clusters_json(const Snapshot& s, unsigned workers) {
     json::array eps;
     for (const auto& e : c->endpoints()) {
       eps.push_back(json::object{{"address", e.name},
+                                 {"weight", e.weight},
                                  {"resolved", e.address.address().to_string() + ":" + std::to_string(e.address.port())},
                                  {"health", "healthy"}});
     }

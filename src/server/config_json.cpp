@@ -40,6 +40,11 @@ json::object route_json(const config::Route& r) {
   }
   json::object o{{"name", r.name}, {"match", std::move(match)}, {"timeout", duration(r.timeout)}};
   if (!r.cluster.empty()) o["cluster"] = r.cluster;
+  if (!r.weighted_clusters.empty()) {
+    json::array ws;
+    for (const auto& w : r.weighted_clusters) ws.push_back(json::object{{"cluster", w.cluster}, {"weight", w.weight}});
+    o["weighted_clusters"] = std::move(ws);
+  }
   if (r.direct_response) {
     o["direct_response"] = json::object{{"status", r.direct_response->status},
                                         {"body", r.direct_response->body},
@@ -72,10 +77,19 @@ std::string config_to_json(const config::Config& c) {
   json::array clusters;
   for (const auto& cl : c.clusters) {
     json::array eps;
-    for (const auto& e : cl.endpoints) eps.push_back(json::string(e.to_string()));
+    for (const auto& e : cl.endpoints) {
+      if (e.weight == 1) {
+        eps.push_back(json::string(e.address.to_string()));
+      } else {
+        eps.push_back(json::object{{"address", e.address.to_string()}, {"weight", e.weight}});
+      }
+    }
     clusters.push_back(json::object{
         {"name", cl.name},
         {"endpoints", std::move(eps)},
+        {"lb_policy", cl.lb_policy == config::LbPolicy::round_robin     ? "round_robin"
+                      : cl.lb_policy == config::LbPolicy::least_request ? "least_request"
+                                                                        : "random"},
         {"connect_timeout", duration(cl.connect_timeout)},
         {"connection_pool", json::object{{"max_idle_per_endpoint", cl.connection_pool.max_idle_per_endpoint},
                                          {"idle_timeout", duration(cl.connection_pool.idle_timeout)},

@@ -22,7 +22,8 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     co_return;
   }
   ex.route_name = route->config->name;
-  ex.route_stats = route->stats;
+  const router::RouteTarget* target = route->targets.empty() ? nullptr : &route->pick(worker_.random);
+  ex.route_stats = target ? target->stats : route->stats;
 
   for (auto* f : filters_) {
     if (auto reply = f->on_request(ex)) {
@@ -43,7 +44,7 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     co_return;
   }
 
-  co_await router::forward(ex, *route, filters_, worker_);
+  co_await router::forward(ex, *route->config, *target, filters_, worker_);
 }
 
 void Pipeline::complete(http::Exchange& ex) {

@@ -4,6 +4,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <fmt/format.h>
 
+#include <random>
+
 #include "outrigger/config/loader.hpp"
 #include "outrigger/upstream/connection_pool.hpp"
 
@@ -55,7 +57,8 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
                                  [&](const auto& p) { return p->serves(c, endpoints); });
   for (unsigned w = 0; w < workers.size(); ++w) {
     pools.push_back(reuse ? old->second[w]
-                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w]));
+                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w],
+                                                                     std::random_device{}()));
   }
   return pools;
 }
@@ -74,12 +77,13 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
   std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;
   for (const auto& c : config.clusters) {
     std::vector<upstream::Endpoint> endpoints;
-    for (const auto& a : c.endpoints) {
+    for (const auto& e : c.endpoints) {
       std::string why;
-      if (auto ep = resolve(a, why)) {
-        endpoints.push_back({a.to_string(), *ep});
+      if (auto ep = resolve(e.address, why)) {
+        endpoints.push_back({e.address.to_string(), *ep, e.weight});
       } else {
-        errors.add(c.mark, fmt::format("clusters.{}: cannot resolve endpoint '{}': {}", c.name, a.to_string(), why));
+        errors.add(c.mark,
+                   fmt::format("clusters.{}: cannot resolve endpoint '{}': {}", c.name, e.address.to_string(), why));
       }
     }
     if (endpoints.size() != c.endpoints.size()) continue;
@@ -111,12 +115,17 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     for (const auto& r : l.routes) {
       router::CompiledRoute cr;
       cr.config = &r;
-      if (!r.cluster.empty()) {
-        auto it = clusters.find(r.cluster);
+      auto weighted = r.weighted_clusters;
+      if (!r.cluster.empty()) weighted.push_back({r.cluster, 1});
+      std::uint64_t cumulative = 0;
+      for (const auto& w : weighted) {
+        auto it = clusters.find(w.cluster);
         if (it == clusters.end()) continue;  // the loader reported it, or resolution failed above
-        cr.cluster = it->second;
+        cumulative += w.weight;
+        cr.targets.push_back({it->second, stats.route(rt->direction, l.name, r.name, w.cluster), cumulative});
       }
-      cr.stats = stats.route(rt->direction, l.name, r.name, r.cluster);
+      if (cr.targets.size() != weighted.size()) continue;
+      cr.stats = stats.route(rt->direction, l.name, r.name, "");
       try {
         if (r.match.regex) cr.path_regex.emplace(*r.match.regex, std::regex::ECMAScript | std::regex::optimize);
         for (const auto& h : r.match.headers)

@@ -84,6 +84,7 @@ class Worker::Slot final : public http::ConnectionHost {
 Worker::Worker(unsigned index) : index_(index) {
   context_.index = index;
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
+  context_.random = core::Random(std::random_device{}() ^ (std::uint64_t(index) << 40));
 }
 
 Worker::~Worker() { release(); }

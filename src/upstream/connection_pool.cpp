@@ -84,9 +84,22 @@ void EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
   std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= limits_.idle_timeout; });
 }
 
+namespace {
+std::vector<std::uint32_t> weights_of(const std::vector<Endpoint>& endpoints) {
+  std::vector<std::uint32_t> w;
+  for (const auto& e : endpoints) w.push_back(e.weight);
+  return w;
+}
+}  // namespace
+
 ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluster& config,
-                           const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats)
-    : limits_(config.connection_pool) {
+                           const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
+                           std::uint64_t seed)
+    : limits_(config.connection_pool),
+      weights_(weights_of(endpoints)),
+      policy_(config.lb_policy),
+      active_(endpoints.size(), 0),
+      balancer_(config.lb_policy, weights_of(endpoints), seed) {
   for (const auto& e : endpoints) {
     addresses_.push_back(e.address);
     endpoints_.push_back(std::make_unique<EndpointPool>(ex, e.address, limits_, stats));
@@ -98,7 +111,8 @@ void ClusterPools::sweep(std::chrono::steady_clock::time_point now) {
 }
 
 bool ClusterPools::serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const {
-  if (endpoints.size() != addresses_.size()) return false;
+  if (endpoints.size() != addresses_.size() || config.lb_policy != policy_ || weights_of(endpoints) != weights_)
+    return false;
   for (std::size_t i = 0; i < endpoints.size(); ++i)
     if (endpoints[i].address != addresses_[i]) return false;
   const auto& p = config.connection_pool;

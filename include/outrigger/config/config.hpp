@@ -55,10 +55,16 @@ struct DirectResponse {
   std::vector<HeaderValue> headers;
 };
 
+struct WeightedCluster {
+  std::string cluster;
+  std::uint32_t weight = 1;
+};
+
 struct Route {
   std::string name;  // default: "<listener>/<index>"
   RouteMatch match;
-  std::string cluster;                           // exactly one of cluster / direct_response
+  std::string cluster;                             // exactly one of cluster / weighted_clusters / direct_response
+  std::vector<WeightedCluster> weighted_clusters;  // traffic split by weight
   std::optional<DirectResponse> direct_response;
   Duration timeout{std::chrono::seconds(15)};    // whole exchange; 0 disables
   std::vector<HeaderValue> request_headers_to_add;
@@ -95,9 +101,17 @@ struct ConnectionPool {
   std::uint32_t max_requests_per_connection = 0;  // 0: unlimited
 };
 
+enum class LbPolicy { round_robin, least_request, random };
+
+struct ClusterEndpoint {
+  core::Address address;
+  std::uint32_t weight = 1;
+};
+
 struct Cluster {
   std::string name;
-  std::vector<core::Address> endpoints;
+  std::vector<ClusterEndpoint> endpoints;
+  LbPolicy lb_policy = LbPolicy::round_robin;
   Duration connect_timeout{std::chrono::seconds(1)};
   ConnectionPool connection_pool;
   Mark mark;

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "outrigger/core/random.hpp"
+
 namespace outrigger::http {
 
 // Removes Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
@@ -21,13 +23,12 @@ void add_forwarding_headers(boost::beast::http::fields& f, std::string_view clie
 // Random version-4 UUIDs from a per-worker generator (not for secrets).
 class RequestIdGenerator {
  public:
-  explicit RequestIdGenerator(std::uint64_t seed);
+  explicit RequestIdGenerator(std::uint64_t seed) : random_(seed) {}
   // Writes 36 characters to out.
   void next(char* out);
 
  private:
-  std::uint64_t s_[2];
-  std::uint64_t next64();
+  core::Random random_;
 };
 
 // Case-insensitive: does the comma-separated header value list contain token?

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "outrigger/config/config.hpp"
+#include "outrigger/core/random.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/observability/stats.hpp"
 
@@ -16,12 +17,28 @@ class Cluster;
 
 namespace outrigger::router {
 
+// Where a route sends traffic: one cluster, or one of several by weight.
+struct RouteTarget {
+  std::shared_ptr<const upstream::Cluster> cluster;
+  observability::RouteStats* stats = nullptr;  // this route's series for this cluster
+  std::uint64_t cumulative_weight = 0;
+};
+
 struct CompiledRoute {
   const config::Route* config = nullptr;
-  std::shared_ptr<const upstream::Cluster> cluster;  // null for a direct response
-  observability::RouteStats* stats = nullptr;
+  std::vector<RouteTarget> targets;            // empty for a direct response
+  observability::RouteStats* stats = nullptr;  // series for direct responses (cluster "")
   std::optional<std::regex> path_regex;
   std::vector<std::optional<std::regex>> header_regexes;  // parallel to config->match.headers
+
+  // The target for one request (weighted clusters: at random, by weight).
+  const RouteTarget& pick(core::Random& random) const {
+    if (targets.size() == 1) return targets.front();
+    const auto r = random.below(targets.back().cumulative_weight);
+    for (const auto& t : targets)
+      if (r < t.cumulative_weight) return t;
+    return targets.back();
+  }
 };
 
 class RouteTable {

@@ -17,12 +17,13 @@ namespace outrigger::router {
 struct WorkerContext {
   unsigned index = 0;
   http::RequestIdGenerator request_ids{0};
+  core::Random random{0};
 };
 
-// Forwards ex to route.cluster; calls each filter's on_response before the
-// response headers go downstream.
-http::awaitable<void> forward(http::Exchange& ex, const CompiledRoute& route, std::span<http::Filter* const> filters,
-                              WorkerContext& worker);
+// Forwards ex to target.cluster under the route's settings; calls each
+// filter's on_response before the response headers go downstream.
+http::awaitable<void> forward(http::Exchange& ex, const config::Route& route, const RouteTarget& target,
+                              std::span<http::Filter* const> filters, WorkerContext& worker);
 
 // Answers ex with reply (status, x-outrigger-error, short body) if nothing was sent yet.
 http::awaitable<void> reply_error(http::Exchange& ex, http::ProxyError error);

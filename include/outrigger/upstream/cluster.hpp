@@ -17,6 +17,7 @@ namespace outrigger::upstream {
 struct Endpoint {
   std::string name;  // as configured, e.g. "127.0.0.1:8080": logs, access log, /clusters
   boost::asio::ip::tcp::endpoint address;
+  std::uint32_t weight = 1;
 };
 
 class ClusterPools;

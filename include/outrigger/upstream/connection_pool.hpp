@@ -15,6 +15,7 @@
 #include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/cluster.hpp"
+#include "outrigger/upstream/load_balancer.hpp"
 
 namespace outrigger::upstream {
 
@@ -65,15 +66,20 @@ class EndpointPool {
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;
 };
 
-// One worker's pools for one cluster, and its load-balancing cursor.
+// One worker's pools for one cluster, its load balancer and its count of
+// requests in flight per endpoint.
 class ClusterPools {
  public:
   ClusterPools(const boost::asio::any_io_executor& ex, const config::Cluster& config,
-               const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats);
+               const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats, std::uint64_t seed);
   EndpointPool& endpoint(std::size_t i) { return *endpoints_[i]; }
   std::size_t size() const { return endpoints_.size(); }
-  // Round robin over the endpoints.
-  std::size_t pick() { return next_++ % endpoints_.size(); }
+  // The endpoint for the next request, by the cluster's lb_policy.
+  std::size_t pick() { return balancer_.pick(active_); }
+  // In-flight bookkeeping for least_request; pair every begin with an end.
+  void begin_request(std::size_t i) { ++active_[i]; }
+  void end_request(std::size_t i) { --active_[i]; }
+  std::uint32_t active_requests(std::size_t i) const { return active_[i]; }
   void sweep(std::chrono::steady_clock::time_point now);
   // Same endpoints and pool settings: a new snapshot may keep using these pools.
   bool serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const;
@@ -81,8 +87,11 @@ class ClusterPools {
  private:
   config::ConnectionPool limits_;
   std::vector<boost::asio::ip::tcp::endpoint> addresses_;
+  std::vector<std::uint32_t> weights_;
+  config::LbPolicy policy_;
   std::vector<std::unique_ptr<EndpointPool>> endpoints_;
-  std::size_t next_ = 0;
+  std::vector<std::uint32_t> active_;
+  LoadBalancer balancer_;
 };
 
 }  // namespace outrigger::upstream

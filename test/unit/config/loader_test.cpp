@@ -218,8 +218,8 @@ clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
   EXPECT_TRUE(has_error(r, "listeners[0].routes[0].match.regex: invalid regex '('"));
   EXPECT_TRUE(has_error(r, "listeners[0].routes[0].direct_response.status: must be from 100 to 599"));
   EXPECT_TRUE(has_error(r, "listeners[0].routes[1].match: use only one of 'prefix', 'path' or 'regex'"));
-  EXPECT_TRUE(has_error(r, "listeners[0].routes[1]: needs exactly one of 'cluster' or 'direct_response'"));
-  EXPECT_TRUE(has_error(r, "listeners[0].routes[2]: needs exactly one of 'cluster' or 'direct_response'"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[1]: needs exactly one of 'cluster', 'weighted_clusters' or 'direct_response'"));
+  EXPECT_TRUE(has_error(r, "listeners[0].routes[2]: needs exactly one of 'cluster', 'weighted_clusters' or 'direct_response'"));
 }
 
 TEST(ConfigLoader, ReportsYamlSyntaxErrorsWithPosition) {
@@ -247,6 +247,47 @@ TEST(ConfigLoader, ShippedConfigsAreValid) {
     }
   }
   EXPECT_GE(seen, 2);
+}
+
+TEST(ConfigLoader, ReadsLoadBalancingAndWeightedClusters) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - weighted_clusters: [{ cluster: v1, weight: 90 }, { cluster: v2, weight: 10 }]
+clusters:
+  - name: v1
+    lb_policy: least_request
+    endpoints: [127.0.0.1:1, { address: 127.0.0.1:2, weight: 3 }]
+  - { name: v2, lb_policy: random, endpoints: [127.0.0.1:3] }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& c = *r.config;
+  ASSERT_EQ(c.listeners[0].routes[0].weighted_clusters.size(), 2u);
+  EXPECT_EQ(c.listeners[0].routes[0].weighted_clusters[1].cluster, "v2");
+  EXPECT_EQ(c.listeners[0].routes[0].weighted_clusters[1].weight, 10u);
+  EXPECT_EQ(c.clusters[0].lb_policy, LbPolicy::least_request);
+  EXPECT_EQ(c.clusters[0].endpoints[0].weight, 1u);
+  EXPECT_EQ(c.clusters[0].endpoints[1].weight, 3u);
+  EXPECT_EQ(c.clusters[1].lb_policy, LbPolicy::random);
+}
+
+TEST(ConfigLoader, ReportsBadWeightsPoliciesAndUnknownWeightedClusters) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - weighted_clusters: [{ cluster: v1, weight: 0 }, { cluster: v3, weight: 1 }, { cluster: v1 }]
+clusters:
+  - { name: v1, lb_policy: fastest, endpoints: [{ address: 127.0.0.1:2, weight: -1 }] }
+)");
+  EXPECT_TRUE(has_error(r, "weighted_clusters[0].weight: must be from 1 to 1000000"));
+  EXPECT_TRUE(has_error(r, "weighted_clusters[2]: missing required key 'weight'"));
+  EXPECT_TRUE(has_error(r, "route 'a/0' names unknown cluster 'v3'; did you mean 'v1'?"));
+  EXPECT_TRUE(has_error(r, "clusters[0].lb_policy: invalid value 'fastest' (one of: round_robin, least_request, random)"));
+  EXPECT_TRUE(has_error(r, "clusters[0].endpoints[0].weight: expected a whole number, got '-1'"));
 }
 
 TEST(ClosestMatch, SuggestsOnlyNearMisses) {

@@ -90,7 +90,9 @@ class Loader {
   }
 
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
-    if (!r_.mapping(n, path, {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool"})) return;
+    if (!r_.mapping(n, path,
+                    {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers"}))
+      return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
     if (auto name = r_.string(n, "name", path, true)) cl.name = *name;
@@ -136,6 +138,17 @@ class Loader {
         if (auto d = r_.duration(*p, "idle_timeout", pp)) cl.connection_pool.idle_timeout = *d;
         if (auto v = r_.integer(*p, "max_requests_per_connection", pp, 0, UINT32_MAX))
           cl.connection_pool.max_requests_per_connection = static_cast<std::uint32_t>(*v);
+      }
+    }
+    if (auto b = YamlReader::child(n, "circuit_breakers")) {
+      const auto bp = path + ".circuit_breakers";
+      if (r_.mapping(*b, bp, {"max_connections", "max_pending_requests", "max_requests", "max_retries"})) {
+        auto& cb = cl.circuit_breakers;
+        if (auto v = r_.integer(*b, "max_connections", bp, 1, 1'000'000)) cb.max_connections = static_cast<std::uint32_t>(*v);
+        if (auto v = r_.integer(*b, "max_pending_requests", bp, 0, 1'000'000))
+          cb.max_pending_requests = static_cast<std::uint32_t>(*v);
+        if (auto v = r_.integer(*b, "max_requests", bp, 1, 1'000'000)) cb.max_requests = static_cast<std::uint32_t>(*v);
+        if (auto v = r_.integer(*b, "max_retries", bp, 0, 1'000'000)) cb.max_retries = static_cast<std::uint32_t>(*v);
       }
     }
     if (!cl.name.empty()) {

@@ -200,6 +200,36 @@ std::string Stats::scrape() const {
   out.push_back(std::move(uc_fail));
   out.push_back(std::move(uc_rq));
 
+  auto overflow = family("outrigger_upstream_overflow_total",
+                         "Requests refused (503 overflow) because a circuit-breaker threshold was reached.",
+                         MetricType::Counter);
+  auto rq_active = family("outrigger_upstream_requests_active",
+                          "Requests in flight to the cluster, all workers (counts against max_requests).",
+                          MetricType::Gauge);
+  auto rq_pending = family("outrigger_upstream_requests_pending",
+                           "Requests waiting for a connection slot (counts against max_pending_requests).",
+                           MetricType::Gauge);
+  for (const auto& [name, c] : clusters_) {
+    const std::pair<const char*, Counter ClusterSlice::*> limits[] = {
+        {"max_connections", &ClusterSlice::overflow_connections},
+        {"max_pending_requests", &ClusterSlice::overflow_pending},
+        {"max_requests", &ClusterSlice::overflow_requests}};
+    for (const auto& [limit, member] : limits) {
+      auto m = with_labels({{"cluster", c->name}, {"limit", limit}});
+      m.counter.value = static_cast<double>(sum(c->workers, [&](const ClusterSlice& s) { return (s.*member).value(); }));
+      overflow.metric.push_back(std::move(m));
+    }
+    auto a = with_labels({{"cluster", c->name}});
+    auto p = a;
+    a.gauge.value = static_cast<double>(c->load.requests.load(std::memory_order_relaxed));
+    p.gauge.value = static_cast<double>(c->load.pending.load(std::memory_order_relaxed));
+    rq_active.metric.push_back(std::move(a));
+    rq_pending.metric.push_back(std::move(p));
+  }
+  out.push_back(std::move(overflow));
+  out.push_back(std::move(rq_active));
+  out.push_back(std::move(rq_pending));
+
   auto reloads = family("outrigger_config_reloads_total", "Config reloads, by result.", MetricType::Counter);
   auto ok = with_labels({{"result", "success"}});
   ok.counter.value = static_cast<double>(reloads_ok_.load());

@@ -206,6 +206,19 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   ex.cluster_name = cluster.name();
   prepare_request(ex, route, worker);
 
+  const auto& limits = cluster.config().circuit_breakers;
+  auto& load = cluster.stats().load;
+  if (load.requests.fetch_add(1, std::memory_order_relaxed) >= limits.max_requests) {
+    load.requests.fetch_sub(1, std::memory_order_relaxed);
+    stats.overflow_requests.inc();
+    co_await reply_error(ex, ProxyError::overflow);
+    co_return;
+  }
+  struct EndClusterRequest {
+    observability::ClusterLoad& load;
+    ~EndClusterRequest() { load.requests.fetch_sub(1, std::memory_order_relaxed); }
+  } end_cluster_request{load};
+
   const auto timeout = route.timeout;
   const auto deadline = ex.start + timeout;
   if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, nullptr);
@@ -221,21 +234,20 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   } end_request{pools, index};
 
   for (bool first_try = true;; first_try = false) {
-    auto c = pool.take_idle();
-    if (!c) {
-      auto connect_timeout = cluster.config().connect_timeout;
-      if (timeout.count() > 0) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left < connect_timeout) connect_timeout = std::max(left, std::chrono::milliseconds(1));
-      }
-      auto r = co_await pool.connect(connect_timeout);
-      if (r.ec) {
-        const bool timed_out = timeout.count() > 0 && std::chrono::steady_clock::now() >= deadline;
-        co_await reply_error(ex, timed_out ? ProxyError::timeout : ProxyError::connect_failure);
-        co_return;
-      }
-      c = std::move(r.connection);
+    auto connect_timeout = cluster.config().connect_timeout;
+    if (timeout.count() > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left < connect_timeout) connect_timeout = std::max(left, std::chrono::milliseconds(1));
     }
+    auto acquired = co_await pools.acquire(index, limits, connect_timeout);
+    if (!acquired.connection) {
+      const bool timed_out = timeout.count() > 0 && std::chrono::steady_clock::now() >= deadline;
+      co_await reply_error(ex, timed_out                                                        ? ProxyError::timeout
+                               : acquired.failure == upstream::Acquired::Failure::overflow ? ProxyError::overflow
+                                                                                            : ProxyError::connect_failure);
+      co_return;
+    }
+    auto c = std::move(acquired.connection);
     if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, &c->socket);
     ++c->requests;
     stats.requests.inc();

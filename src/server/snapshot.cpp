@@ -57,7 +57,7 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
                                  [&](const auto& p) { return p->serves(c, endpoints); });
   for (unsigned w = 0; w < workers.size(); ++w) {
     pools.push_back(reuse ? old->second[w]
-                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w],
+                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w], stats.load,
                                                                      std::random_device{}()));
   }
   return pools;

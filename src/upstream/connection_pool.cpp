@@ -17,6 +17,11 @@ UpstreamConnection::UpstreamConnection(const asio::any_io_executor& ex, observab
 
 UpstreamConnection::~UpstreamConnection() {
   if (counted_) stats_.connections_active.add(-1);
+  if (slot_owner_) {
+    boost::system::error_code ec;
+    socket.close(ec);
+    slot_owner_->release_slot();
+  }
 }
 
 EndpointPool::EndpointPool(asio::any_io_executor ex, tcp::endpoint address, const config::ConnectionPool& limits,
@@ -71,13 +76,17 @@ asio::awaitable<ConnectResult> EndpointPool::connect(std::chrono::milliseconds t
   co_return ConnectResult{{}, std::move(c)};
 }
 
-void EndpointPool::give_back(std::unique_ptr<UpstreamConnection> c) {
-  if (idle_.size() >= limits_.max_idle_per_endpoint) return;
-  if (limits_.max_requests_per_connection && c->requests >= limits_.max_requests_per_connection) return;
-  if (c->buffer.size() > 0) return;  // unread bytes: not a clean message boundary
+bool EndpointPool::give_back(std::unique_ptr<UpstreamConnection> c) {
+  if (idle_.size() >= limits_.max_idle_per_endpoint) return false;
+  if (limits_.max_requests_per_connection && c->requests >= limits_.max_requests_per_connection) return false;
+  if (c->buffer.size() > 0) return false;  // unread bytes: not a clean message boundary
   c->buffer.shrink_to_fit();
   c->idle_since = std::chrono::steady_clock::now();
+  c->reused = false;
+  auto* owner = c->slot_owner_;
   idle_.push_back(std::move(c));
+  if (owner) owner->notify_slot();
+  return true;
 }
 
 void EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
@@ -94,15 +103,82 @@ std::vector<std::uint32_t> weights_of(const std::vector<Endpoint>& endpoints) {
 
 ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluster& config,
                            const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
-                           std::uint64_t seed)
+                           observability::ClusterLoad& load, std::uint64_t seed)
     : limits_(config.connection_pool),
+      ex_(ex),
       weights_(weights_of(endpoints)),
       policy_(config.lb_policy),
+      stats_(stats),
+      load_(load),
       active_(endpoints.size(), 0),
       balancer_(config.lb_policy, weights_of(endpoints), seed) {
   for (const auto& e : endpoints) {
     addresses_.push_back(e.address);
     endpoints_.push_back(std::make_unique<EndpointPool>(ex, e.address, limits_, stats));
+  }
+}
+
+ClusterPools::~ClusterPools() {
+  // Idle connections close first, while the waiter list they notify exists.
+  endpoints_.clear();
+}
+
+void ClusterPools::notify_slot() {
+  if (waiters_.empty()) return;
+  auto* t = waiters_.front();
+  waiters_.pop_front();
+  t->cancel();  // the waiter wakes with operation_aborted: "try again"
+}
+
+asio::awaitable<bool> ClusterPools::wait_for_slot(std::chrono::steady_clock::time_point deadline) {
+  asio::steady_timer timer(ex_, deadline);
+  waiters_.push_back(&timer);
+  auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!ec) std::erase(waiters_, &timer);  // timed out: still queued
+  co_return ec == asio::error::operation_aborted;
+}
+
+asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, const config::CircuitBreakers& limits,
+                                                std::chrono::milliseconds connect_timeout) {
+  auto& pool = *endpoints_[i];
+  const auto deadline = std::chrono::steady_clock::now() + connect_timeout;
+  bool pending = false;
+  auto leave_queue = [&] {
+    if (pending) load_.pending.fetch_sub(1, std::memory_order_relaxed);
+    pending = false;
+  };
+  for (;;) {
+    if (auto c = pool.take_idle()) {
+      leave_queue();
+      co_return Acquired{std::move(c)};
+    }
+    if (load_.connections.fetch_add(1, std::memory_order_relaxed) < limits.max_connections) {
+      leave_queue();
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto r = co_await pool.connect(std::max(left, std::chrono::milliseconds(1)));
+      if (r.ec) {
+        load_.connections.fetch_sub(1, std::memory_order_relaxed);
+        notify_slot();
+        co_return Acquired{nullptr, r.ec == asio::error::timed_out ? Acquired::Failure::connect_timeout
+                                                                     : Acquired::Failure::connect_failure};
+      }
+      r.connection->slot_owner_ = this;
+      co_return Acquired{std::move(r.connection)};
+    }
+    load_.connections.fetch_sub(1, std::memory_order_relaxed);
+    if (!pending) {
+      if (load_.pending.fetch_add(1, std::memory_order_relaxed) >= limits.max_pending_requests) {
+        load_.pending.fetch_sub(1, std::memory_order_relaxed);
+        stats_.overflow_pending.inc();
+        co_return Acquired{nullptr, Acquired::Failure::overflow};
+      }
+      pending = true;
+    }
+    if (!co_await wait_for_slot(deadline)) {
+      leave_queue();
+      stats_.overflow_connections.inc();
+      co_return Acquired{nullptr, Acquired::Failure::overflow};
+    }
   }
 }
 

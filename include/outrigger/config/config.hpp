@@ -108,12 +108,21 @@ struct ClusterEndpoint {
   std::uint32_t weight = 1;
 };
 
+// Envoy's thresholds: limits per cluster, shared by all workers.
+struct CircuitBreakers {
+  std::uint32_t max_connections = 1024;
+  std::uint32_t max_pending_requests = 1024;
+  std::uint32_t max_requests = 1024;
+  std::uint32_t max_retries = 3;
+};
+
 struct Cluster {
   std::string name;
   std::vector<ClusterEndpoint> endpoints;
   LbPolicy lb_policy = LbPolicy::round_robin;
   Duration connect_timeout{std::chrono::seconds(1)};
   ConnectionPool connection_pool;
+  CircuitBreakers circuit_breakers;
   Mark mark;
 };
 

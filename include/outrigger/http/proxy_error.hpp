@@ -14,6 +14,7 @@ enum class ProxyError {
   upstream_reset,       // 502: the upstream closed or reset before a complete response
   upstream_protocol,    // 502: the upstream's response was not valid HTTP/1.1
   timeout,              // 504: the route timeout fired before the response started
+  overflow,             // 503: a circuit-breaker threshold of the cluster was reached
   downstream_reset,     // the client went away (no response possible)
 };
 

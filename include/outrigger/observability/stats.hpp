@@ -91,6 +91,17 @@ struct ClusterSlice {
   Counter connections_total;
   Counter connect_failures;
   Counter requests;
+  Counter overflow_connections;  // a pending request waited past the connect timeout for a connection slot
+  Counter overflow_pending;      // the pending queue was full
+  Counter overflow_requests;     // max_requests was reached
+};
+
+// What the circuit-breaker thresholds count: shared by all workers, so the
+// limits hold for the cluster as a whole. Atomic adds, never a lock.
+struct ClusterLoad {
+  std::atomic<std::int64_t> connections{0};
+  std::atomic<std::int64_t> pending{0};
+  std::atomic<std::int64_t> requests{0};
 };
 
 struct RouteStats {
@@ -106,6 +117,7 @@ struct ListenerStats {
 struct ClusterStats {
   std::string name;
   PerWorker<ClusterSlice> workers;
+  ClusterLoad load;  // kept across reloads with the series
 };
 
 class Stats {

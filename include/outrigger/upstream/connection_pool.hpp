@@ -6,8 +6,10 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -20,8 +22,10 @@
 namespace outrigger::upstream {
 
 class EndpointPool;
+class ClusterPools;
 
-// One connection to an endpoint, with its read buffer.
+// One connection to an endpoint, with its read buffer. While it exists it
+// holds one of the cluster's max_connections slots.
 class UpstreamConnection {
  public:
   UpstreamConnection(const boost::asio::any_io_executor& ex, observability::ClusterSlice& stats);
@@ -35,7 +39,9 @@ class UpstreamConnection {
  private:
   observability::ClusterSlice& stats_;
   bool counted_ = false;
+  ClusterPools* slot_owner_ = nullptr;  // set once the connection holds a slot
   friend class EndpointPool;
+  friend class ClusterPools;
 };
 
 struct ConnectResult {
@@ -53,7 +59,8 @@ class EndpointPool {
   std::unique_ptr<UpstreamConnection> take_idle();
   boost::asio::awaitable<ConnectResult> connect(std::chrono::milliseconds timeout);
   // Keeps a connection for reuse when the pool has room and its limits allow.
-  void give_back(std::unique_ptr<UpstreamConnection> c);
+  // Returns true when it was kept.
+  bool give_back(std::unique_ptr<UpstreamConnection> c);
   // Closes connections idle for longer than the idle timeout.
   void sweep(std::chrono::steady_clock::time_point now);
   std::size_t idle_count() const { return idle_.size(); }
@@ -66,12 +73,35 @@ class EndpointPool {
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;
 };
 
+// How acquiring a connection ended.
+struct Acquired {
+  std::unique_ptr<UpstreamConnection> connection;  // set on success
+  enum class Failure { none, connect_failure, connect_timeout, overflow } failure = Failure::none;
+};
+
 // One worker's pools for one cluster, its load balancer and its count of
-// requests in flight per endpoint.
+// requests in flight per endpoint. Connection slots (max_connections) and the
+// pending queue (max_pending_requests) are counted for the whole cluster,
+// across workers, in observability::ClusterLoad.
 class ClusterPools {
  public:
   ClusterPools(const boost::asio::any_io_executor& ex, const config::Cluster& config,
-               const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats, std::uint64_t seed);
+               const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
+               observability::ClusterLoad& load, std::uint64_t seed);
+  ~ClusterPools();
+
+  // A connection to endpoint i: an idle one, a new one if a slot is free, or,
+  // when all slots are taken, the next one freed on this worker, waiting in
+  // the bounded pending queue for at most connect_timeout.
+  boost::asio::awaitable<Acquired> acquire(std::size_t i, const config::CircuitBreakers& limits,
+                                           std::chrono::milliseconds connect_timeout);
+  // A connection went back to a pool or closed: wake the oldest pending request.
+  void notify_slot();
+  // A connection that held a slot closed.
+  void release_slot() {
+    load_.connections.fetch_sub(1, std::memory_order_relaxed);
+    notify_slot();
+  }
   EndpointPool& endpoint(std::size_t i) { return *endpoints_[i]; }
   std::size_t size() const { return endpoints_.size(); }
   // The endpoint for the next request, by the cluster's lb_policy.
@@ -87,8 +117,14 @@ class ClusterPools {
  private:
   config::ConnectionPool limits_;
   std::vector<boost::asio::ip::tcp::endpoint> addresses_;
+  boost::asio::awaitable<bool> wait_for_slot(std::chrono::steady_clock::time_point deadline);
+
+  boost::asio::any_io_executor ex_;
   std::vector<std::uint32_t> weights_;
   config::LbPolicy policy_;
+  observability::ClusterSlice& stats_;
+  observability::ClusterLoad& load_;
+  std::deque<boost::asio::steady_timer*> waiters_;  // before endpoints_: closing connections notify
   std::vector<std::unique_ptr<EndpointPool>> endpoints_;
   std::vector<std::uint32_t> active_;
   LoadBalancer balancer_;

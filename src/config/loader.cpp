@@ -30,6 +30,12 @@ std::string lower(std::string s) {
   return s;
 }
 
+std::string fmt_number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
 std::string upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -91,7 +97,8 @@ class Loader {
 
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
-                    {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers"}))
+                    {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
+                     "retry_budget"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
@@ -151,6 +158,24 @@ class Loader {
         if (auto v = r_.integer(*b, "max_retries", bp, 0, 1'000'000)) cb.max_retries = static_cast<std::uint32_t>(*v);
       }
     }
+    if (auto b = YamlReader::child(n, "retry_budget")) {
+      const auto bp = path + ".retry_budget";
+      if (r_.mapping(*b, bp, {"ratio", "min_retries_per_second"})) {
+        auto real = [&](const char* key, double min, double max) -> std::optional<double> {
+          auto s = r_.string(*b, key, bp);
+          if (!s) return std::nullopt;
+          char* end = nullptr;
+          const double v = std::strtod(s->c_str(), &end);
+          if (s->empty() || *end || v < min || v > max) {
+            r_.error((*b)[key], bp + "." + key, "must be a number from " + fmt_number(min) + " to " + fmt_number(max));
+            return std::nullopt;
+          }
+          return v;
+        };
+        if (auto v = real("ratio", 0, 10)) cl.retry_budget.ratio = *v;
+        if (auto v = real("min_retries_per_second", 0, 1e6)) cl.retry_budget.min_retries_per_second = *v;
+      }
+    }
     if (!cl.name.empty()) {
       if (c.find_cluster(cl.name)) r_.error(n["name"], path + ".name", "duplicate cluster name '" + cl.name + "'");
       c.clusters.push_back(std::move(cl));
@@ -208,8 +233,8 @@ class Loader {
   }
 
   void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
-    if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout",
-                              "request_headers_to_add", "request_headers_to_remove"}))
+    if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout", "retry",
+                              "retry_buffer_limit", "request_headers_to_add", "request_headers_to_remove"}))
       return;
     Route rt;
     rt.mark = YamlReader::mark_of(n);
@@ -235,6 +260,8 @@ class Loader {
     if (actions != 1)
       r_.error(n, path, "needs exactly one of 'cluster', 'weighted_clusters' or 'direct_response'");
     if (auto t = r_.duration(n, "timeout", path)) rt.timeout = *t;
+    if (auto r = YamlReader::child(n, "retry")) rt.retry = retry(*r, path + ".retry");
+    if (auto v = r_.integer(n, "retry_buffer_limit", path, 0, 64 << 20)) rt.retry_buffer_limit = *v;
     rt.request_headers_to_add = r_.header_values(n, "request_headers_to_add", path);
     for (auto& h : r_.strings(n, "request_headers_to_remove", path)) rt.request_headers_to_remove.push_back(lower(h));
     for (const auto& other : l.routes)
@@ -280,6 +307,51 @@ class Loader {
         m.headers.push_back(std::move(hm));
       }
     }
+  }
+
+  RetryPolicy retry(const YAML::Node& n, const std::string& path) {
+    RetryPolicy p;
+    if (!r_.mapping(n, path, {"retry_on", "retriable_status_codes", "num_retries", "per_try_timeout", "backoff",
+                              "retriable_methods"}))
+      return p;
+    static constexpr std::pair<std::string_view, RetryOn> kOn[] = {
+        {"5xx", retry_5xx},
+        {"gateway-error", retry_gateway_error},
+        {"reset", retry_reset},
+        {"connect-failure", retry_connect_failure},
+        {"retriable-status-codes", retry_retriable_status_codes}};
+    for (const auto& on : r_.strings(n, "retry_on", path)) {
+      const auto* it = std::find_if(std::begin(kOn), std::end(kOn), [&](const auto& k) { return k.first == on; });
+      if (it == std::end(kOn)) {
+        r_.error(n["retry_on"], path + ".retry_on",
+                 "invalid value '" + on + "' (one of: 5xx, gateway-error, reset, connect-failure, retriable-status-codes)");
+        continue;
+      }
+      p.retry_on |= it->second;
+    }
+    if (!YamlReader::child(n, "retry_on")) r_.error(n, path, "missing required key 'retry_on'");
+    for (const auto& code : r_.strings(n, "retriable_status_codes", path)) {
+      char* end = nullptr;
+      const long v = std::strtol(code.c_str(), &end, 10);
+      if (*end || v < 100 || v > 599) {
+        r_.error(n["retriable_status_codes"], path + ".retriable_status_codes", "invalid status code '" + code + "'");
+      } else {
+        p.retriable_status_codes.push_back(static_cast<int>(v));
+      }
+    }
+    if (auto v = r_.integer(n, "num_retries", path, 0, 10)) p.num_retries = static_cast<std::uint32_t>(*v);
+    if (auto d = r_.duration(n, "per_try_timeout", path)) p.per_try_timeout = *d;
+    if (auto b = YamlReader::child(n, "backoff"); b && r_.mapping(*b, path + ".backoff", {"base", "max"})) {
+      if (auto d = r_.duration(*b, "base", path + ".backoff")) p.backoff_base = *d;
+      p.backoff_max = p.backoff_base * 10;
+      if (auto d = r_.duration(*b, "max", path + ".backoff")) p.backoff_max = *d;
+      if (p.backoff_max < p.backoff_base) r_.error(*b, path + ".backoff", "max must not be below base");
+    }
+    if (YamlReader::child(n, "retriable_methods")) {
+      p.retriable_methods.clear();
+      for (auto& m : r_.strings(n, "retriable_methods", path)) p.retriable_methods.push_back(upper(m));
+    }
+    return p;
   }
 
   DirectResponse direct_response(const YAML::Node& n, const std::string& path) {

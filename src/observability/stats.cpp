@@ -213,7 +213,8 @@ std::string Stats::scrape() const {
     const std::pair<const char*, Counter ClusterSlice::*> limits[] = {
         {"max_connections", &ClusterSlice::overflow_connections},
         {"max_pending_requests", &ClusterSlice::overflow_pending},
-        {"max_requests", &ClusterSlice::overflow_requests}};
+        {"max_requests", &ClusterSlice::overflow_requests},
+        {"max_retries", &ClusterSlice::overflow_retries}};
     for (const auto& [limit, member] : limits) {
       auto m = with_labels({{"cluster", c->name}, {"limit", limit}});
       m.counter.value = static_cast<double>(sum(c->workers, [&](const ClusterSlice& s) { return (s.*member).value(); }));
@@ -227,6 +228,28 @@ std::string Stats::scrape() const {
     rq_pending.metric.push_back(std::move(p));
   }
   out.push_back(std::move(overflow));
+
+  auto retries = family("outrigger_upstream_rq_retry_total",
+                        "Retries: sent (attempt), requests that succeeded after one (success), retries the budget "
+                        "refused (budget_exhausted).",
+                        MetricType::Counter);
+  auto timeouts = family("outrigger_upstream_rq_timeout_total", "Per-try and route timeouts.", MetricType::Counter);
+  for (const auto& [name, c] : clusters_) {
+    const std::pair<const char*, Counter ClusterSlice::*> results[] = {
+        {"attempt", &ClusterSlice::retries},
+        {"success", &ClusterSlice::retries_succeeded},
+        {"budget_exhausted", &ClusterSlice::retries_budget_exhausted}};
+    for (const auto& [result, member] : results) {
+      auto m = with_labels({{"cluster", c->name}, {"result", result}});
+      m.counter.value = static_cast<double>(sum(c->workers, [&](const ClusterSlice& s) { return (s.*member).value(); }));
+      retries.metric.push_back(std::move(m));
+    }
+    auto t = with_labels({{"cluster", c->name}});
+    t.counter.value = static_cast<double>(sum(c->workers, [](const ClusterSlice& s) { return s.timeouts.value(); }));
+    timeouts.metric.push_back(std::move(t));
+  }
+  out.push_back(std::move(retries));
+  out.push_back(std::move(timeouts));
   out.push_back(std::move(rq_active));
   out.push_back(std::move(rq_pending));
 

@@ -8,6 +8,8 @@
 #include <boost/beast/http/write.hpp>
 
 #include "outrigger/http/write_serialized.hpp"
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/connection_pool.hpp"
 
@@ -29,6 +31,7 @@ using RequestSerializer = bhttp::request_serializer<bhttp::buffer_body>;
 
 enum class Outcome {
   done,              // response relayed; the connection may be reused
+  retry,             // a retriable response arrived and a retry was granted: nothing was sent downstream
   done_close,        // response relayed; do not reuse the connection
   stale,             // a reused connection was already closed: nothing sent or received, try a fresh one
   failed,            // ex.error says why; nothing was sent downstream
@@ -57,21 +60,92 @@ ProxyError error_for_read_failure(http::Exchange& ex) {
   return ex.downstream.deadline_expired() ? ProxyError::timeout : ProxyError::upstream_reset;
 }
 
-// Sends the request (streaming its body) and relays the response.
+// The retry state of one exchange: the policy, the buffered request body, and
+// the decision whether a failed try may be followed by another.
+struct Retries {
+  const config::RetryPolicy* policy = nullptr;  // null: no retries
+  std::string body;                             // the request body, when retries are possible
+  std::uint32_t attempt = 1;
+  std::uint32_t max_attempts = 1;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::milliseconds next_backoff{0};
+  upstream::ClusterPools* pools = nullptr;
+  observability::ClusterLoad* load = nullptr;
+  observability::ClusterSlice* stats = nullptr;
+  std::uint32_t max_retries = 0;
+  bool holds_retry_slot = false;
+
+  bool resendable() const { return policy != nullptr; }
+
+  bool retriable_status(int s) const {
+    if (!policy) return false;
+    const auto on = policy->retry_on;
+    if ((on & config::retry_5xx) && s >= 500) return true;
+    if ((on & config::retry_gateway_error) && (s == 502 || s == 503 || s == 504)) return true;
+    return (on & config::retry_retriable_status_codes) &&
+           std::find(policy->retriable_status_codes.begin(), policy->retriable_status_codes.end(), s) !=
+               policy->retriable_status_codes.end();
+  }
+
+  bool retriable_error(ProxyError e) const {
+    if (!policy) return false;
+    const auto on = policy->retry_on;
+    switch (e) {
+      case ProxyError::connect_failure:
+        return on & (config::retry_5xx | config::retry_gateway_error | config::retry_connect_failure);
+      case ProxyError::upstream_reset:
+      case ProxyError::upstream_protocol:
+      case ProxyError::timeout:  // a per-try timeout; the route timeout never retries
+        return on & (config::retry_5xx | config::retry_gateway_error | config::retry_reset);
+      default:
+        return false;
+    }
+  }
+
+  // Takes a retry if attempts, time, the budget and max_retries allow one.
+  bool grant() {
+    if (attempt >= max_attempts) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now + next_backoff >= deadline) return false;
+    if (!pools->retry_budget().try_retry(now)) {
+      stats->retries_budget_exhausted.inc();
+      return false;
+    }
+    if (!holds_retry_slot) {
+      if (load->retries.fetch_add(1, std::memory_order_relaxed) >= max_retries) {
+        load->retries.fetch_sub(1, std::memory_order_relaxed);
+        stats->overflow_retries.inc();
+        return false;
+      }
+      holds_retry_slot = true;
+    }
+    stats->retries.inc();
+    return true;
+  }
+
+  ~Retries() {
+    if (holds_retry_slot) load->retries.fetch_sub(1, std::memory_order_relaxed);
+  }
+};
+
+// Sends the request (streaming its body, or the buffered copy when retries
+// are possible) and relays the response.
 asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::span<http::Filter* const> filters,
-                               bool first_try) {
+                               bool first_try, Retries& retries) {
   auto& req = ex.request;
   std::optional<core::BufferPool::Buffer> buf;
 
-  // Request: header, then the body as it arrives.
-  req.body().data = nullptr;
-  req.body().size = 0;
-  req.body().more = ex.request_has_body;
+  // Request: header, then the body as it arrives (or all of it, buffered).
+  const bool buffered = retries.resendable() && ex.request_has_body;
+  req.body().data = buffered && !retries.body.empty() ? retries.body.data() : nullptr;
+  req.body().size = buffered ? retries.body.size() : 0;
+  req.body().more = ex.request_has_body && !buffered;
   RequestSerializer sr(req);
   for (;;) {
     const auto ec = co_await http::write_serialized(c.socket, sr);
     if (ec) {
-      if (c.reused && first_try && ex.bytes_received == 0 && !ex.downstream.deadline_expired()) co_return Outcome::stale;
+      if (c.reused && first_try && (buffered || ex.bytes_received == 0) && !ex.downstream.deadline_expired())
+        co_return Outcome::stale;
       ex.error = error_for_read_failure(ex);
       co_return Outcome::failed;
     }
@@ -109,7 +183,8 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
       }
       const auto ec = co_await read_more(c);
       if (ec) {
-        if (!got_any && c.reused && first_try && !ex.request_has_body && !ex.downstream.deadline_expired())
+        if (!got_any && c.reused && first_try && (buffered || !ex.request_has_body) &&
+            !ex.downstream.deadline_expired())
           co_return Outcome::stale;
         ex.error = error_for_read_failure(ex);
         co_return Outcome::failed;
@@ -121,6 +196,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   }
 
   auto& res = p->get();
+  if (retries.retriable_status(res.result_int()) && retries.grant()) co_return Outcome::retry;
   for (auto* f : filters) f->on_response(ex, res);
   ex.status = res.result_int();
   // A 101 switches the connection to another protocol: never pool it.
@@ -200,6 +276,7 @@ asio::awaitable<void> reply_error(http::Exchange& ex, ProxyError error) {
 
 asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, const RouteTarget& target,
                               std::span<http::Filter* const> filters, WorkerContext& worker) {
+  using Clock = std::chrono::steady_clock;
   const auto& cluster = *target.cluster;
   auto& pools = cluster.pools(worker.index);
   auto& stats = cluster.stats().workers[worker.index];
@@ -220,56 +297,137 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   } end_cluster_request{load};
 
   const auto timeout = route.timeout;
-  const auto deadline = ex.start + timeout;
-  if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, nullptr);
+  const auto route_deadline = timeout.count() > 0 ? ex.start + timeout : Clock::time_point::max();
 
-  const std::size_t index = pools.pick();
-  auto& pool = pools.endpoint(index);
-  ex.upstream_host = cluster.endpoints()[index].name;
-  pools.begin_request(index);
-  struct EndRequest {
-    upstream::ClusterPools& pools;
-    std::size_t index;
-    ~EndRequest() { pools.end_request(index); }
-  } end_request{pools, index};
+  // Retries need the whole request body at hand: only idempotent methods (by
+  // default) whose body fits the retry buffer.
+  Retries retries;
+  retries.pools = &pools;
+  retries.load = &load;
+  retries.stats = &stats;
+  retries.max_retries = limits.max_retries;
+  retries.deadline = route_deadline;
+  if (const auto& policy = route.retry) {
+    const auto method = ex.request.method_string();
+    const bool method_ok = std::find(policy->retriable_methods.begin(), policy->retriable_methods.end(), method) !=
+                           policy->retriable_methods.end();
+    const bool body_fits = !ex.request_has_body ||
+                           (ex.request_content_length && *ex.request_content_length <= route.retry_buffer_limit);
+    if (method_ok && body_fits) {
+      retries.policy = &*policy;
+      retries.max_attempts = 1 + policy->num_retries;
+      if (ex.request_has_body) {
+        if (timeout.count() > 0) ex.downstream.arm_deadline(route_deadline, nullptr);
+        retries.body.reserve(*ex.request_content_length);
+        auto buf = core::thread_buffer_pool().get();
+        for (bool done = false; !done;) {
+          const auto r = co_await ex.downstream.read_body(buf.data(), buf.size());
+          if (r.ec) {
+            co_await reply_error(ex, ex.downstream.deadline_expired() ? ProxyError::timeout : ProxyError::downstream_reset);
+            co_return;
+          }
+          retries.body.append(buf.data(), r.bytes);
+          done = r.done;
+        }
+        ex.bytes_received = retries.body.size();
+        ex.downstream.disarm_deadline();
+      }
+    }
+  }
+  pools.retry_budget().record_request(Clock::now());
 
-  for (bool first_try = true;; first_try = false) {
+  // Each try picks an endpoint, preferring one not tried yet.
+  std::vector<std::size_t> tried;
+  auto pick = [&] {
+    std::size_t index = pools.pick();
+    for (int i = 0; i < 3 && std::find(tried.begin(), tried.end(), index) != tried.end(); ++i) index = pools.pick();
+    tried.push_back(index);
+    return index;
+  };
+
+  for (bool first_try = true;;) {
+    const std::size_t index = pick();
+    auto& pool = pools.endpoint(index);
+    ex.upstream_host = cluster.endpoints()[index].name;
+    pools.begin_request(index);
+    struct EndRequest {
+      upstream::ClusterPools& pools;
+      std::size_t index;
+      ~EndRequest() { pools.end_request(index); }
+    } end_request{pools, index};
+
+    auto try_deadline = route_deadline;
+    if (retries.policy && retries.policy->per_try_timeout.count() > 0)
+      try_deadline = std::min(try_deadline, Clock::now() + retries.policy->per_try_timeout);
+    if (retries.policy) {
+      const auto cap = std::min(retries.policy->backoff_max,
+                                retries.policy->backoff_base * (1 << std::min<std::uint32_t>(retries.attempt - 1, 16)));
+      retries.next_backoff = std::chrono::milliseconds(worker.random.below(static_cast<std::uint64_t>(cap.count()) + 1));
+      ex.request.set("x-outrigger-attempt-count", std::to_string(retries.attempt));
+    }
+
+    ProxyError failure = ProxyError::none;
+    std::unique_ptr<UpstreamConnection> c;
     auto connect_timeout = cluster.config().connect_timeout;
-    if (timeout.count() > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left < connect_timeout) connect_timeout = std::max(left, std::chrono::milliseconds(1));
+    if (try_deadline != Clock::time_point::max()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(try_deadline - Clock::now());
+      connect_timeout = std::clamp(left, std::chrono::milliseconds(1), connect_timeout);
     }
     auto acquired = co_await pools.acquire(index, limits, connect_timeout);
-    if (!acquired.connection) {
-      const bool timed_out = timeout.count() > 0 && std::chrono::steady_clock::now() >= deadline;
-      co_await reply_error(ex, timed_out                                                        ? ProxyError::timeout
-                               : acquired.failure == upstream::Acquired::Failure::overflow ? ProxyError::overflow
-                                                                                            : ProxyError::connect_failure);
+    if (acquired.connection) {
+      c = std::move(acquired.connection);
+    } else if (acquired.failure == upstream::Acquired::Failure::overflow) {
+      co_await reply_error(ex, ProxyError::overflow);
       co_return;
+    } else {
+      failure = Clock::now() >= route_deadline ? ProxyError::timeout : ProxyError::connect_failure;
     }
-    auto c = std::move(acquired.connection);
-    if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, &c->socket);
-    ++c->requests;
-    stats.requests.inc();
-    const auto outcome = co_await relay(ex, *c, filters, first_try);
-    ex.downstream.disarm_deadline();
+
+    Outcome outcome = Outcome::failed;
+    if (c) {
+      if (try_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(try_deadline, &c->socket);
+      ++c->requests;
+      stats.requests.inc();
+      outcome = co_await relay(ex, *c, filters, first_try, retries);
+      ex.downstream.disarm_deadline();
+      failure = ex.error;
+    }
+    first_try = false;
+
     switch (outcome) {
       case Outcome::done:
         pool.give_back(std::move(c));
-        co_return;
+        [[fallthrough]];
       case Outcome::done_close:
+        if (retries.attempt > 1) stats.retries_succeeded.inc();
         co_return;
       case Outcome::stale:
-        if (timeout.count() > 0) ex.downstream.arm_deadline(deadline, nullptr);
+        first_try = true;  // not a try of the request: the connection was already gone
         continue;
-      case Outcome::failed:
-        co_await reply_error(ex, ex.error);
-        co_return;
+      case Outcome::retry:
+        break;
+      case Outcome::failed: {
+        const bool route_timed_out = Clock::now() >= route_deadline;
+        if (failure == ProxyError::timeout) stats.timeouts.inc();
+        if (route_timed_out || !retries.retriable_error(failure) || !retries.grant()) {
+          co_await reply_error(ex, route_timed_out ? ProxyError::timeout : failure);
+          co_return;
+        }
+        ex.error = ProxyError::none;
+        break;
+      }
       case Outcome::aborted:
         if (ex.error == ProxyError::none) ex.error = ProxyError::downstream_reset;
         ex.error_reason = http::to_string(ex.error);
         ex.close_connection = true;
         co_return;
+    }
+    // A retry was granted: back off (full jitter), then try again.
+    c.reset();
+    ++retries.attempt;
+    if (retries.next_backoff.count() > 0) {
+      asio::steady_timer backoff(co_await asio::this_coro::executor, retries.next_backoff);
+      co_await backoff.async_wait(use_tuple);
     }
   }
 }

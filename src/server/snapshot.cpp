@@ -58,7 +58,8 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
   for (unsigned w = 0; w < workers.size(); ++w) {
     pools.push_back(reuse ? old->second[w]
                           : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w], stats.load,
-                                                                     std::random_device{}()));
+                                                                     std::random_device{}(),
+                                                                     static_cast<unsigned>(workers.size())));
   }
   return pools;
 }

@@ -103,7 +103,7 @@ std::vector<std::uint32_t> weights_of(const std::vector<Endpoint>& endpoints) {
 
 ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluster& config,
                            const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
-                           observability::ClusterLoad& load, std::uint64_t seed)
+                           observability::ClusterLoad& load, std::uint64_t seed, unsigned workers)
     : limits_(config.connection_pool),
       ex_(ex),
       weights_(weights_of(endpoints)),
@@ -111,7 +111,9 @@ ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluste
       stats_(stats),
       load_(load),
       active_(endpoints.size(), 0),
-      balancer_(config.lb_policy, weights_of(endpoints), seed) {
+      balancer_(config.lb_policy, weights_of(endpoints), seed),
+      budget_config_(config.retry_budget),
+      budget_(config.retry_budget, workers) {
   for (const auto& e : endpoints) {
     addresses_.push_back(e.address);
     endpoints_.push_back(std::make_unique<EndpointPool>(ex, e.address, limits_, stats));
@@ -192,6 +194,9 @@ bool ClusterPools::serves(const config::Cluster& config, const std::vector<Endpo
   for (std::size_t i = 0; i < endpoints.size(); ++i)
     if (endpoints[i].address != addresses_[i]) return false;
   const auto& p = config.connection_pool;
+  if (config.retry_budget.ratio != budget_config_.ratio ||
+      config.retry_budget.min_retries_per_second != budget_config_.min_retries_per_second)
+    return false;
   return p.max_idle_per_endpoint == limits_.max_idle_per_endpoint && p.idle_timeout == limits_.idle_timeout &&
          p.max_requests_per_connection == limits_.max_requests_per_connection;
 }

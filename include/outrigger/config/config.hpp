@@ -55,6 +55,25 @@ struct DirectResponse {
   std::vector<HeaderValue> headers;
 };
 
+// Which failures a retry policy retries (Envoy's names).
+enum RetryOn : unsigned {
+  retry_5xx = 1u << 0,                     // "5xx": any 5xx, resets and connect failures too
+  retry_gateway_error = 1u << 1,           // "gateway-error": 502, 503, 504
+  retry_reset = 1u << 2,                   // "reset": the upstream closed or reset without a response
+  retry_connect_failure = 1u << 3,         // "connect-failure"
+  retry_retriable_status_codes = 1u << 4,  // "retriable-status-codes": the listed codes
+};
+
+struct RetryPolicy {
+  unsigned retry_on = 0;  // RetryOn bits
+  std::vector<int> retriable_status_codes;
+  std::uint32_t num_retries = 1;
+  Duration per_try_timeout{0};  // 0: only the route timeout
+  Duration backoff_base{25};
+  Duration backoff_max{250};
+  std::vector<std::string> retriable_methods{"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+};
+
 struct WeightedCluster {
   std::string cluster;
   std::uint32_t weight = 1;
@@ -66,7 +85,9 @@ struct Route {
   std::string cluster;                             // exactly one of cluster / weighted_clusters / direct_response
   std::vector<WeightedCluster> weighted_clusters;  // traffic split by weight
   std::optional<DirectResponse> direct_response;
-  Duration timeout{std::chrono::seconds(15)};    // whole exchange; 0 disables
+  Duration timeout{std::chrono::seconds(15)};    // whole exchange, retries included; 0 disables
+  std::optional<RetryPolicy> retry;
+  std::size_t retry_buffer_limit = 64 * 1024;    // larger request bodies are never retried
   std::vector<HeaderValue> request_headers_to_add;
   std::vector<std::string> request_headers_to_remove;  // lower-cased
   Mark mark;
@@ -108,6 +129,13 @@ struct ClusterEndpoint {
   std::uint32_t weight = 1;
 };
 
+// Retries allowed: at most `ratio` of the requests plus a floor, over a
+// sliding 10-second window (Linkerd's budget), so retries never become a storm.
+struct RetryBudget {
+  double ratio = 0.2;
+  double min_retries_per_second = 10;
+};
+
 // Envoy's thresholds: limits per cluster, shared by all workers.
 struct CircuitBreakers {
   std::uint32_t max_connections = 1024;
@@ -123,6 +151,7 @@ struct Cluster {
   Duration connect_timeout{std::chrono::seconds(1)};
   ConnectionPool connection_pool;
   CircuitBreakers circuit_breakers;
+  RetryBudget retry_budget;
   Mark mark;
 };
 

@@ -94,6 +94,11 @@ struct ClusterSlice {
   Counter overflow_connections;  // a pending request waited past the connect timeout for a connection slot
   Counter overflow_pending;      // the pending queue was full
   Counter overflow_requests;     // max_requests was reached
+  Counter overflow_retries;      // max_retries (concurrent retries) was reached
+  Counter retries;               // retries sent
+  Counter retries_succeeded;     // requests that succeeded after a retry
+  Counter retries_budget_exhausted;  // retries refused by the retry budget
+  Counter timeouts;              // per-try and route timeouts
 };
 
 // What the circuit-breaker thresholds count: shared by all workers, so the
@@ -102,6 +107,7 @@ struct ClusterLoad {
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::int64_t> pending{0};
   std::atomic<std::int64_t> requests{0};
+  std::atomic<std::int64_t> retries{0};
 };
 
 struct RouteStats {

@@ -18,6 +18,7 @@
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/load_balancer.hpp"
+#include "outrigger/upstream/retry_budget.hpp"
 
 namespace outrigger::upstream {
 
@@ -87,8 +88,10 @@ class ClusterPools {
  public:
   ClusterPools(const boost::asio::any_io_executor& ex, const config::Cluster& config,
                const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
-               observability::ClusterLoad& load, std::uint64_t seed);
+               observability::ClusterLoad& load, std::uint64_t seed, unsigned workers = 1);
   ~ClusterPools();
+
+  RetryBudget& retry_budget() { return budget_; }
 
   // A connection to endpoint i: an idle one, a new one if a slot is free, or,
   // when all slots are taken, the next one freed on this worker, waiting in
@@ -128,6 +131,8 @@ class ClusterPools {
   std::vector<std::unique_ptr<EndpointPool>> endpoints_;
   std::vector<std::uint32_t> active_;
   LoadBalancer balancer_;
+  config::RetryBudget budget_config_;
+  RetryBudget budget_;
 };
 
 }  // namespace outrigger::upstream

@@ -290,6 +290,59 @@ clusters:
   EXPECT_TRUE(has_error(r, "clusters[0].endpoints[0].weight: expected a whole number, got '-1'"));
 }
 
+TEST(ConfigLoader, ReadsRetryPoliciesAndBudgets) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - cluster: c
+        retry:
+          retry_on: [5xx, gateway-error, reset, connect-failure, retriable-status-codes]
+          retriable_status_codes: [409]
+          num_retries: 2
+          per_try_timeout: 1s
+          backoff: { base: 25ms, max: 250ms }
+          retriable_methods: [get, put]
+        retry_buffer_limit: 1024
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1], retry_budget: { ratio: 0.25, min_retries_per_second: 5 },
+      circuit_breakers: { max_retries: 7 } }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& route = r.config->listeners[0].routes[0];
+  ASSERT_TRUE(route.retry);
+  EXPECT_EQ(route.retry->retry_on, 31u);
+  EXPECT_EQ(route.retry->retriable_status_codes, std::vector<int>{409});
+  EXPECT_EQ(route.retry->num_retries, 2u);
+  EXPECT_EQ(route.retry->per_try_timeout, 1s);
+  EXPECT_EQ(route.retry->backoff_max, 250ms);
+  EXPECT_EQ(route.retry->retriable_methods, (std::vector<std::string>{"GET", "PUT"}));
+  EXPECT_EQ(route.retry_buffer_limit, 1024u);
+  EXPECT_DOUBLE_EQ(r.config->clusters[0].retry_budget.ratio, 0.25);
+  EXPECT_EQ(r.config->clusters[0].circuit_breakers.max_retries, 7u);
+}
+
+TEST(ConfigLoader, ReportsBadRetryPolicies) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - cluster: c
+        retry: { retry_on: [5xx, sometimes], retriable_status_codes: [700], backoff: { base: 1s, max: 10ms } }
+      - cluster: c
+        retry: { num_retries: 2 }
+clusters:
+  - { name: c, endpoints: [127.0.0.1:1], retry_budget: { ratio: lots } }
+)");
+  EXPECT_TRUE(has_error(r, "retry.retry_on: invalid value 'sometimes'"));
+  EXPECT_TRUE(has_error(r, "retry.retriable_status_codes: invalid status code '700'"));
+  EXPECT_TRUE(has_error(r, "retry.backoff: max must not be below base"));
+  EXPECT_TRUE(has_error(r, "routes[1].retry: missing required key 'retry_on'"));
+  EXPECT_TRUE(has_error(r, "retry_budget.ratio: must be a number from 0 to 10"));
+}
+
 TEST(ClosestMatch, SuggestsOnlyNearMisses) {
   EXPECT_EQ(closest_match("timout", {"timeout", "cluster"}), "timeout");
   EXPECT_EQ(closest_match("zzz", {"timeout", "cluster"}), "");

@@ -98,7 +98,7 @@ class Loader {
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
-                     "retry_budget"}))
+                     "retry_budget", "breaker"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
@@ -156,6 +156,32 @@ class Loader {
           cb.max_pending_requests = static_cast<std::uint32_t>(*v);
         if (auto v = r_.integer(*b, "max_requests", bp, 1, 1'000'000)) cb.max_requests = static_cast<std::uint32_t>(*v);
         if (auto v = r_.integer(*b, "max_retries", bp, 0, 1'000'000)) cb.max_retries = static_cast<std::uint32_t>(*v);
+      }
+    }
+    if (auto b = YamlReader::child(n, "breaker")) {
+      const auto bp = path + ".breaker";
+      if (r_.mapping(*b, bp, {"failure_rate", "slow_call_duration", "minimum_requests", "window", "open_duration",
+                              "half_open_requests"})) {
+        Breaker br;
+        if (auto s = r_.string(*b, "failure_rate", bp)) {
+          char* end = nullptr;
+          const double v = std::strtod(s->c_str(), &end);
+          if (s->empty() || *end || v <= 0 || v > 1) {
+            r_.error((*b)["failure_rate"], bp + ".failure_rate", "must be a number above 0 and at most 1");
+          } else {
+            br.failure_rate = v;
+          }
+        }
+        if (auto d = r_.duration(*b, "slow_call_duration", bp)) br.slow_call_duration = *d;
+        if (auto v = r_.integer(*b, "minimum_requests", bp, 1, 1'000'000)) br.minimum_requests = static_cast<std::uint32_t>(*v);
+        if (auto d = r_.duration(*b, "window", bp)) {
+          if (d->count() < 1000 || d->count() > 60'000)
+            r_.error((*b)["window"], bp + ".window", "must be from 1s to 60s");
+          br.window = *d;
+        }
+        if (auto d = r_.duration(*b, "open_duration", bp)) br.open_duration = *d;
+        if (auto v = r_.integer(*b, "half_open_requests", bp, 1, 1000)) br.half_open_requests = static_cast<std::uint32_t>(*v);
+        cl.breaker = br;
       }
     }
     if (auto b = YamlReader::child(n, "retry_budget")) {
@@ -234,7 +260,7 @@ class Loader {
 
   void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
     if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout", "retry",
-                              "retry_buffer_limit", "request_headers_to_add", "request_headers_to_remove"}))
+                              "retry_buffer_limit", "fallback", "request_headers_to_add", "request_headers_to_remove"}))
       return;
     Route rt;
     rt.mark = YamlReader::mark_of(n);
@@ -262,6 +288,14 @@ class Loader {
     if (auto t = r_.duration(n, "timeout", path)) rt.timeout = *t;
     if (auto r = YamlReader::child(n, "retry")) rt.retry = retry(*r, path + ".retry");
     if (auto v = r_.integer(n, "retry_buffer_limit", path, 0, 64 << 20)) rt.retry_buffer_limit = *v;
+    if (auto f = YamlReader::child(n, "fallback")) {
+      const auto fp = path + ".fallback";
+      if (f->IsMap() && YamlReader::child(*f, "cluster")) {
+        if (r_.mapping(*f, fp, {"cluster"})) rt.fallback = Fallback{*r_.string(*f, "cluster", fp), std::nullopt};
+      } else {
+        rt.fallback = Fallback{"", direct_response(*f, fp)};
+      }
+    }
     rt.request_headers_to_add = r_.header_values(n, "request_headers_to_add", path);
     for (auto& h : r_.strings(n, "request_headers_to_remove", path)) rt.request_headers_to_remove.push_back(lower(h));
     for (const auto& other : l.routes)
@@ -371,6 +405,7 @@ class Loader {
       for (const auto& rt : c.listeners[li].routes) {
         std::vector<std::string_view> named;
         if (!rt.cluster.empty()) named.push_back(rt.cluster);
+        if (rt.fallback && !rt.fallback->cluster.empty()) named.push_back(rt.fallback->cluster);
         for (const auto& w : rt.weighted_clusters) named.push_back(w.cluster);
         for (auto name : named) {
           if (c.find_cluster(name)) continue;

@@ -16,6 +16,8 @@ LocalReply local_reply_for(ProxyError e) {
       return {502, "upstream_protocol_error", "upstream sent an invalid response\n"};
     case ProxyError::timeout:
       return {504, "timeout", "upstream request timeout\n"};
+    case ProxyError::circuit_open:
+      return {503, "circuit_open", "upstream circuit breaker is open\n"};
     case ProxyError::overflow:
       return {503, "overflow", "upstream overflow: the cluster is at its limits\n"};
     case ProxyError::downstream_reset:

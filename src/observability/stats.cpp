@@ -250,6 +250,24 @@ std::string Stats::scrape() const {
   }
   out.push_back(std::move(retries));
   out.push_back(std::move(timeouts));
+
+  auto breaker = family("outrigger_breaker_state",
+                        "The cluster's classic breaker: 0 closed, 1 open, 2 half-open (0 when none is configured).",
+                        MetricType::Gauge);
+  for (const auto& [name, c] : clusters_) {
+    auto m = with_labels({{"cluster", c->name}});
+    m.gauge.value = c->load.breaker.state.load(std::memory_order_relaxed);
+    breaker.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(breaker));
+  auto opened = family("outrigger_breaker_opened_total", "Times the cluster's classic breaker opened.",
+                       MetricType::Counter);
+  for (const auto& [name, c] : clusters_) {
+    auto m = with_labels({{"cluster", c->name}});
+    m.counter.value = static_cast<double>(c->load.breaker.opened_total.load(std::memory_order_relaxed));
+    opened.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(opened));
   out.push_back(std::move(rq_active));
   out.push_back(std::move(rq_pending));
 

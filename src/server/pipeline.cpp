@@ -34,6 +34,31 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     }
   }
 
+  // An open breaker answers at once, without touching the upstream.
+  upstream::CircuitBreaker* breaker = target ? target->cluster->breaker() : nullptr;
+  auto admission = upstream::CircuitBreaker::Admission::allowed;
+  if (breaker && (admission = breaker->admit(ex.start)) == upstream::CircuitBreaker::Admission::rejected) {
+    breaker = nullptr;
+    const auto& fallback = route->config->fallback;
+    if (route->fallback) {
+      target = &*route->fallback;
+      ex.route_stats = target->stats;
+    } else if (fallback && fallback->response) {
+      ex.error_reason = "circuit_open";
+      const auto& r = *fallback->response;
+      std::string_view content_type = "text/plain";
+      for (const auto& h : r.headers)
+        if (boost::beast::iequals(h.name, "content-type")) content_type = h.value;
+      const auto ec = co_await ex.downstream.send_local_reply(r.status, r.body, "", content_type);
+      ex.status = ec ? 0 : r.status;
+      ex.bytes_sent = ec ? 0 : r.body.size();
+      co_return;
+    } else {
+      co_await router::reply_error(ex, http::ProxyError::circuit_open);
+      co_return;
+    }
+  }
+
   if (const auto& direct = route->config->direct_response) {
     std::string_view content_type = "text/plain";
     for (const auto& h : direct->headers)
@@ -45,6 +70,17 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   }
 
   co_await router::forward(ex, *route->config, *target, filters_, worker_);
+  if (breaker) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto slow = breaker->config().slow_call_duration;
+    using Outcome = upstream::CircuitBreaker::Outcome;
+    auto outcome = Outcome::success;
+    if (ex.error == http::ProxyError::downstream_reset || ex.error == http::ProxyError::overflow)
+      outcome = Outcome::ignored;  // says nothing about the upstream
+    else if (ex.status == 0 || ex.status >= 500 || (slow.count() > 0 && now - ex.start >= slow))
+      outcome = Outcome::failure;
+    breaker->record(admission, outcome, now);
+  }
 }
 
 void Pipeline::complete(http::Exchange& ex) {

@@ -126,6 +126,11 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
         cr.targets.push_back({it->second, stats.route(rt->direction, l.name, r.name, w.cluster), cumulative});
       }
       if (cr.targets.size() != weighted.size()) continue;
+      if (r.fallback && !r.fallback->cluster.empty()) {
+        auto it = clusters.find(r.fallback->cluster);
+        if (it == clusters.end()) continue;
+        cr.fallback = router::RouteTarget{it->second, stats.route(rt->direction, l.name, r.name, r.fallback->cluster), 1};
+      }
       cr.stats = stats.route(rt->direction, l.name, r.name, "");
       try {
         if (r.match.regex) cr.path_regex.emplace(*r.match.regex, std::regex::ECMAScript | std::regex::optimize);

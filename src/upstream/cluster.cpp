@@ -9,7 +9,9 @@ Cluster::Cluster(config::Cluster config, std::vector<Endpoint> endpoints, observ
     : config_(std::move(config)),
       endpoints_(std::move(endpoints)),
       stats_(stats),
-      worker_pools_(std::move(worker_pools)) {}
+      worker_pools_(std::move(worker_pools)) {
+  if (config_.breaker) breaker_ = std::make_unique<CircuitBreaker>(*config_.breaker, stats_->load.breaker);
+}
 
 Cluster::~Cluster() = default;
 

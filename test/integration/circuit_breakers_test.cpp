@@ -42,18 +42,6 @@ clusters:
               {{"SLOW", std::to_string(slow)}, {"FAST", std::to_string(fast)}, {"BREAKERS", breakers}, {"CT", connect_timeout}});
 }
 
-bool eventually(const std::function<bool()>& condition) {
-  for (int i = 0; i < 300; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
-
-std::string metrics(Proxy& proxy) { return http_get(proxy.admin_port(), "/metrics")->body(); }
-
-bool has(const std::string& text, const std::string& series) { return text.find(series) != std::string::npos; }
-
 std::future<std::optional<Response>> get_async(std::uint16_t port, std::string target) {
   return std::async(std::launch::async, [port, target] { return http_get(port, target); });
 }

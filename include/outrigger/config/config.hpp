@@ -74,6 +74,12 @@ struct RetryPolicy {
   std::vector<std::string> retriable_methods{"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
 };
 
+// Where a route sends requests while its cluster's breaker is open.
+struct Fallback {
+  std::string cluster;                      // another cluster, or
+  std::optional<DirectResponse> response;   // a static response
+};
+
 struct WeightedCluster {
   std::string cluster;
   std::uint32_t weight = 1;
@@ -88,6 +94,7 @@ struct Route {
   Duration timeout{std::chrono::seconds(15)};    // whole exchange, retries included; 0 disables
   std::optional<RetryPolicy> retry;
   std::size_t retry_buffer_limit = 64 * 1024;    // larger request bodies are never retried
+  std::optional<Fallback> fallback;
   std::vector<HeaderValue> request_headers_to_add;
   std::vector<std::string> request_headers_to_remove;  // lower-cased
   Mark mark;
@@ -136,6 +143,16 @@ struct RetryBudget {
   double min_retries_per_second = 10;
 };
 
+// The classic closed -> open -> half-open breaker on the failure rate.
+struct Breaker {
+  double failure_rate = 0.5;        // open at this share of failures in the window...
+  std::uint32_t minimum_requests = 20;  // ...once the window holds this many calls
+  Duration window{std::chrono::seconds(10)};
+  Duration slow_call_duration{0};   // > 0: calls at least this slow count as failures
+  Duration open_duration{std::chrono::seconds(30)};
+  std::uint32_t half_open_requests = 5;  // probes; all must succeed to close
+};
+
 // Envoy's thresholds: limits per cluster, shared by all workers.
 struct CircuitBreakers {
   std::uint32_t max_connections = 1024;
@@ -152,6 +169,7 @@ struct Cluster {
   ConnectionPool connection_pool;
   CircuitBreakers circuit_breakers;
   RetryBudget retry_budget;
+  std::optional<Breaker> breaker;
   Mark mark;
 };
 

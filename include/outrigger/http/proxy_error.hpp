@@ -15,6 +15,7 @@ enum class ProxyError {
   upstream_protocol,    // 502: the upstream's response was not valid HTTP/1.1
   timeout,              // 504: the route timeout fired before the response started
   overflow,             // 503: a circuit-breaker threshold of the cluster was reached
+  circuit_open,         // 503: the cluster's breaker is open and the route has no fallback
   downstream_reset,     // the client went away (no response possible)
 };
 

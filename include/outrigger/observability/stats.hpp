@@ -101,6 +101,21 @@ struct ClusterSlice {
   Counter timeouts;              // per-try and route timeouts
 };
 
+// The shared state of a cluster's classic breaker (upstream::CircuitBreaker
+// is the logic): all workers see one state and one failure window.
+struct BreakerData {
+  struct Slot {  // one second of the window
+    std::atomic<std::int64_t> second{-1};
+    std::atomic<std::uint32_t> calls{0}, failures{0};
+  };
+  static constexpr std::size_t kMaxWindowSeconds = 60;
+  std::atomic<int> state{0};  // 0 closed, 1 open, 2 half-open (the metric's values)
+  std::atomic<std::int64_t> since_ms{0};  // when the state last changed (steady clock)
+  std::atomic<std::uint32_t> probes{0}, probe_successes{0};
+  std::atomic<std::uint64_t> opened_total{0};
+  std::array<Slot, kMaxWindowSeconds> slots;
+};
+
 // What the circuit-breaker thresholds count: shared by all workers, so the
 // limits hold for the cluster as a whole. Atomic adds, never a lock.
 struct ClusterLoad {
@@ -108,6 +123,7 @@ struct ClusterLoad {
   std::atomic<std::int64_t> pending{0};
   std::atomic<std::int64_t> requests{0};
   std::atomic<std::int64_t> retries{0};
+  BreakerData breaker;
 };
 
 struct RouteStats {

@@ -27,6 +27,7 @@ struct RouteTarget {
 struct CompiledRoute {
   const config::Route* config = nullptr;
   std::vector<RouteTarget> targets;            // empty for a direct response
+  std::optional<RouteTarget> fallback;         // a fallback cluster (config->fallback->response is the other kind)
   observability::RouteStats* stats = nullptr;  // series for direct responses (cluster "")
   std::optional<std::regex> path_regex;
   std::vector<std::optional<std::regex>> header_regexes;  // parallel to config->match.headers

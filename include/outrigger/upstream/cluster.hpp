@@ -11,6 +11,7 @@
 
 #include "outrigger/config/config.hpp"
 #include "outrigger/observability/stats.hpp"
+#include "outrigger/upstream/breaker.hpp"
 
 namespace outrigger::upstream {
 
@@ -33,6 +34,8 @@ class Cluster {
   const std::vector<Endpoint>& endpoints() const { return endpoints_; }
   observability::ClusterStats& stats() const { return *stats_; }
   ClusterPools& pools(unsigned worker) const { return *worker_pools_[worker]; }
+  // The classic breaker, when the cluster configures one.
+  CircuitBreaker* breaker() const { return breaker_.get(); }
   const std::shared_ptr<ClusterPools>& pools_ptr(unsigned worker) const { return worker_pools_[worker]; }
 
  private:
@@ -40,6 +43,7 @@ class Cluster {
   std::vector<Endpoint> endpoints_;
   observability::ClusterStats* stats_;
   std::vector<std::shared_ptr<ClusterPools>> worker_pools_;
+  std::unique_ptr<CircuitBreaker> breaker_;
 };
 
 }  // namespace outrigger::upstream

@@ -337,4 +337,17 @@ std::string fill(std::string text, const std::vector<std::pair<std::string, std:
   return text;
 }
 
+bool eventually(const std::function<bool()>& condition) {
+  for (int i = 0; i < 300; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
+std::string metrics(Proxy& proxy) {
+  auto res = http_get(proxy.admin_port(), "/metrics");
+  return res ? std::string(res->body()) : std::string();
+}
+
 }  // namespace testing_support

@@ -121,6 +121,13 @@ class Proxy {
 
 outrigger::config::Config parse_config(const std::string& yaml);
 
+// Polls `condition` every 10 ms for at most 3 s.
+bool eventually(const std::function<bool()>& condition);
+
+// The proxy's /metrics text, and whether it holds one exact series line prefix.
+std::string metrics(Proxy& proxy);
+inline bool has(const std::string& text, const std::string& series) { return text.find(series) != std::string::npos; }
+
 // `{"listeners": ...}` style replacement of {KEY} in a template.
 std::string fill(std::string text, const std::vector<std::pair<std::string, std::string>>& values);
 

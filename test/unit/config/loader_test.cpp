@@ -343,6 +343,65 @@ clusters:
   EXPECT_TRUE(has_error(r, "retry_budget.ratio: must be a number from 0 to 10"));
 }
 
+TEST(ConfigLoader, ReadsBreakerAndFallback) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - name: to-cluster
+        match: { prefix: /a }
+        cluster: c
+        fallback: { cluster: spare }
+      - name: to-static
+        cluster: c
+        fallback: { status: 200, body: "[]", headers: [{ name: content-type, value: application/json }] }
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    breaker: { failure_rate: 0.25, minimum_requests: 5, window: 30s, slow_call_duration: 2s,
+               open_duration: 10s, half_open_requests: 3 }
+  - { name: spare, endpoints: [127.0.0.1:2] }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& b = r.config->clusters[0].breaker;
+  ASSERT_TRUE(b);
+  EXPECT_DOUBLE_EQ(b->failure_rate, 0.25);
+  EXPECT_EQ(b->minimum_requests, 5u);
+  EXPECT_EQ(b->window, 30s);
+  EXPECT_EQ(b->slow_call_duration, 2s);
+  EXPECT_EQ(b->open_duration, 10s);
+  EXPECT_EQ(b->half_open_requests, 3u);
+  EXPECT_FALSE(r.config->clusters[1].breaker);
+  const auto& routes = r.config->listeners[0].routes;
+  ASSERT_TRUE(routes[0].fallback);
+  EXPECT_EQ(routes[0].fallback->cluster, "spare");
+  ASSERT_TRUE(routes[1].fallback && routes[1].fallback->response);
+  EXPECT_EQ(routes[1].fallback->response->status, 200);
+  EXPECT_EQ(routes[1].fallback->response->body, "[]");
+}
+
+TEST(ConfigLoader, ReportsBadBreakersAndFallbacks) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1
+    routes:
+      - { match: { prefix: /a }, cluster: c, fallback: { cluster: nowhere } }
+      - { cluster: c, fallback: { cluster: c, status: 200 } }
+clusters:
+  - name: c
+    endpoints: [127.0.0.1:1]
+    breaker: { failure_rate: 1.5, window: 2m, half_open_requests: 0, open_for: 1s }
+)");
+  EXPECT_TRUE(has_error(r, "breaker.failure_rate: must be a number above 0 and at most 1"));
+  EXPECT_TRUE(has_error(r, "breaker.window: must be from 1s to 60s"));
+  EXPECT_TRUE(has_error(r, "breaker.half_open_requests"));
+  EXPECT_TRUE(has_error(r, "breaker: unknown key 'open_for'"));
+  EXPECT_TRUE(has_error(r, "unknown cluster 'nowhere'"));
+  EXPECT_TRUE(has_error(r, "fallback: unknown key 'status'"));
+}
+
 TEST(ClosestMatch, SuggestsOnlyNearMisses) {
   EXPECT_EQ(closest_match("timout", {"timeout", "cluster"}), "timeout");
   EXPECT_EQ(closest_match("zzz", {"timeout", "cluster"}), "");

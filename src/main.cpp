@@ -29,8 +29,8 @@ std::optional<config::Config> load_and_check(const std::string& file) {
     return std::nullopt;
   }
   observability::Stats stats(1);
-  server::PoolsByCluster pools;
-  auto built = server::build_snapshot(*loaded.config, stats, {}, pools);
+  server::KeptUpstreams kept;
+  auto built = server::build_snapshot(*loaded.config, stats, {}, kept);
   if (!built.snapshot) {
     for (const auto& e : built.errors) std::cerr << e << "\n";
     return std::nullopt;

@@ -29,6 +29,17 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 }
 }  // namespace
 
+unsigned retry_on_bit(std::string_view name) {
+  static constexpr std::pair<std::string_view, RetryOn> kOn[] = {{"5xx", retry_5xx},
+                                                                  {"gateway-error", retry_gateway_error},
+                                                                  {"reset", retry_reset},
+                                                                  {"connect-failure", retry_connect_failure},
+                                                                  {"retriable-status-codes", retry_retriable_status_codes}};
+  for (const auto& [n, bit] : kOn)
+    if (n == name) return bit;
+  return 0;
+}
+
 std::string closest_match(std::string_view word, const std::vector<std::string_view>& candidates) {
   std::string best;
   std::size_t best_distance = std::max<std::size_t>(2, word.size() / 3) + 1;

@@ -98,7 +98,7 @@ class Loader {
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
-                     "retry_budget", "breaker"}))
+                     "retry_budget", "breaker", "outlier_detection", "health_check"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
@@ -184,6 +184,52 @@ class Loader {
         cl.breaker = br;
       }
     }
+    if (auto o = YamlReader::child(n, "outlier_detection")) {
+      const auto op = path + ".outlier_detection";
+      if (r_.mapping(*o, op, {"consecutive_5xx", "consecutive_gateway_failure", "interval", "base_ejection_time",
+                              "max_ejection_time", "max_ejection_percent"})) {
+        OutlierDetection od;
+        if (auto v = r_.integer(*o, "consecutive_5xx", op, 0, 1'000'000)) od.consecutive_5xx = static_cast<std::uint32_t>(*v);
+        if (auto v = r_.integer(*o, "consecutive_gateway_failure", op, 0, 1'000'000))
+          od.consecutive_gateway_failure = static_cast<std::uint32_t>(*v);
+        if (auto d = r_.duration(*o, "interval", op)) {
+          if (d->count() == 0) r_.error((*o)["interval"], op + ".interval", "must be greater than 0");
+          od.interval = *d;
+        }
+        if (auto d = r_.duration(*o, "base_ejection_time", op)) {
+          if (d->count() == 0) r_.error((*o)["base_ejection_time"], op + ".base_ejection_time", "must be greater than 0");
+          od.base_ejection_time = *d;
+        }
+        if (auto d = r_.duration(*o, "max_ejection_time", op)) od.max_ejection_time = *d;
+        if (od.max_ejection_time < od.base_ejection_time)
+          r_.error(*o, op, "max_ejection_time must not be below base_ejection_time");
+        if (auto v = r_.integer(*o, "max_ejection_percent", op, 0, 100))
+          od.max_ejection_percent = static_cast<std::uint32_t>(*v);
+        cl.outlier_detection = od;
+      }
+    }
+    if (auto h = YamlReader::child(n, "health_check")) {
+      const auto hp = path + ".health_check";
+      if (r_.mapping(*h, hp, {"path", "host", "interval", "timeout", "unhealthy_threshold", "healthy_threshold"})) {
+        HealthCheck hc;
+        if (auto v = r_.string(*h, "path", hp, true)) {
+          if (v->empty() || v->front() != '/') r_.error((*h)["path"], hp + ".path", "must start with '/'");
+          hc.path = *v;
+        }
+        if (auto v = r_.string(*h, "host", hp)) hc.host = *v;
+        if (auto d = r_.duration(*h, "interval", hp)) {
+          if (d->count() == 0) r_.error((*h)["interval"], hp + ".interval", "must be greater than 0");
+          hc.interval = *d;
+        }
+        if (auto d = r_.duration(*h, "timeout", hp)) {
+          if (d->count() == 0) r_.error((*h)["timeout"], hp + ".timeout", "must be greater than 0");
+          hc.timeout = *d;
+        }
+        if (auto v = r_.integer(*h, "unhealthy_threshold", hp, 1, 1000)) hc.unhealthy_threshold = static_cast<std::uint32_t>(*v);
+        if (auto v = r_.integer(*h, "healthy_threshold", hp, 1, 1000)) hc.healthy_threshold = static_cast<std::uint32_t>(*v);
+        cl.health_check = hc;
+      }
+    }
     if (auto b = YamlReader::child(n, "retry_budget")) {
       const auto bp = path + ".retry_budget";
       if (r_.mapping(*b, bp, {"ratio", "min_retries_per_second"})) {
@@ -210,7 +256,8 @@ class Loader {
 
   void listener(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
-                              "max_request_headers_bytes", "request_headers_timeout", "idle_timeout"}))
+                              "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
+                              "trust_request_headers"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -228,6 +275,7 @@ class Loader {
       if (d->count() == 0) r_.error(n["idle_timeout"], path + ".idle_timeout", "must be greater than 0");
       l.idle_timeout = *d;
     }
+    if (auto b = r_.boolean(n, "trust_request_headers", path)) l.trust_request_headers = *b;
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];
@@ -348,20 +396,14 @@ class Loader {
     if (!r_.mapping(n, path, {"retry_on", "retriable_status_codes", "num_retries", "per_try_timeout", "backoff",
                               "retriable_methods"}))
       return p;
-    static constexpr std::pair<std::string_view, RetryOn> kOn[] = {
-        {"5xx", retry_5xx},
-        {"gateway-error", retry_gateway_error},
-        {"reset", retry_reset},
-        {"connect-failure", retry_connect_failure},
-        {"retriable-status-codes", retry_retriable_status_codes}};
     for (const auto& on : r_.strings(n, "retry_on", path)) {
-      const auto* it = std::find_if(std::begin(kOn), std::end(kOn), [&](const auto& k) { return k.first == on; });
-      if (it == std::end(kOn)) {
+      const auto bit = retry_on_bit(on);
+      if (!bit) {
         r_.error(n["retry_on"], path + ".retry_on",
-                 "invalid value '" + on + "' (one of: 5xx, gateway-error, reset, connect-failure, retriable-status-codes)");
+                 "invalid value '" + on + "' (one of: " + std::string(kRetryOnNames) + ")");
         continue;
       }
-      p.retry_on |= it->second;
+      p.retry_on |= bit;
     }
     if (!YamlReader::child(n, "retry_on")) r_.error(n, path, "missing required key 'retry_on'");
     for (const auto& code : r_.strings(n, "retriable_status_codes", path)) {

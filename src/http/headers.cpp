@@ -2,6 +2,9 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <charconv>
+
+#include "outrigger/config/config.hpp"
 
 namespace outrigger::http {
 
@@ -48,6 +51,46 @@ void strip_hop_by_hop(http::fields& f) {
   f.erase(http::field::trailer);
   f.erase(http::field::transfer_encoding);
   f.erase(http::field::upgrade);
+}
+
+namespace {
+std::optional<std::uint64_t> parse_uint(std::string_view v) {
+  std::uint64_t out = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty()) return std::nullopt;
+  return out;
+}
+}  // namespace
+
+ControlHeaders take_control_headers(http::fields& f, bool trusted) {
+  ControlHeaders out;
+  constexpr std::string_view kPrefix = "x-outrigger-";
+  for (auto it = f.begin(); it != f.end();) {
+    const auto name = it->name_string();
+    if (name.size() <= kPrefix.size() || !boost::beast::iequals(name.substr(0, kPrefix.size()), kPrefix)) {
+      ++it;
+      continue;
+    }
+    const auto rest = name.substr(kPrefix.size());
+    const auto value = it->value();
+    if (boost::beast::iequals(rest, "retry-on")) {
+      if (trusted) {
+        for_each_token(value, [&](std::string_view token) {
+          out.retry_on |= config::retry_on_bit(token);
+        });
+      }
+    } else if (boost::beast::iequals(rest, "max-retries")) {
+      if (auto v = parse_uint(value); trusted && v && *v <= 10) out.max_retries = static_cast<std::uint32_t>(*v);
+    } else if (boost::beast::iequals(rest, "upstream-rq-timeout-ms")) {
+      if (auto v = parse_uint(value); trusted && v && *v <= 24ull * 3600 * 1000)
+        out.timeout = std::chrono::milliseconds(*v);
+    } else if (trusted) {
+      ++it;
+      continue;
+    }
+    it = f.erase(it);
+  }
+  return out;
 }
 
 void add_forwarding_headers(http::fields& f, std::string_view client_ip, std::string_view proto,

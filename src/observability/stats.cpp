@@ -268,6 +268,28 @@ std::string Stats::scrape() const {
     opened.metric.push_back(std::move(m));
   }
   out.push_back(std::move(opened));
+
+  auto ejections = family("outrigger_outlier_ejections_total",
+                          "Endpoints ejected by outlier detection (consecutive errors).", MetricType::Counter);
+  auto healthy = family("outrigger_endpoint_healthy",
+                        "1 when the endpoint takes traffic: its health check passes and it is not ejected.",
+                        MetricType::Gauge);
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  for (const auto& [name, c] : clusters_) {
+    auto m = with_labels({{"cluster", c->name}});
+    m.counter.value = static_cast<double>(c->load.ejections_total.load(std::memory_order_relaxed));
+    ejections.metric.push_back(std::move(m));
+    if (!c->endpoints) continue;
+    for (std::size_t i = 0; i < c->endpoints->names.size(); ++i) {
+      auto e = with_labels({{"cluster", c->name}, {"endpoint", c->endpoints->names[i]}});
+      e.gauge.value = c->endpoints->data[i].available(now_ms) ? 1 : 0;
+      healthy.metric.push_back(std::move(e));
+    }
+  }
+  out.push_back(std::move(ejections));
+  out.push_back(std::move(healthy));
   out.push_back(std::move(rq_active));
   out.push_back(std::move(rq_pending));
 

@@ -74,6 +74,7 @@ struct Retries {
   observability::ClusterSlice* stats = nullptr;
   std::uint32_t max_retries = 0;
   bool holds_retry_slot = false;
+  int try_status = 0;  // the status the upstream answered on this try (0: none yet)
 
   bool resendable() const { return policy != nullptr; }
 
@@ -196,6 +197,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   }
 
   auto& res = p->get();
+  retries.try_status = res.result_int();
   if (retries.retriable_status(res.result_int()) && retries.grant()) co_return Outcome::retry;
   for (auto* f : filters) f->on_response(ex, res);
   ex.status = res.result_int();
@@ -296,7 +298,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     ~EndClusterRequest() { load.requests.fetch_sub(1, std::memory_order_relaxed); }
   } end_cluster_request{load};
 
-  const auto timeout = route.timeout;
+  const auto timeout = ex.control.timeout.value_or(route.timeout);
   const auto route_deadline = timeout.count() > 0 ? ex.start + timeout : Clock::time_point::max();
 
   // Retries need the whole request body at hand: only idempotent methods (by
@@ -307,14 +309,24 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   retries.stats = &stats;
   retries.max_retries = limits.max_retries;
   retries.deadline = route_deadline;
-  if (const auto& policy = route.retry) {
+  // A trusted client's x-outrigger-retry-on / -max-retries adjust the policy
+  // for this request (a copy; the route's stays as it is).
+  std::optional<config::RetryPolicy> adjusted;
+  const config::RetryPolicy* policy = route.retry ? &*route.retry : nullptr;
+  if (ex.control.retry_on || ex.control.max_retries) {
+    adjusted = policy ? *policy : config::RetryPolicy{};
+    adjusted->retry_on |= ex.control.retry_on;
+    if (ex.control.max_retries) adjusted->num_retries = *ex.control.max_retries;
+    policy = adjusted->retry_on ? &*adjusted : nullptr;
+  }
+  if (policy) {
     const auto method = ex.request.method_string();
     const bool method_ok = std::find(policy->retriable_methods.begin(), policy->retriable_methods.end(), method) !=
                            policy->retriable_methods.end();
     const bool body_fits = !ex.request_has_body ||
                            (ex.request_content_length && *ex.request_content_length <= route.retry_buffer_limit);
     if (method_ok && body_fits) {
-      retries.policy = &*policy;
+      retries.policy = policy;
       retries.max_attempts = 1 + policy->num_retries;
       if (ex.request_has_body) {
         if (timeout.count() > 0) ex.downstream.arm_deadline(route_deadline, nullptr);
@@ -336,17 +348,64 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   }
   pools.retry_budget().record_request(Clock::now());
 
-  // Each try picks an endpoint, preferring one not tried yet.
+  // Each try picks an endpoint that takes traffic (health check passing, not
+  // ejected), preferring one not tried yet.
+  const auto& endpoint_state = cluster.endpoint_state().data;
+  auto* outlier = cluster.outlier_detector();
   std::vector<std::size_t> tried;
-  auto pick = [&] {
+  auto pick = [&]() -> std::optional<std::size_t> {
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    auto fresh = [&](std::size_t i) {
+      return endpoint_state[i].available(now_ms) && std::find(tried.begin(), tried.end(), i) == tried.end();
+    };
     std::size_t index = pools.pick();
-    for (int i = 0; i < 3 && std::find(tried.begin(), tried.end(), index) != tried.end(); ++i) index = pools.pick();
+    for (int i = 0; i < 3 && !fresh(index); ++i) index = pools.pick();
+    if (!endpoint_state[index].available(now_ms)) {
+      // The balancer keeps landing on endpoints that are out: take the next
+      // one that takes traffic, tried or not.
+      std::optional<std::size_t> found;
+      for (std::size_t k = 1; k <= endpoint_state.size() && !found; ++k) {
+        const auto j = (index + k) % endpoint_state.size();
+        if (endpoint_state[j].available(now_ms)) found = j;
+      }
+      if (!found) {
+        // All out. Ejection alone never empties a cluster (Envoy's panic
+        // mode): take an endpoint that passes its health check.
+        for (std::size_t k = 0; k < endpoint_state.size() && !found; ++k) {
+          const auto j = (index + k) % endpoint_state.size();
+          if (endpoint_state[j].healthy.load(std::memory_order_relaxed)) found = j;
+        }
+      }
+      if (!found) return std::nullopt;
+      index = *found;
+    }
     tried.push_back(index);
     return index;
   };
+  // Each try's outcome goes to outlier detection against its endpoint.
+  auto record_outlier = [&](std::size_t index, int status, ProxyError error) {
+    if (!outlier) return;
+    using Result = upstream::OutlierDetector::Result;
+    Result result;
+    if (error == ProxyError::connect_failure || error == ProxyError::upstream_reset ||
+        error == ProxyError::upstream_protocol || error == ProxyError::timeout) {
+      result = Result::gateway_failure;  // also when the response had started
+    } else if (status != 0) {
+      result = upstream::OutlierDetector::classify(status);
+    } else {
+      return;  // the client went away, or a local limit: nothing to say about the endpoint
+    }
+    outlier->record(index, result, Clock::now());
+  };
 
   for (bool first_try = true;;) {
-    const std::size_t index = pick();
+    const auto picked = pick();
+    if (!picked) {
+      co_await reply_error(ex, ProxyError::no_healthy_upstream);
+      co_return;
+    }
+    const std::size_t index = *picked;
     auto& pool = pools.endpoint(index);
     ex.upstream_host = cluster.endpoints()[index].name;
     pools.begin_request(index);
@@ -384,6 +443,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     }
 
     Outcome outcome = Outcome::failed;
+    retries.try_status = 0;
     if (c) {
       if (try_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(try_deadline, &c->socket);
       ++c->requests;
@@ -393,6 +453,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
       failure = ex.error;
     }
     first_try = false;
+    if (outcome != Outcome::stale) record_outlier(index, retries.try_status, failure);
 
     switch (outcome) {
       case Outcome::done:

@@ -74,14 +74,22 @@ asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
 namespace {
 
 json::value clusters_json(const Snapshot& s, unsigned workers) {
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   json::array out;
   for (const auto& c : s.clusters) {
     json::array eps;
-    for (const auto& e : c->endpoints()) {
-      eps.push_back(json::object{{"address", e.name},
-                                 {"weight", e.weight},
-                                 {"resolved", e.address.address().to_string() + ":" + std::to_string(e.address.port())},
-                                 {"health", "healthy"}});
+    const auto& state = c->endpoint_state().data;
+    for (std::size_t i = 0; i < c->endpoints().size(); ++i) {
+      const auto& e = c->endpoints()[i];
+      const auto until = state[i].ejected_until_ms.load();
+      json::object ep{{"address", e.name},
+                      {"weight", e.weight},
+                      {"resolved", e.address.address().to_string() + ":" + std::to_string(e.address.port())},
+                      {"health", state[i].healthy.load() ? "healthy" : "unhealthy"},
+                      {"ejected", until > now_ms}};
+      if (until > now_ms) ep["ejected_for_ms"] = until - now_ms;
+      eps.push_back(std::move(ep));
     }
     std::uint64_t active = 0, total = 0, failures = 0, requests = 0;
     for (unsigned w = 0; w < workers; ++w) {
@@ -96,7 +104,12 @@ json::value clusters_json(const Snapshot& s, unsigned workers) {
                                {"connections_active", active},
                                {"connections_total", total},
                                {"connect_failures", failures},
-                               {"requests", requests}});
+                               {"requests", requests},
+                               {"outlier_ejections", c->stats().load.ejections_total.load()}});
+    if (auto* b = c->breaker()) {
+      static constexpr const char* kStates[] = {"closed", "open", "half_open"};
+      out.back().as_object()["breaker"] = kStates[static_cast<int>(b->state())];
+    }
   }
   return json::object{{"clusters", std::move(out)}};
 }

@@ -50,6 +50,26 @@ json::object route_json(const config::Route& r) {
                                         {"body", r.direct_response->body},
                                         {"headers", headers(r.direct_response->headers)}};
   }
+  if (r.retry) {
+    const auto& p = *r.retry;
+    json::array on;
+    for (std::string_view name : {"5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"})
+      if (p.retry_on & config::retry_on_bit(name)) on.push_back(json::string(name));
+    o["retry"] = json::object{{"retry_on", std::move(on)},
+                              {"retriable_status_codes", json::value_from(p.retriable_status_codes)},
+                              {"num_retries", p.num_retries},
+                              {"per_try_timeout", duration(p.per_try_timeout)},
+                              {"backoff", json::object{{"base", duration(p.backoff_base)}, {"max", duration(p.backoff_max)}}},
+                              {"retriable_methods", json::value_from(p.retriable_methods)}};
+  }
+  o["retry_buffer_limit"] = r.retry_buffer_limit;
+  if (r.fallback) {
+    if (!r.fallback->cluster.empty()) {
+      o["fallback"] = json::object{{"cluster", r.fallback->cluster}};
+    } else if (const auto& f = r.fallback->response) {
+      o["fallback"] = json::object{{"status", f->status}, {"body", f->body}, {"headers", headers(f->headers)}};
+    }
+  }
   if (!r.request_headers_to_add.empty()) o["request_headers_to_add"] = headers(r.request_headers_to_add);
   if (!r.request_headers_to_remove.empty()) o["request_headers_to_remove"] = json::value_from(r.request_headers_to_remove);
   return o;
@@ -71,6 +91,7 @@ std::string config_to_json(const config::Config& c) {
         {"max_request_headers_bytes", l.max_request_headers_bytes},
         {"request_headers_timeout", duration(l.request_headers_timeout)},
         {"idle_timeout", duration(l.idle_timeout)},
+        {"trust_request_headers", l.trust_request_headers},
         {"filters", std::move(filters)},
         {"routes", std::move(routes)}});
   }
@@ -84,7 +105,8 @@ std::string config_to_json(const config::Config& c) {
         eps.push_back(json::object{{"address", e.address.to_string()}, {"weight", e.weight}});
       }
     }
-    clusters.push_back(json::object{
+    const auto& cb = cl.circuit_breakers;
+    json::object cluster{
         {"name", cl.name},
         {"endpoints", std::move(eps)},
         {"lb_policy", cl.lb_policy == config::LbPolicy::round_robin     ? "round_robin"
@@ -94,14 +116,45 @@ std::string config_to_json(const config::Config& c) {
         {"connection_pool", json::object{{"max_idle_per_endpoint", cl.connection_pool.max_idle_per_endpoint},
                                          {"idle_timeout", duration(cl.connection_pool.idle_timeout)},
                                          {"max_requests_per_connection",
-                                          cl.connection_pool.max_requests_per_connection}}}});
+                                          cl.connection_pool.max_requests_per_connection}}},
+        {"circuit_breakers", json::object{{"max_connections", cb.max_connections},
+                                          {"max_pending_requests", cb.max_pending_requests},
+                                          {"max_requests", cb.max_requests},
+                                          {"max_retries", cb.max_retries}}},
+        {"retry_budget", json::object{{"ratio", cl.retry_budget.ratio},
+                                      {"min_retries_per_second", cl.retry_budget.min_retries_per_second}}}};
+    if (const auto& b = cl.breaker) {
+      cluster["breaker"] = json::object{{"failure_rate", b->failure_rate},
+                                        {"minimum_requests", b->minimum_requests},
+                                        {"window", duration(b->window)},
+                                        {"slow_call_duration", duration(b->slow_call_duration)},
+                                        {"open_duration", duration(b->open_duration)},
+                                        {"half_open_requests", b->half_open_requests}};
+    }
+    if (const auto& od = cl.outlier_detection) {
+      cluster["outlier_detection"] = json::object{{"consecutive_5xx", od->consecutive_5xx},
+                                                  {"consecutive_gateway_failure", od->consecutive_gateway_failure},
+                                                  {"interval", duration(od->interval)},
+                                                  {"base_ejection_time", duration(od->base_ejection_time)},
+                                                  {"max_ejection_time", duration(od->max_ejection_time)},
+                                                  {"max_ejection_percent", od->max_ejection_percent}};
+    }
+    if (const auto& hc = cl.health_check) {
+      json::object h{{"path", hc->path},
+                     {"interval", duration(hc->interval)},
+                     {"timeout", duration(hc->timeout)},
+                     {"unhealthy_threshold", hc->unhealthy_threshold},
+                     {"healthy_threshold", hc->healthy_threshold}};
+      if (!hc->host.empty()) h["host"] = hc->host;
+      cluster["health_check"] = std::move(h);
+    }
+    clusters.push_back(std::move(cluster));
   }
   json::object access_log{{"enabled", c.access_log.enabled},
                           {"path", c.access_log.path},
                           {"format", c.access_log.format == config::AccessLogFormat::json ? "json" : "text"}};
   if (c.access_log.format == config::AccessLogFormat::text) access_log["text_format"] = c.access_log.text_format;
   json::object root{
-      {"file", c.file},
       {"admin", json::object{{"enabled", c.admin.enabled}, {"address", c.admin.address.to_string()}}},
       {"workers", c.workers},
       {"log_level", c.log_level},

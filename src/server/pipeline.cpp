@@ -69,6 +69,7 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     co_return;
   }
 
+  ex.control = http::take_control_headers(ex.request.base(), listener_.config->trust_request_headers);
   co_await router::forward(ex, *route->config, *target, filters_, worker_);
   if (breaker) {
     const auto now = std::chrono::steady_clock::now();

@@ -30,7 +30,7 @@ struct Server::Impl {
   asio::signal_set signals;
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
-  PoolsByCluster pools;
+  KeptUpstreams upstreams;
   std::shared_ptr<const Snapshot> current;
   std::map<std::string, std::uint16_t, std::less<>> ports;
   bool started = false;
@@ -80,7 +80,7 @@ Server::~Server() {
   for (auto& w : impl_->workers) w->stop();
   for (auto& w : impl_->workers) w->release();
   impl_->current.reset();
-  impl_->pools.clear();
+  impl_->upstreams = {};
   impl_->workers.clear();
 }
 
@@ -89,7 +89,8 @@ void Server::start() {
   const unsigned n = std::max(1u, s.initial.workers);
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i));
 
-  auto built = build_snapshot(s.initial, s.stats, s.executors(), s.pools);
+  s.upstreams.checks_on = s.io.get_executor();
+  auto built = build_snapshot(s.initial, s.stats, s.executors(), s.upstreams);
   if (!built.snapshot) {
     std::string all;
     for (const auto& e : built.errors) all += e + "\n";
@@ -159,7 +160,7 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
   if (next.workers == 0) next.workers = current->config.workers;
   auto errors = restart_only_changes(current->config, next);
   if (errors.empty()) {
-    auto built = build_snapshot(std::move(next), stats, executors(), pools);
+    auto built = build_snapshot(std::move(next), stats, executors(), upstreams);
     errors = std::move(built.errors);
     if (built.snapshot) {
       current = built.snapshot;

@@ -49,10 +49,10 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
                                                                const std::vector<upstream::Endpoint>& endpoints,
                                                                observability::ClusterStats& stats,
                                                                const std::vector<asio::any_io_executor>& workers,
-                                                               PoolsByCluster& previous) {
+                                                               KeptUpstreams& kept) {
   std::vector<std::shared_ptr<upstream::ClusterPools>> pools;
-  auto old = previous.find(c.name);
-  const bool reuse = old != previous.end() && old->second.size() == workers.size() &&
+  auto old = kept.pools.find(c.name);
+  const bool reuse = old != kept.pools.end() && old->second.size() == workers.size() &&
                      std::all_of(old->second.begin(), old->second.end(),
                                  [&](const auto& p) { return p->serves(c, endpoints); });
   for (unsigned w = 0; w < workers.size(); ++w) {
@@ -67,14 +67,15 @@ std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Clu
 }  // namespace
 
 BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
-                           const std::vector<asio::any_io_executor>& workers, PoolsByCluster& pools) {
+                           const std::vector<asio::any_io_executor>& workers, KeptUpstreams& kept) {
   BuildResult result;
   auto snap = std::make_shared<Snapshot>();
   snap->config = std::move(cfg);
   const auto& config = snap->config;
   Errors errors{config.file, result.errors};
 
-  PoolsByCluster next_pools;
+  decltype(KeptUpstreams::pools) next_pools;
+  std::vector<std::pair<observability::ClusterStats*, std::shared_ptr<observability::EndpointSet>>> endpoint_sets;
   std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;
   for (const auto& c : config.clusters) {
     std::vector<upstream::Endpoint> endpoints;
@@ -91,10 +92,18 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     auto* cstats = stats.cluster(c.name);
     std::vector<std::shared_ptr<upstream::ClusterPools>> worker_pools;
     if (!workers.empty()) {
-      worker_pools = pools_for(c, endpoints, *cstats, workers, pools);
+      worker_pools = pools_for(c, endpoints, *cstats, workers, kept);
       next_pools[c.name] = worker_pools;
     }
-    auto cluster = std::make_shared<const upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools));
+    // Health and ejections stay with the cluster while its endpoints do.
+    std::vector<std::string> names;
+    for (const auto& e : endpoints) names.push_back(e.name);
+    auto endpoint_set = cstats->endpoints && cstats->endpoints->names == names
+                            ? cstats->endpoints
+                            : std::make_shared<observability::EndpointSet>(std::move(names));
+    endpoint_sets.emplace_back(cstats, endpoint_set);
+    auto cluster = std::make_shared<const upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools),
+                                                             std::move(endpoint_set));
     snap->clusters.push_back(cluster);
     clusters[c.name] = cluster;
   }
@@ -160,7 +169,32 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
   }
 
   if (!result.errors.empty()) return result;
-  if (!workers.empty()) pools = std::move(next_pools);
+  if (!workers.empty()) {
+    kept.pools = std::move(next_pools);
+    for (auto& [cstats, set] : endpoint_sets) cstats->endpoints = set;
+  }
+  if (kept.checks_on) {
+    // Keep the checkers whose checks and endpoints did not change; stop the
+    // others (which marks their endpoints healthy), then start the new ones.
+    auto old = std::move(kept.checkers);
+    kept.checkers.clear();
+    std::vector<upstream::HealthChecker*> fresh;
+    for (const auto& c : snap->clusters) {
+      const auto& hc = c->config().health_check;
+      if (!hc) continue;
+      auto it = old.find(c->name());
+      if (it != old.end() && it->second->serves(*hc, &c->endpoint_state())) {
+        kept.checkers[c->name()] = std::move(it->second);
+        continue;
+      }
+      auto checker =
+          std::make_unique<upstream::HealthChecker>(*kept.checks_on, c->config(), c->endpoints(), c->endpoint_state_ptr());
+      fresh.push_back(checker.get());
+      kept.checkers[c->name()] = std::move(checker);
+    }
+    old.clear();
+    for (auto* checker : fresh) checker->start();
+  }
   result.snapshot = std::move(snap);
   return result;
 }

@@ -53,11 +53,19 @@ std::vector<int> send(std::uint16_t port, int n, std::vector<std::string>* bodie
   return out;
 }
 
+// The breaker records a call once its response is out, so the client may see
+// the answer a moment before the state changes: wait for the metric.
+bool state_is(Proxy& proxy, int state) {
+  return eventually(
+      [&] { return has(metrics(proxy), "outrigger_breaker_state{cluster=\"primary\"} " + std::to_string(state)); });
+}
+
 void trip(SwitchableUpstream& primary, Proxy& proxy) {
   primary.status = 500;
   const auto statuses = send(proxy.port(), 10);
   ASSERT_EQ(statuses, std::vector<int>(10, 500));  // the tenth failure opens it
   ASSERT_EQ(primary.server.requests(), 10);
+  ASSERT_TRUE(state_is(proxy, 1));
 }
 
 TEST(Breaker, OpensOnTheFailureRateAndAnswersWithoutTheUpstream) {
@@ -68,6 +76,7 @@ TEST(Breaker, OpensOnTheFailureRateAndAnswersWithoutTheUpstream) {
   primary.status = 500;
   EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 500));  // 5 of 10: the rate is reached
   EXPECT_EQ(primary.server.requests(), 10);
+  ASSERT_TRUE(state_is(proxy, 1));
 
   auto s = Socket::connect(proxy.port());
   for (int i = 0; i < 20; ++i) {
@@ -126,7 +135,7 @@ TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{503});
   std::this_thread::sleep_for(350ms);
   EXPECT_EQ(send(proxy.port(), 3), std::vector<int>(3, 200));  // the probes
-  EXPECT_TRUE(has(metrics(proxy), "outrigger_breaker_state{cluster=\"primary\"} 0"));
+  EXPECT_TRUE(state_is(proxy, 0));
   EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));
   EXPECT_EQ(primary.server.requests(), 10 + 3 + 20);
 }
@@ -139,7 +148,8 @@ TEST(Breaker, AFailedProbeOpensItAgain) {
   std::this_thread::sleep_for(350ms);
   EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{500});  // a probe, still failing
   EXPECT_EQ(primary.server.requests(), 11);
-  EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 503));  // open again at once
+  ASSERT_TRUE(state_is(proxy, 1));
+  EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 503));  // open again
   EXPECT_EQ(primary.server.requests(), 11);
   const auto text = metrics(proxy);
   EXPECT_TRUE(has(text, "outrigger_breaker_state{cluster=\"primary\"} 1")) << text;
@@ -153,18 +163,19 @@ TEST(Breaker, CountsSlowCallsAsFailures) {
     FakeUpstream::reply(ex, 200, "ok");
   });
   Proxy proxy(fill(R"(
-admin: { enabled: false }
+admin: { address: 127.0.0.1:0 }
 workers: 1
 log_level: off
 listeners:
-  - { name: ingress, address: 127.0.0.1:0, routes: [{ cluster: app }] }
+  - { name: ingress, address: 127.0.0.1:0, routes: [{ cluster: primary }] }
 clusters:
-  - name: app
+  - name: primary
     endpoints: [127.0.0.1:{P}]
     breaker: { failure_rate: 0.5, minimum_requests: 4, slow_call_duration: 40ms, open_duration: 10s }
 )",
                    {{"P", std::to_string(up.port())}}));
   EXPECT_EQ(send(proxy.port(), 4), std::vector<int>(4, 200));  // slow but answered
+  ASSERT_TRUE(state_is(proxy, 1));
   EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{503});
   EXPECT_EQ(up.requests(), 4);
 }

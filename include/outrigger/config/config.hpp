@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -64,6 +65,10 @@ enum RetryOn : unsigned {
   retry_retriable_status_codes = 1u << 4,  // "retriable-status-codes": the listed codes
 };
 
+// The RetryOn bit for an Envoy retry_on name ("5xx", "gateway-error", ...), or 0.
+unsigned retry_on_bit(std::string_view name);
+inline constexpr std::string_view kRetryOnNames = "5xx, gateway-error, reset, connect-failure, retriable-status-codes";
+
 struct RetryPolicy {
   unsigned retry_on = 0;  // RetryOn bits
   std::vector<int> retriable_status_codes;
@@ -120,6 +125,7 @@ struct Listener {
   std::size_t max_request_headers_bytes = 60 * 1024;
   Duration request_headers_timeout{std::chrono::seconds(10)};
   Duration idle_timeout{std::chrono::seconds(60)};
+  bool trust_request_headers = false;  // honour x-outrigger-* control headers from clients
   Mark mark;
 };
 
@@ -153,6 +159,28 @@ struct Breaker {
   std::uint32_t half_open_requests = 5;  // probes; all must succeed to close
 };
 
+// Envoy's outlier detection on consecutive errors: an endpoint that keeps
+// failing is ejected (gets no traffic) for a while.
+struct OutlierDetection {
+  std::uint32_t consecutive_5xx = 5;              // any 5xx, or a local failure; 0 disables
+  std::uint32_t consecutive_gateway_failure = 5;  // 502/503/504, or a local failure; 0 disables
+  Duration interval{std::chrono::seconds(10)};    // the ejection multiplier decays by one per interval
+  Duration base_ejection_time{std::chrono::seconds(30)};  // x the multiplier
+  Duration max_ejection_time{std::chrono::seconds(300)};
+  std::uint32_t max_ejection_percent = 10;        // of the endpoints; at least one may always be ejected
+};
+
+// Active HTTP health checks, one GET per endpoint per interval.
+struct HealthCheck {
+  std::string path;
+  std::string host;  // the Host header; default: the cluster name
+  Duration interval{std::chrono::seconds(5)};
+  Duration timeout{std::chrono::seconds(1)};
+  std::uint32_t unhealthy_threshold = 3;
+  std::uint32_t healthy_threshold = 2;
+  bool operator==(const HealthCheck&) const = default;
+};
+
 // Envoy's thresholds: limits per cluster, shared by all workers.
 struct CircuitBreakers {
   std::uint32_t max_connections = 1024;
@@ -170,6 +198,8 @@ struct Cluster {
   CircuitBreakers circuit_breakers;
   RetryBudget retry_budget;
   std::optional<Breaker> breaker;
+  std::optional<OutlierDetection> outlier_detection;
+  std::optional<HealthCheck> health_check;
   Mark mark;
 };
 

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string_view>
 
+#include "outrigger/http/headers.hpp"
 #include "outrigger/http/proxy_error.hpp"
 #include "outrigger/observability/stats.hpp"
 
@@ -82,6 +83,7 @@ struct Exchange {
   std::uint64_t bytes_received = 0;
   std::uint64_t bytes_sent = 0;
   bool close_connection = false;  // the codec must close after this exchange
+  ControlHeaders control;         // the client's x-outrigger-* overrides (trusted listeners only)
 };
 
 }  // namespace outrigger::http

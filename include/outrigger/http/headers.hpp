@@ -3,7 +3,9 @@
 #pragma once
 
 #include <boost/beast/http/fields.hpp>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "outrigger/core/random.hpp"
@@ -30,6 +32,21 @@ class RequestIdGenerator {
  private:
   core::Random random_;
 };
+
+// The x-outrigger-* request headers that steer the proxy for one request
+// (Envoy's x-envoy-* rule): honoured only when the listener trusts its clients
+// (trust_request_headers), and never sent upstream. Other x-outrigger-*
+// headers pass upstream only from trusted clients. Invalid values are ignored.
+//   x-outrigger-retry-on: 5xx,reset            added to the route's retry_on
+//   x-outrigger-max-retries: 3                 replaces num_retries
+//   x-outrigger-upstream-rq-timeout-ms: 250    replaces the route timeout (0: none)
+struct ControlHeaders {
+  unsigned retry_on = 0;  // config::RetryOn bits
+  std::optional<std::uint32_t> max_retries;
+  std::optional<std::chrono::milliseconds> timeout;
+  bool any() const { return retry_on || max_retries || timeout; }
+};
+ControlHeaders take_control_headers(boost::beast::http::fields& f, bool trusted);
 
 // Case-insensitive: does the comma-separated header value list contain token?
 bool has_token(std::string_view list, std::string_view token);

@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 namespace outrigger::observability {
 
@@ -116,6 +117,27 @@ struct BreakerData {
   std::array<Slot, kMaxWindowSeconds> slots;
 };
 
+// The shared state of one endpoint (upstream::OutlierDetector and
+// upstream::HealthChecker are the logic): every worker sees one verdict.
+struct EndpointData {
+  std::atomic<bool> healthy{true};                // the active health check's verdict
+  std::atomic<std::int64_t> ejected_until_ms{0};  // outlier detection (steady clock); past: not ejected
+  std::atomic<std::uint32_t> consecutive_5xx{0}, consecutive_gateway{0};
+  std::atomic<std::uint32_t> ejections{0};        // the ejection-time multiplier
+  bool available(std::int64_t now_ms) const {
+    return healthy.load(std::memory_order_relaxed) && ejected_until_ms.load(std::memory_order_relaxed) <= now_ms;
+  }
+};
+
+// A cluster's endpoints, by configured name; kept across reloads while the
+// cluster keeps the same endpoints.
+struct EndpointSet {
+  explicit EndpointSet(std::vector<std::string> endpoint_names)
+      : names(std::move(endpoint_names)), data(names.size()) {}
+  std::vector<std::string> names;
+  std::vector<EndpointData> data;  // never resized (atomics do not move)
+};
+
 // What the circuit-breaker thresholds count: shared by all workers, so the
 // limits hold for the cluster as a whole. Atomic adds, never a lock.
 struct ClusterLoad {
@@ -123,6 +145,7 @@ struct ClusterLoad {
   std::atomic<std::int64_t> pending{0};
   std::atomic<std::int64_t> requests{0};
   std::atomic<std::int64_t> retries{0};
+  std::atomic<std::uint64_t> ejections_total{0};  // outlier detection
   BreakerData breaker;
 };
 
@@ -140,6 +163,9 @@ struct ClusterStats {
   std::string name;
   PerWorker<ClusterSlice> workers;
   ClusterLoad load;  // kept across reloads with the series
+  // The current config's endpoints (set on the main thread when a config is
+  // committed; read there by the scrape).
+  std::shared_ptr<EndpointSet> endpoints;
 };
 
 class Stats {

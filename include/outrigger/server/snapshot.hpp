@@ -7,6 +7,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/router/route_table.hpp"
 #include "outrigger/upstream/cluster.hpp"
+#include "outrigger/upstream/health_checker.hpp"
 
 namespace outrigger::server {
 
@@ -39,9 +41,15 @@ struct Snapshot {
   const ListenerRuntime* listener(std::string_view name) const;
 };
 
-// Per-worker pools survive reloads when a cluster keeps its endpoints; this
-// remembers them between builds (main thread only).
-using PoolsByCluster = std::map<std::string, std::vector<std::shared_ptr<upstream::ClusterPools>>, std::less<>>;
+// What survives from one config to the next (main thread only): per-worker
+// pools while a cluster keeps its endpoints and pool settings, and the health
+// checkers while a cluster keeps its endpoints and checks. (Endpoint health
+// itself is kept in observability::ClusterStats.)
+struct KeptUpstreams {
+  std::map<std::string, std::vector<std::shared_ptr<upstream::ClusterPools>>, std::less<>> pools;
+  std::map<std::string, std::unique_ptr<upstream::HealthChecker>, std::less<>> checkers;
+  std::optional<boost::asio::any_io_executor> checks_on;  // where health checks run; none: not at all
+};
 
 struct BuildResult {
   std::shared_ptr<const Snapshot> snapshot;  // null on errors
@@ -51,6 +59,6 @@ struct BuildResult {
 // `workers` are the executors of the worker threads (one pool set each); with
 // an empty list the snapshot is built for validation only (no pools).
 BuildResult build_snapshot(config::Config config, observability::Stats& stats,
-                           const std::vector<boost::asio::any_io_executor>& workers, PoolsByCluster& pools);
+                           const std::vector<boost::asio::any_io_executor>& workers, KeptUpstreams& kept);
 
 }  // namespace outrigger::server

@@ -12,6 +12,7 @@
 #include "outrigger/config/config.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/breaker.hpp"
+#include "outrigger/upstream/outlier.hpp"
 
 namespace outrigger::upstream {
 
@@ -26,7 +27,8 @@ class ClusterPools;
 class Cluster {
  public:
   Cluster(config::Cluster config, std::vector<Endpoint> endpoints, observability::ClusterStats* stats,
-          std::vector<std::shared_ptr<ClusterPools>> worker_pools);
+          std::vector<std::shared_ptr<ClusterPools>> worker_pools,
+          std::shared_ptr<observability::EndpointSet> endpoint_state);
   ~Cluster();
 
   const config::Cluster& config() const { return config_; }
@@ -36,6 +38,11 @@ class Cluster {
   ClusterPools& pools(unsigned worker) const { return *worker_pools_[worker]; }
   // The classic breaker, when the cluster configures one.
   CircuitBreaker* breaker() const { return breaker_.get(); }
+  // Outlier detection, when the cluster configures it.
+  OutlierDetector* outlier_detector() const { return outlier_.get(); }
+  // Health and ejection of each endpoint, shared by all workers.
+  const observability::EndpointSet& endpoint_state() const { return *endpoint_state_; }
+  const std::shared_ptr<observability::EndpointSet>& endpoint_state_ptr() const { return endpoint_state_; }
   const std::shared_ptr<ClusterPools>& pools_ptr(unsigned worker) const { return worker_pools_[worker]; }
 
  private:
@@ -43,7 +50,9 @@ class Cluster {
   std::vector<Endpoint> endpoints_;
   observability::ClusterStats* stats_;
   std::vector<std::shared_ptr<ClusterPools>> worker_pools_;
+  std::shared_ptr<observability::EndpointSet> endpoint_state_;
   std::unique_ptr<CircuitBreaker> breaker_;
+  std::unique_ptr<OutlierDetector> outlier_;
 };
 
 }  // namespace outrigger::upstream

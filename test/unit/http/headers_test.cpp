@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <set>
+
+#include "outrigger/config/config.hpp"
 
 namespace outrigger::http {
 namespace {
@@ -62,6 +65,51 @@ TEST(RequestIdGenerator, MakesDistinctVersion4Uuids) {
 TEST(Headers, HasTokenIsCaseInsensitive) {
   EXPECT_TRUE(has_token("keep-alive, Upgrade", "upgrade"));
   EXPECT_FALSE(has_token("keep-alive", "close"));
+}
+
+}  // namespace
+}  // namespace outrigger::http
+
+namespace outrigger::http {
+namespace {
+
+boost::beast::http::fields control_request() {
+  boost::beast::http::fields f;
+  f.insert("Host", "a");
+  f.insert("X-Outrigger-Retry-On", "5xx, reset,nonsense");
+  f.insert("x-outrigger-max-retries", "3");
+  f.insert("x-outrigger-upstream-rq-timeout-ms", "250");
+  f.insert("x-outrigger-attempt-count", "7");
+  return f;
+}
+
+TEST(ControlHeaders, ATrustedClientSteersTheRequest) {
+  auto f = control_request();
+  const auto c = take_control_headers(f, true);
+  EXPECT_EQ(c.retry_on, config::retry_5xx | config::retry_reset);
+  EXPECT_EQ(c.max_retries, 3u);
+  EXPECT_EQ(c.timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(f.find("x-outrigger-retry-on"), f.end());  // consumed
+  EXPECT_EQ(f.find("x-outrigger-max-retries"), f.end());
+  EXPECT_EQ(f.find("x-outrigger-upstream-rq-timeout-ms"), f.end());
+  EXPECT_NE(f.find("x-outrigger-attempt-count"), f.end());  // other x-outrigger-* pass from trusted clients
+  EXPECT_NE(f.find("host"), f.end());
+}
+
+TEST(ControlHeaders, AnUntrustedClientIsIgnoredAndStripped) {
+  auto f = control_request();
+  const auto c = take_control_headers(f, false);
+  EXPECT_FALSE(c.any());
+  EXPECT_EQ(std::distance(f.begin(), f.end()), 1);  // only Host is left
+}
+
+TEST(ControlHeaders, IgnoresInvalidValues) {
+  boost::beast::http::fields f;
+  f.insert("x-outrigger-max-retries", "many");
+  f.insert("x-outrigger-upstream-rq-timeout-ms", "-5");
+  const auto c = take_control_headers(f, true);
+  EXPECT_FALSE(c.any());
+  EXPECT_EQ(f.begin(), f.end());
 }
 
 }  // namespace

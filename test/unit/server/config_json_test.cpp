@@ -1,0 +1,62 @@
+// /config_dump writes a config that loads back as the same config.
+#include <gtest/gtest.h>
+
+#include "outrigger/config/loader.hpp"
+#include "outrigger/server/admin.hpp"
+
+namespace outrigger::server {
+namespace {
+
+constexpr std::string_view kEverything = R"(
+workers: 2
+listeners:
+  - name: ingress
+    address: 127.0.0.1:8080
+    trust_request_headers: true
+    routes:
+      - name: api
+        match: { prefix: /api, methods: [GET], headers: [{ name: x-v, exact: "2" }] }
+        cluster: app
+        timeout: 2s
+        retry: { retry_on: [5xx, reset], retriable_status_codes: [409], num_retries: 2, per_try_timeout: 500ms,
+                 backoff: { base: 10ms, max: 100ms }, retriable_methods: [GET, PUT] }
+        retry_buffer_limit: 1024
+        fallback: { cluster: spare }
+      - name: split
+        weighted_clusters: [{ cluster: app, weight: 9 }, { cluster: spare, weight: 1 }]
+        fallback: { status: 200, body: "[]", headers: { content-type: application/json } }
+      - name: static
+        direct_response: { status: 204 }
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:1, { address: 127.0.0.1:2, weight: 3 }]
+    lb_policy: least_request
+    circuit_breakers: { max_connections: 10, max_pending_requests: 5, max_requests: 20, max_retries: 2 }
+    retry_budget: { ratio: 0.5, min_retries_per_second: 2 }
+    breaker: { failure_rate: 0.25, minimum_requests: 5, window: 20s, slow_call_duration: 1s, open_duration: 5s,
+               half_open_requests: 2 }
+    outlier_detection: { consecutive_5xx: 4, consecutive_gateway_failure: 0, interval: 5s, base_ejection_time: 10s,
+                         max_ejection_time: 60s, max_ejection_percent: 50 }
+    health_check: { path: /healthz, host: app.local, interval: 2s, timeout: 300ms, unhealthy_threshold: 2,
+                    healthy_threshold: 3 }
+  - { name: spare, endpoints: [127.0.0.1:3] }
+)";
+
+TEST(ConfigDump, LoadsBackAsTheSameConfig) {
+  auto first = config::load_string(kEverything, "a.yaml");
+  ASSERT_TRUE(first.ok()) << first.errors.front().to_string();
+  const auto dump = config_to_json(*first.config);
+  auto again = config::load_string(dump, "a.yaml");  // JSON is YAML
+  ASSERT_TRUE(again.ok()) << again.errors.front().to_string() << "\n" << dump;
+  EXPECT_EQ(config_to_json(*again.config), dump);
+  // Spot checks that the sections are really there.
+  EXPECT_NE(dump.find("\"outlier_detection\""), std::string::npos);
+  EXPECT_NE(dump.find("\"health_check\""), std::string::npos);
+  EXPECT_NE(dump.find("\"breaker\""), std::string::npos);
+  EXPECT_NE(dump.find("\"fallback\""), std::string::npos);
+  EXPECT_NE(dump.find("\"retriable_status_codes\":[409]"), std::string::npos);
+  EXPECT_NE(dump.find("\"trust_request_headers\":true"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace outrigger::server

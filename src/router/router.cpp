@@ -353,9 +353,13 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
   const auto& endpoint_state = cluster.endpoint_state().data;
   auto* outlier = cluster.outlier_detector();
   std::vector<std::size_t> tried;
+  // Without outlier detection or health checks every endpoint is always in
+  // service: skip the clock read.
+  const bool guarded = outlier || cluster.config().health_check;
   auto pick = [&]() -> std::optional<std::size_t> {
     const auto now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+        guarded ? std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count()
+                : std::int64_t{0};
     auto fresh = [&](std::size_t i) {
       return endpoint_state[i].available(now_ms) && std::find(tried.begin(), tried.end(), i) == tried.end();
     };

@@ -172,6 +172,14 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
   if (!workers.empty()) {
     kept.pools = std::move(next_pools);
     for (auto& [cstats, set] : endpoint_sets) cstats->endpoints = set;
+    // A cluster that no longer has outlier detection puts ejected endpoints back.
+    for (const auto& c : snap->clusters) {
+      if (c->config().outlier_detection) continue;
+      for (auto& d : c->endpoint_state_ptr()->data) {
+        d.ejected_until_ms.store(0);
+        d.ejections.store(0);
+      }
+    }
   }
   if (kept.checks_on) {
     // Keep the checkers whose checks and endpoints did not change; stop the

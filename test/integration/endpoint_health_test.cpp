@@ -204,3 +204,23 @@ TEST(HealthCheck, AReloadThatDropsTheCheckBringsEndpointsBack) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(OutlierDetection, AReloadWithoutItPutsEjectedEndpointsBack) {
+  Backend bad, good;
+  bad.status = 503;
+  Proxy proxy(config({&bad, &good},
+                     "    outlier_detection: { consecutive_gateway_failure: 1, base_ejection_time: 60s, "
+                     "max_ejection_percent: 50 }"));
+  send(proxy.port(), 4);
+  ASSERT_TRUE(has(metrics(proxy), healthy_series(bad) + "0"));
+  bad.status = 200;
+  ASSERT_TRUE(proxy.server().reload(parse_config(config({&bad, &good}, ""))).empty());
+  const int before = bad.traffic;
+  EXPECT_EQ(send(proxy.port(), 10), std::vector<int>(10, 200));
+  EXPECT_EQ(bad.traffic, before + 5);
+  EXPECT_TRUE(has(metrics(proxy), healthy_series(bad) + "1"));
+}
+
+}  // namespace

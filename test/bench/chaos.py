@@ -149,7 +149,7 @@ class Load:
             n += 1
             phase = self.phase
             start = time.monotonic()
-            error = False
+            error = None
             try:
                 c = conns.get(port)
                 if c is None:
@@ -157,12 +157,13 @@ class Load:
                 c.request("GET", "/")
                 r = c.getresponse()
                 r.read()
-                error = not (200 <= r.status < 300)
+                if not 200 <= r.status < 300:
+                    error = f"{r.status} {r.getheader('x-outrigger-error', '')}".strip()
                 if r.will_close:
                     c.close()
                     conns.pop(port, None)
-            except (OSError, http.client.HTTPException):
-                error = True
+            except (OSError, http.client.HTTPException) as e:
+                error = type(e).__name__
                 conns.pop(port, None)
             mine.append((phase, start, time.monotonic() - start, error))
         with self.lock:
@@ -185,6 +186,26 @@ def percentile(values, p):
         return float("nan")
     values = sorted(values)
     return values[min(len(values) - 1, int(p / 100.0 * len(values)))]
+
+
+def proxy_counters(admin_port):
+    """Outrigger's retry, overflow, timeout and ejection counters."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    except (OSError, http.client.HTTPException):
+        return {}
+    wanted = ("outrigger_upstream_rq_retry_total", "outrigger_upstream_overflow_total",
+              "outrigger_upstream_rq_timeout_total", "outrigger_outlier_ejections_total",
+              "outrigger_upstream_connect_failures_total")
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, value = line.rsplit(" ", 1)
+            if float(value):
+                out[name] = float(value)
+    return out
 
 
 def run_target(name, endpoints, ports, schedule, threads, rate):
@@ -211,9 +232,14 @@ def run_target(name, endpoints, ports, schedule, threads, rate):
         rs = by_phase.get(phase, [])
         lat = [r[1] for r in rs]
         errors = sum(1 for r in rs if r[2])
+        kinds = {}
+        for r in rs:
+            if r[2]:
+                kinds[r[2]] = kinds.get(r[2], 0) + 1
         rows[phase] = {
             "requests": len(rs),
             "error_rate": errors / len(rs) if rs else float("nan"),
+            "errors": kinds,
             "p50_ms": percentile(lat, 50) * 1000,
             "p99_ms": percentile(lat, 99) * 1000,
         }
@@ -253,10 +279,13 @@ def main():
             a, b = Endpoint(work, target + "-a"), Endpoint(work, target + "-b")
             s = args.scale
             # The stall outlasts the route timeout (15 s) plus the first ejection.
+            # A is back in service 30 s (base_ejection_time) after it was
+            # ejected, before B stalls; the stall outlasts the route timeout
+            # (15 s) plus the ejection that follows it.
             schedule = [
                 ("baseline", 8 * s, None),
                 ("a_killed", 10 * s, a.kill),
-                ("a_restarted", 8 * s, a.start),
+                ("a_restarted", max(35 * s, 25), a.start),
                 ("stall", max(40 * s, ROUTE_TIMEOUT + 10), b.stall),
                 ("b_resumed", 8 * s, b.resume),
             ]
@@ -273,6 +302,8 @@ def main():
                     ports = [port]
                 print(f"--- {target}", file=sys.stderr, flush=True)
                 results[target] = run_target(target, [a, b], ports, schedule, args.threads, args.rate)
+                if proxy:
+                    results[target]["counters"] = proxy_counters(admin)
             finally:
                 a.stop()
                 b.stop()
@@ -284,13 +315,20 @@ def main():
 
     print(f"{'target':14} {'phase':12} {'requests':>8} {'errors':>8} {'p50 ms':>8} {'p99 ms':>9}  recovery")
     for target, rows in results.items():
+        counters = rows.get("counters", {})
         for phase, r in rows.items():
+            if phase == "counters":
+                continue
             rec = ""
             if phase == "stall":
                 rec = (f"p99 < {r['recovery_bound_ms']:.1f} ms after {r['recovered_after_s']} s"
                        if r["recovered_after_s"] is not None else "never")
             print(f"{target:14} {phase:12} {r['requests']:8d} {100 * r['error_rate']:7.2f}% "
                   f"{r['p50_ms']:8.2f} {r['p99_ms']:9.2f}  {rec}")
+            if r["errors"]:
+                print(f"{'':27} errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(r["errors"].items())))
+        for name, value in sorted(counters.items()):
+            print(f"{'':27} {name} {value:g}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -2,6 +2,7 @@
 // often, and how the budget stops a storm.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <mutex>
 
 #include "support/net.hpp"
@@ -200,6 +201,30 @@ TEST(Retry, TheBudgetCapsARetryStorm) {
   EXPECT_GT(bad.requests(), kRequests);
   const auto metrics = http_get(proxy.admin_port(), "/metrics")->body();
   EXPECT_EQ(metrics.find("result=\"budget_exhausted\"} 0"), std::string::npos) << "the budget never refused";
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Retry, MaxRetriesCapsConcurrentRetries) {
+  FakeUpstream slow_bad([](FakeUpstream::Exchange& ex) {
+    std::this_thread::sleep_for(200ms);
+    FakeUpstream::reply(ex, 503, "busy");
+  });
+  Proxy proxy(config({slow_bad.port()}, "{ retry_on: [5xx], num_retries: 1, backoff: { base: 1ms } }", "",
+                     "    circuit_breakers: { max_retries: 1 }"));
+  std::vector<std::future<std::optional<Response>>> all;
+  for (int i = 0; i < 3; ++i)
+    all.push_back(std::async(std::launch::async, [&] { return http_get(proxy.port(), "/x"); }));
+  for (auto& f : all) {
+    auto res = f.get();
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 503);
+    EXPECT_EQ((*res)["x-outrigger-error"], "");  // the upstream's own 503
+  }
+  EXPECT_EQ(slow_bad.requests(), 3 + 1);  // one retry got the slot
+  EXPECT_TRUE(has(metrics(proxy), "outrigger_upstream_overflow_total{cluster=\"app\",limit=\"max_retries\"} 2"));
 }
 
 }  // namespace

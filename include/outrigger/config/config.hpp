@@ -186,7 +186,7 @@ struct CircuitBreakers {
   std::uint32_t max_connections = 1024;
   std::uint32_t max_pending_requests = 1024;
   std::uint32_t max_requests = 1024;
-  std::uint32_t max_retries = 3;
+  std::uint32_t max_retries = 1024;  // not Envoy's 3: the retry budget is the storm guard (see configuration.md)
 };
 
 struct Cluster {

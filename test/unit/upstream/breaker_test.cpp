@@ -29,7 +29,7 @@ void calls(CircuitBreaker& b, int n, int failures, CircuitBreaker::Clock::time_p
   }
 }
 
-TEST(Breaker, StaysClosedBelowTheMinimumRequests) {
+TEST(BreakerStateMachine, StaysClosedBelowTheMinimumRequests) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -38,7 +38,7 @@ TEST(Breaker, StaysClosedBelowTheMinimumRequests) {
   EXPECT_EQ(b.admit(t0), Admission::allowed);
 }
 
-TEST(Breaker, StaysClosedBelowTheFailureRate) {
+TEST(BreakerStateMachine, StaysClosedBelowTheFailureRate) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -46,7 +46,7 @@ TEST(Breaker, StaysClosedBelowTheFailureRate) {
   EXPECT_EQ(b.state(), State::closed);
 }
 
-TEST(Breaker, OpensAtTheFailureRateAndRejects) {
+TEST(BreakerStateMachine, OpensAtTheFailureRateAndRejects) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -58,7 +58,7 @@ TEST(Breaker, OpensAtTheFailureRateAndRejects) {
   EXPECT_EQ(data.opened_total.load(), 1u);
 }
 
-TEST(Breaker, ForgetsFailuresOlderThanTheWindow) {
+TEST(BreakerStateMachine, ForgetsFailuresOlderThanTheWindow) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -68,7 +68,7 @@ TEST(Breaker, ForgetsFailuresOlderThanTheWindow) {
   EXPECT_EQ(b.state(), State::closed);
 }
 
-TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
+TEST(BreakerStateMachine, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -90,7 +90,7 @@ TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   EXPECT_EQ(b.state(), State::closed);
 }
 
-TEST(Breaker, AFailedProbeOpensItAgain) {
+TEST(BreakerStateMachine, AFailedProbeOpensItAgain) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -105,7 +105,7 @@ TEST(Breaker, AFailedProbeOpensItAgain) {
   EXPECT_EQ(data.opened_total.load(), 2u);
 }
 
-TEST(Breaker, AnIgnoredProbeIsHandedBack) {
+TEST(BreakerStateMachine, AnIgnoredProbeIsHandedBack) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -120,7 +120,7 @@ TEST(Breaker, AnIgnoredProbeIsHandedBack) {
   EXPECT_EQ(b.state(), State::closed);
 }
 
-TEST(Breaker, ProbesThatNeverReportAreGivenUp) {
+TEST(BreakerStateMachine, ProbesThatNeverReportAreGivenUp) {
   observability::BreakerData data;
   CircuitBreaker b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();
@@ -136,7 +136,7 @@ TEST(Breaker, ProbesThatNeverReportAreGivenUp) {
   EXPECT_EQ(b.state(), State::closed);
 }
 
-TEST(Breaker, WorkersShareOneState) {
+TEST(BreakerStateMachine, WorkersShareOneState) {
   observability::BreakerData data;
   CircuitBreaker a(small(), data), b(small(), data);
   const auto t0 = CircuitBreaker::Clock::now();

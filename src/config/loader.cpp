@@ -58,8 +58,9 @@ class Loader {
   void load(const YAML::Node& root, Config& c) {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
-                               "drain_timeout"}))
+                               "drain_timeout", "tracing"}))
       return;
+    if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
     if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
     if (auto w = r_.integer(root, "workers", "", 1, 256)) c.workers = static_cast<unsigned>(*w);
     if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
@@ -80,6 +81,52 @@ class Loader {
     if (!r_.mapping(n, "admin", {"address", "enabled"})) return;
     if (auto e = r_.boolean(n, "enabled", "admin")) a.enabled = *e;
     if (auto addr = r_.address(n, "address", "admin", true, false)) a.address = *addr;
+  }
+
+  void tracing(const YAML::Node& n, Config& c) {
+    const std::string path = "tracing";
+    if (!r_.mapping(n, path, {"service_name", "collector_cluster", "collector_path", "sample_rate", "propagation",
+                              "max_queue_spans", "flush_interval", "max_batch_spans"}))
+      return;
+    Tracing t;
+    t.mark = YamlReader::mark_of(n);
+    if (auto v = r_.string(n, "service_name", path, true)) t.service_name = *v;
+    if (auto v = r_.string(n, "collector_cluster", path, true)) t.collector_cluster = *v;
+    if (auto v = r_.string(n, "collector_path", path)) {
+      if (v->empty() || v->front() != '/') r_.error(n["collector_path"], path + ".collector_path", "must start with '/'");
+      t.collector_path = *v;
+    }
+    if (auto v = r_.string(n, "sample_rate", path)) {
+      char* end = nullptr;
+      const double rate = std::strtod(v->c_str(), &end);
+      if (v->empty() || *end || rate < 0 || rate > 1) {
+        r_.error(n["sample_rate"], path + ".sample_rate", "must be a number from 0 to 1");
+      } else {
+        t.sample_rate = rate;
+      }
+    }
+    if (YamlReader::child(n, "propagation")) {
+      t.propagation.clear();
+      for (const auto& f : r_.strings(n, "propagation", path)) {
+        if (f == "b3") {
+          t.propagation.push_back(Propagation::b3);
+        } else if (f == "b3_single") {
+          t.propagation.push_back(Propagation::b3_single);
+        } else if (f == "w3c") {
+          t.propagation.push_back(Propagation::w3c);
+        } else {
+          r_.error(n["propagation"], path + ".propagation", "invalid value '" + f + "' (one of: b3, b3_single, w3c)");
+        }
+      }
+      if (t.propagation.empty()) r_.error(n["propagation"], path + ".propagation", "needs at least one format");
+    }
+    if (auto v = r_.integer(n, "max_queue_spans", path, 1, 10'000'000)) t.max_queue_spans = *v;
+    if (auto d = r_.duration(n, "flush_interval", path)) {
+      if (d->count() == 0) r_.error(n["flush_interval"], path + ".flush_interval", "must be greater than 0");
+      t.flush_interval = *d;
+    }
+    if (auto v = r_.integer(n, "max_batch_spans", path, 1, 100'000)) t.max_batch_spans = *v;
+    c.tracing = std::move(t);
   }
 
   void access_log(const YAML::Node& n, AccessLog& a) {
@@ -442,6 +489,17 @@ class Loader {
   void cross_check(const YAML::Node& root, const Config& c) {
     std::vector<std::string_view> cluster_names;
     for (const auto& cl : c.clusters) cluster_names.push_back(cl.name);
+    if (c.tracing && !c.tracing->collector_cluster.empty() && !c.find_cluster(c.tracing->collector_cluster)) {
+      std::string message = "unknown cluster '" + c.tracing->collector_cluster + "'";
+      if (auto near = closest_match(c.tracing->collector_cluster, cluster_names); !near.empty())
+        message += "; did you mean '" + near + "'?";
+      r_.error(root["tracing"]["collector_cluster"], "tracing.collector_cluster", message);
+    }
+    for (const auto& l : c.listeners)
+      for (const auto& f : l.filters)
+        if (f.type == "tracing" && !c.tracing)
+          r_.error(f.mark, "listeners." + l.name + ".filters",
+                   "the tracing filter needs a top-level 'tracing' section (service_name, collector_cluster)");
     auto listeners = root["listeners"];
     for (std::size_t li = 0; li < c.listeners.size(); ++li) {
       for (const auto& rt : c.listeners[li].routes) {

@@ -2,6 +2,7 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/filters/tracing.hpp"
 
 namespace outrigger::http {
 
@@ -9,6 +10,7 @@ namespace outrigger::http {
 // in src/http/filters/<type>/.
 const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types() {
   static const std::vector<std::pair<std::string_view, FilterFactoryMaker>> types = {
+      {"tracing", make_tracing_filter},
   };
   return types;
 }

@@ -38,6 +38,8 @@ enum class Field {
   cluster,
   listener,
   downstream_address,
+  trace_id,
+  span_id,
 };
 
 struct FieldName {
@@ -46,7 +48,7 @@ struct FieldName {
   Field field;
 };
 
-constexpr std::array<FieldName, 18> kFields{{
+constexpr std::array<FieldName, 20> kFields{{
     {"START_TIME", "start_time", Field::start_time},
     {"DURATION_MS", "duration_ms", Field::duration_ms},
     {"METHOD", "method", Field::method},
@@ -65,6 +67,8 @@ constexpr std::array<FieldName, 18> kFields{{
     {"CLUSTER", "cluster", Field::cluster},
     {"LISTENER", "listener", Field::listener},
     {"DOWNSTREAM_ADDRESS", "downstream_address", Field::downstream_address},
+    {"TRACE_ID", "trace_id", Field::trace_id},
+    {"SPAN_ID", "span_id", Field::span_id},
 }};
 
 std::string_view text_of(const AccessLogEntry& e, Field f) {
@@ -82,6 +86,8 @@ std::string_view text_of(const AccessLogEntry& e, Field f) {
     case Field::cluster: return e.cluster;
     case Field::listener: return e.listener;
     case Field::downstream_address: return e.downstream_address;
+    case Field::trace_id: return e.trace_id;
+    case Field::span_id: return e.span_id;
     default: return {};
   }
 }

@@ -302,6 +302,22 @@ std::string Stats::scrape() const {
   reloads.metric.push_back(std::move(failed));
   out.push_back(std::move(reloads));
 
+  auto sent = family("outrigger_tracing_spans_sent_total", "Spans the collector accepted.", MetricType::Counter);
+  ClientMetric sent_count;
+  sent_count.counter.value = static_cast<double>(tracing_.sent.load(std::memory_order_relaxed));
+  sent.metric.push_back(std::move(sent_count));
+  out.push_back(std::move(sent));
+  auto dropped = family("outrigger_tracing_spans_dropped_total",
+                        "Spans dropped: queue_full (a worker's queue was full), collector_error (the POST failed).",
+                        MetricType::Counter);
+  auto full = with_labels({{"reason", "queue_full"}});
+  full.counter.value = static_cast<double>(tracing_.dropped_queue_full.load(std::memory_order_relaxed));
+  auto collector = with_labels({{"reason", "collector_error"}});
+  collector.counter.value = static_cast<double>(tracing_.dropped_collector.load(std::memory_order_relaxed));
+  dropped.metric.push_back(std::move(full));
+  dropped.metric.push_back(std::move(collector));
+  out.push_back(std::move(dropped));
+
   auto build = family("outrigger_build_info", "Always 1; the labels name the build.", MetricType::Gauge);
   auto b = with_labels({{"version", kVersion}});
   b.gauge.value = 1;

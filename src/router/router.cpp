@@ -419,6 +419,15 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
       ~EndRequest() { pools.end_request(index); }
     } end_request{pools, index};
 
+    // Tracing: each try is a CLIENT span, a child of the exchange's SERVER span.
+    std::uint64_t client_span_id = 0;
+    std::chrono::system_clock::time_point try_start_wall;
+    if (ex.traced) {
+      client_span_id = ex.tracer->next_id();
+      observability::inject(ex.request.base(), ex.trace, client_span_id, ex.server_span_id, ex.trace.format);
+      try_start_wall = std::chrono::system_clock::now();
+    }
+
     auto try_deadline = route_deadline;
     if (retries.policy && retries.policy->per_try_timeout.count() > 0)
       try_deadline = std::min(try_deadline, Clock::now() + retries.policy->per_try_timeout);
@@ -457,7 +466,31 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
       failure = ex.error;
     }
     first_try = false;
-    if (outcome != Outcome::stale) record_outlier(index, retries.try_status, failure);
+    if (outcome != Outcome::stale) {
+      record_outlier(index, retries.try_status, failure);
+      if (ex.traced && *ex.trace.sampled) {
+        observability::Span span;
+        span.trace_high = ex.trace.trace_high;
+        span.trace_low = ex.trace.trace_low;
+        span.trace_128 = ex.trace.trace_128;
+        span.id = client_span_id;
+        span.parent_id = ex.server_span_id;
+        span.server = false;
+        span.debug = ex.trace.debug;
+        span.timestamp_us = observability::epoch_us(try_start_wall);
+        span.duration_us = observability::epoch_us(std::chrono::system_clock::now()) - span.timestamp_us;
+        span.status = retries.try_status;
+        span.attempt = retries.attempt;
+        span.method.assign(ex.request.method_string());
+        span.path.assign(ex.request.target());
+        span.route.assign(route.name);
+        span.cluster.assign(cluster.name());
+        if (failure != ProxyError::none) span.error.assign(http::to_string(failure));
+        const auto& address = cluster.endpoints()[index].address;
+        observability::set_remote(span, address.address(), address.port());
+        ex.tracer->record(span);
+      }
+    }
 
     switch (outcome) {
       case Outcome::done:

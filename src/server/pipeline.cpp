@@ -1,6 +1,7 @@
 #include "outrigger/server/pipeline.hpp"
 
 #include <boost/beast/http/field.hpp>
+#include <random>
 
 namespace outrigger::server {
 
@@ -13,9 +14,13 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
       worker_(worker),
       listener_stats_(listener.stats->workers[worker.index]) {
   for (const auto& f : listener_.filters) filters_.push_back(&f->filter_for_request());
+  if (snapshot_->spans && snapshot_->config.tracing)
+    tracer_ = std::make_unique<observability::WorkerTracer>(*snapshot_->config.tracing, *snapshot_->spans,
+                                                             worker_.index, std::random_device{}());
 }
 
 http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
+  ex.tracer = tracer_.get();
   const auto* route = listener_.routes.match(ex.request);
   if (!route) {
     co_await router::reply_error(ex, http::ProxyError::no_route);
@@ -94,6 +99,29 @@ void Pipeline::complete(http::Exchange& ex) {
     listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed);
   }
 
+  if (ex.traced && *ex.trace.sampled) {
+    observability::Span span;
+    span.trace_high = ex.trace.trace_high;
+    span.trace_low = ex.trace.trace_low;
+    span.trace_128 = ex.trace.trace_128;
+    span.id = ex.server_span_id;
+    span.parent_id = ex.trace.span_id;
+    span.server = true;
+    span.debug = ex.trace.debug;
+    span.timestamp_us = observability::epoch_us(ex.start_wall);
+    span.duration_us = elapsed.count();
+    span.status = ex.status;
+    span.method.assign(ex.request.method_string());
+    span.path.assign(ex.request.target());
+    span.route.assign(ex.route_name);
+    span.cluster.assign(ex.cluster_name);
+    span.error.assign(ex.error_reason);
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(ex.downstream_ip, ec);
+    if (!ec) observability::set_remote(span, ip, 0);
+    ex.tracer->record(span);
+  }
+
   if (auto* log = snapshot_->access_log.get()) {
     const auto& req = ex.request;
     observability::AccessLogEntry e;
@@ -115,6 +143,13 @@ void Pipeline::complete(http::Exchange& ex) {
     e.cluster = ex.cluster_name;
     e.listener = listener_.config->name;
     e.downstream_address = ex.downstream_ip;
+    std::string trace_id, span_id;
+    if (ex.traced) {
+      trace_id = observability::hex_trace_id(ex.trace);
+      span_id = observability::hex_id(ex.server_span_id);
+      e.trace_id = trace_id;
+      e.span_id = span_id;
+    }
     log->write(e);
   }
 }

@@ -12,6 +12,7 @@
 #include "outrigger/config/loader.hpp"
 #include "outrigger/server/admin.hpp"
 #include "outrigger/server/snapshot.hpp"
+#include "outrigger/server/span_reporter.hpp"
 #include "outrigger/server/worker.hpp"
 
 namespace outrigger::server {
@@ -31,6 +32,7 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   KeptUpstreams upstreams;
+  std::unique_ptr<SpanReporter> reporter;
   std::shared_ptr<const Snapshot> current;
   std::map<std::string, std::uint16_t, std::less<>> ports;
   bool started = false;
@@ -77,6 +79,7 @@ Server::Server(config::Config config, ServerOptions options)
     : impl_(std::make_unique<Impl>(std::move(config), options)) {}
 
 Server::~Server() {
+  impl_->reporter.reset();
   for (auto& w : impl_->workers) w->stop();
   for (auto& w : impl_->workers) w->release();
   impl_->current.reset();
@@ -127,6 +130,8 @@ void Server::start() {
     spdlog::info("admin on {}:{}", a.host, s.admin->port());
   }
   for (auto& w : s.workers) w->start(s.current);
+  s.reporter = std::make_unique<SpanReporter>(s.io, [&s] { return s.current; });
+  s.reporter->start();
   if (s.options.handle_signals) {
     s.signals.add(SIGTERM);
     s.signals.add(SIGINT);
@@ -191,7 +196,12 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     for (auto& w : workers) w->stop();
     if (admin) admin->stop();
     stopped = true;
-    io.stop();
+    // The spans of the last moments go out before the process ends.
+    if (reporter) {
+      reporter->stop([this] { io.stop(); });
+    } else {
+      io.stop();
+    }
     return;
   }
   auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(20));

@@ -203,6 +203,13 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     old.clear();
     for (auto* checker : fresh) checker->start();
   }
+  if (snap->config.tracing && !workers.empty()) {
+    const auto per_worker = std::max<std::size_t>(1, snap->config.tracing->max_queue_spans / workers.size());
+    if (!kept.spans || kept.spans->capacity_per_worker != per_worker || kept.spans->queues.size() != workers.size())
+      kept.spans = std::make_shared<observability::SpanQueues>(static_cast<unsigned>(workers.size()), per_worker,
+                                                               stats.tracing());
+    snap->spans = kept.spans;
+  }
   result.snapshot = std::move(snap);
   return result;
 }

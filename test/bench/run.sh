@@ -7,6 +7,7 @@
 #   test/bench/run.sh            # load + memory (RUNS=3 DURATION=10 by default)
 #   test/bench/run.sh load       # only the load part
 #   test/bench/run.sh memory     # only the memory part
+#   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,9 @@ IDLE_CONNS=${IDLE_CONNS:-5000}
 if [ -z "${OUTRIGGER_BIN:-}" ]; then
   "$root/docker/build.sh" build >/dev/null
   OUTRIGGER_BIN="$root/build/release/outrigger"
+fi
+if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos.py
+  exec timeout 900 python3 "$here/chaos.py" --outrigger "$OUTRIGGER_BIN"
 fi
 ulimit -n "$(ulimit -Hn)"  # 5,000 idle clients need a few more descriptors than the default
 
@@ -213,5 +217,5 @@ case "$what" in
   load) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos]" >&2; exit 2 ;;
 esac

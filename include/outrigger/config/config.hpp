@@ -221,6 +221,22 @@ struct Admin {
   core::Address address{"127.0.0.1", 9901};
 };
 
+// Trace context formats, as read and written.
+enum class Propagation : std::uint8_t { b3, b3_single, w3c };
+
+// Zipkin tracing (the `tracing` filter turns it on for a listener).
+struct Tracing {
+  std::string service_name;
+  std::string collector_cluster;
+  std::string collector_path = "/api/v2/spans";
+  double sample_rate = 1.0;  // for requests that arrive without a sampling decision
+  std::vector<Propagation> propagation{Propagation::b3, Propagation::b3_single, Propagation::w3c};
+  std::size_t max_queue_spans = 10000;  // all workers together
+  Duration flush_interval{std::chrono::seconds(1)};
+  std::size_t max_batch_spans = 500;
+  Mark mark;
+};
+
 struct Config {
   std::string file;  // where it was loaded from, for reloads and errors
   Admin admin;
@@ -230,6 +246,7 @@ struct Config {
   AccessLog access_log;
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   Duration drain_timeout{std::chrono::seconds(5)};
+  std::optional<Tracing> tracing;
 
   const Cluster* find_cluster(std::string_view name) const;
 };

@@ -16,6 +16,7 @@
 #include "outrigger/http/headers.hpp"
 #include "outrigger/http/proxy_error.hpp"
 #include "outrigger/observability/stats.hpp"
+#include "outrigger/observability/tracing.hpp"
 
 namespace outrigger::http {
 
@@ -84,6 +85,13 @@ struct Exchange {
   std::uint64_t bytes_sent = 0;
   bool close_connection = false;  // the codec must close after this exchange
   ControlHeaders control;         // the client's x-outrigger-* overrides (trusted listeners only)
+
+  // Tracing: set by the pipeline when the config traces; `traced` once the
+  // tracing filter has taken or started a context.
+  observability::WorkerTracer* tracer = nullptr;
+  bool traced = false;
+  observability::TraceContext trace;
+  std::uint64_t server_span_id = 0;
 };
 
 }  // namespace outrigger::http

@@ -33,6 +33,8 @@ struct AccessLogEntry {
   std::string_view cluster;
   std::string_view listener;
   std::string_view downstream_address;  // client "ip:port"
+  std::string_view trace_id;  // the exchange's trace and SERVER span, empty when not traced
+  std::string_view span_id;
 };
 
 class AccessLog {

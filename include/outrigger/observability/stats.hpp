@@ -138,6 +138,14 @@ struct EndpointSet {
   std::vector<EndpointData> data;  // never resized (atomics do not move)
 };
 
+// Span reporting, all workers together (atomics: touched only when a span is
+// dropped, and by the reporter on the main thread).
+struct TracingCounters {
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> dropped_queue_full{0};
+  std::atomic<std::uint64_t> dropped_collector{0};
+};
+
 // What the circuit-breaker thresholds count: shared by all workers, so the
 // limits hold for the cluster as a whole. Atomic adds, never a lock.
 struct ClusterLoad {
@@ -182,6 +190,7 @@ class Stats {
 
   void count_reload(bool success);
   unsigned workers() const { return workers_; }
+  TracingCounters& tracing() { return tracing_; }
 
   // The Prometheus text exposition of every series (admin thread).
   std::string scrape() const;
@@ -192,6 +201,7 @@ class Stats {
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
+  TracingCounters tracing_;
   std::chrono::system_clock::time_point start_time_;
 };
 

@@ -29,6 +29,7 @@ class Pipeline final : public http::ExchangeHandler {
   router::WorkerContext& worker_;
   std::vector<http::Filter*> filters_;  // one per factory; filters hold no per-request state yet
   observability::ListenerSlice& listener_stats_;
+  std::unique_ptr<observability::WorkerTracer> tracer_;  // null when the config does not trace
 };
 
 }  // namespace outrigger::server

@@ -16,6 +16,7 @@
 #include "outrigger/http/http1_connection.hpp"
 #include "outrigger/observability/access_log.hpp"
 #include "outrigger/observability/stats.hpp"
+#include "outrigger/observability/tracing.hpp"
 #include "outrigger/router/route_table.hpp"
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/health_checker.hpp"
@@ -37,6 +38,7 @@ struct Snapshot {
   std::vector<std::shared_ptr<const upstream::Cluster>> clusters;
   std::vector<std::unique_ptr<ListenerRuntime>> listeners;  // config order
   std::shared_ptr<observability::AccessLog> access_log;     // null when off
+  std::shared_ptr<observability::SpanQueues> spans;         // null when the config does not trace
 
   const ListenerRuntime* listener(std::string_view name) const;
 };
@@ -49,6 +51,7 @@ struct KeptUpstreams {
   std::map<std::string, std::vector<std::shared_ptr<upstream::ClusterPools>>, std::less<>> pools;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>, std::less<>> checkers;
   std::optional<boost::asio::any_io_executor> checks_on;  // where health checks run; none: not at all
+  std::shared_ptr<observability::SpanQueues> spans;       // kept while max_queue_spans stays the same
 };
 
 struct BuildResult {

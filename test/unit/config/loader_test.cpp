@@ -409,3 +409,56 @@ TEST(ClosestMatch, SuggestsOnlyNearMisses) {
 
 }  // namespace
 }  // namespace outrigger::config
+
+namespace outrigger::config {
+namespace {
+
+TEST(ConfigLoader, ReadsTracing) {
+  auto r = load_string(R"(
+tracing:
+  service_name: reviews
+  collector_cluster: zipkin
+  sample_rate: 0.25
+  propagation: [w3c, b3]
+  max_queue_spans: 100
+  flush_interval: 250ms
+  max_batch_spans: 10
+listeners:
+  - { name: a, address: 127.0.0.1:1, filters: [{ type: tracing }], routes: [{ cluster: zipkin }] }
+clusters:
+  - { name: zipkin, endpoints: [127.0.0.1:9411] }
+)", "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const auto& t = *r.config->tracing;
+  EXPECT_EQ(t.service_name, "reviews");
+  EXPECT_DOUBLE_EQ(t.sample_rate, 0.25);
+  EXPECT_EQ(t.propagation, (std::vector<Propagation>{Propagation::w3c, Propagation::b3}));
+  EXPECT_EQ(t.max_queue_spans, 100u);
+  EXPECT_EQ(t.flush_interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(t.collector_path, "/api/v2/spans");
+}
+
+TEST(ConfigLoader, ReportsBadTracing) {
+  auto r = load_string(R"(
+tracing: { service_name: a, collector_cluster: zipkn, sample_rate: 2, propagation: [jaeger] }
+listeners:
+  - { name: a, address: 127.0.0.1:1, filters: [{ type: tracing, rate: 1 }], routes: [{ cluster: zipkin }] }
+clusters:
+  - { name: zipkin, endpoints: [127.0.0.1:9411] }
+)", "t.yaml");
+  std::string all;
+  for (const auto& e : r.errors) all += e.to_string() + "\n";
+  EXPECT_NE(all.find("tracing.collector_cluster: unknown cluster 'zipkn'; did you mean 'zipkin'?"), std::string::npos) << all;
+  EXPECT_NE(all.find("tracing.sample_rate: must be a number from 0 to 1"), std::string::npos) << all;
+  EXPECT_NE(all.find("invalid value 'jaeger'"), std::string::npos) << all;
+
+  auto missing = load_string(R"(
+listeners:
+  - { name: a, address: 127.0.0.1:1, filters: [{ type: tracing }], routes: [{ direct_response: { status: 200 } }] }
+)", "t.yaml");
+  ASSERT_FALSE(missing.errors.empty());
+  EXPECT_NE(missing.errors[0].to_string().find("needs a top-level 'tracing' section"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace outrigger::config

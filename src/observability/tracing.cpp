@@ -1,0 +1,354 @@
+#include "outrigger/observability/tracing.hpp"
+
+#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/address_v6.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/json.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+
+namespace outrigger::observability {
+
+namespace bhttp = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+// Lower-case hex of exactly 16 characters; none on anything else.
+std::optional<std::uint64_t> parse_hex64(std::string_view s) {
+  if (s.size() != 16) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    v <<= 4;
+    if (c >= '0' && c <= '9') {
+      v |= static_cast<std::uint64_t>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      v |= static_cast<std::uint64_t>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      v |= static_cast<std::uint64_t>(c - 'A' + 10);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return v;
+}
+
+// A trace id of 16 or 32 hex characters; all-zero is invalid.
+bool parse_trace_id(std::string_view s, TraceContext& ctx) {
+  if (s.size() == 32) {
+    auto hi = parse_hex64(s.substr(0, 16)), lo = parse_hex64(s.substr(16));
+    if (!hi || !lo || (*hi == 0 && *lo == 0)) return false;
+    ctx.trace_high = *hi;
+    ctx.trace_low = *lo;
+    ctx.trace_128 = true;
+    return true;
+  }
+  auto lo = parse_hex64(s);
+  if (!lo || *lo == 0) return false;
+  ctx.trace_high = 0;
+  ctx.trace_low = *lo;
+  ctx.trace_128 = false;
+  return true;
+}
+
+std::optional<bool> parse_sampled(std::string_view s) {
+  if (s == "1" || boost::beast::iequals(s, "true") || s == "d") return true;
+  if (s == "0" || boost::beast::iequals(s, "false")) return false;
+  return std::nullopt;
+}
+
+std::optional<TraceContext> extract_b3(const bhttp::fields& f) {
+  TraceContext ctx;
+  ctx.format = config::Propagation::b3;
+  const std::string_view trace = f["x-b3-traceid"], span = f["x-b3-spanid"];
+  const std::string_view sampled = f["x-b3-sampled"], flags = f["x-b3-flags"];
+  ctx.debug = flags == "1";
+  if (ctx.debug) {
+    ctx.sampled = true;
+  } else if (!sampled.empty()) {
+    ctx.sampled = parse_sampled(sampled);
+  }
+  if (trace.empty() && span.empty()) {
+    if (!ctx.sampled) return std::nullopt;
+    return ctx;  // a decision alone
+  }
+  auto span_id = parse_hex64(span);
+  if (!parse_trace_id(trace, ctx) || !span_id || *span_id == 0) return std::nullopt;
+  ctx.span_id = *span_id;
+  if (const std::string_view parent = f["x-b3-parentspanid"]; !parent.empty()) {
+    if (auto p = parse_hex64(parent)) ctx.parent_id = *p;
+  }
+  return ctx;
+}
+
+// b3: {trace}-{span}[-{sampled}[-{parent}]], or only {sampled}.
+std::optional<TraceContext> extract_b3_single(const bhttp::fields& f) {
+  std::string_view v = f["b3"];
+  if (v.empty()) return std::nullopt;
+  TraceContext ctx;
+  ctx.format = config::Propagation::b3_single;
+  std::string_view parts[4];
+  std::size_t n = 0;
+  for (; n < 4 && !v.empty(); ++n) {
+    const auto dash = v.find('-');
+    parts[n] = v.substr(0, dash);
+    v = dash == std::string_view::npos ? std::string_view{} : v.substr(dash + 1);
+  }
+  if (!v.empty()) return std::nullopt;
+  if (n == 1) {  // a decision alone
+    ctx.sampled = parse_sampled(parts[0]);
+    ctx.debug = parts[0] == "d";
+    if (!ctx.sampled) return std::nullopt;
+    return ctx;
+  }
+  auto span_id = parse_hex64(parts[1]);
+  if (!parse_trace_id(parts[0], ctx) || !span_id || *span_id == 0) return std::nullopt;
+  ctx.span_id = *span_id;
+  if (n >= 3) {
+    ctx.sampled = parse_sampled(parts[2]);
+    ctx.debug = parts[2] == "d";
+    if (!ctx.sampled) return std::nullopt;
+  }
+  if (n == 4) {
+    auto parent = parse_hex64(parts[3]);
+    if (!parent) return std::nullopt;
+    ctx.parent_id = *parent;
+  }
+  return ctx;
+}
+
+// traceparent: 00-{32 hex trace}-{16 hex parent}-{2 hex flags}
+std::optional<TraceContext> extract_w3c(const bhttp::fields& f) {
+  const std::string_view v = f["traceparent"];
+  if (v.size() < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return std::nullopt;
+  const auto version = v.substr(0, 2);
+  if (version == "ff" || (version == "00" && v.size() != 55)) return std::nullopt;
+  TraceContext ctx;
+  ctx.format = config::Propagation::w3c;
+  auto span_id = parse_hex64(v.substr(36, 16));
+  if (v.substr(3, 32).size() != 32 || !parse_trace_id(v.substr(3, 32), ctx) || !span_id || *span_id == 0)
+    return std::nullopt;
+  ctx.span_id = *span_id;
+  unsigned flags = 0;
+  const auto fl = v.substr(53, 2);
+  if (std::from_chars(fl.data(), fl.data() + 2, flags, 16).ptr != fl.data() + 2) return std::nullopt;
+  ctx.sampled = (flags & 1) != 0;
+  ctx.tracestate = std::string(f["tracestate"]);
+  return ctx;
+}
+
+void put_hex(char* out, std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i) {
+    out[i] = digits[v & 0xf];
+    v >>= 4;
+  }
+}
+
+}  // namespace
+
+std::string hex_id(std::uint64_t id) {
+  std::string s(16, '0');
+  put_hex(s.data(), id);
+  return s;
+}
+
+std::string hex_trace_id(const TraceContext& ctx) {
+  return ctx.trace_128 ? hex_id(ctx.trace_high) + hex_id(ctx.trace_low) : hex_id(ctx.trace_low);
+}
+
+std::optional<TraceContext> extract(const bhttp::fields& f, const std::vector<config::Propagation>& formats) {
+  for (auto format : formats) {
+    std::optional<TraceContext> ctx;
+    switch (format) {
+      case config::Propagation::b3:
+        ctx = extract_b3(f);
+        break;
+      case config::Propagation::b3_single:
+        ctx = extract_b3_single(f);
+        break;
+      case config::Propagation::w3c:
+        ctx = extract_w3c(f);
+        break;
+    }
+    if (ctx) return ctx;
+  }
+  return std::nullopt;
+}
+
+void inject(bhttp::fields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
+            config::Propagation format) {
+  const bool sampled = ctx.sampled.value_or(false);
+  char trace[32], span[16], parent[16];
+  if (ctx.trace_128) put_hex(trace, ctx.trace_high);
+  put_hex(ctx.trace_128 ? trace + 16 : trace, ctx.trace_low);
+  const std::string_view trace_sv(trace, ctx.trace_128 ? 32 : 16);
+  put_hex(span, span_id);
+  put_hex(parent, parent_id);
+  switch (format) {
+    case config::Propagation::b3:
+      f.set("x-b3-traceid", trace_sv);
+      f.set("x-b3-spanid", std::string_view(span, 16));
+      if (parent_id) {
+        f.set("x-b3-parentspanid", std::string_view(parent, 16));
+      } else {
+        f.erase("x-b3-parentspanid");
+      }
+      if (ctx.debug) {
+        f.set("x-b3-flags", "1");
+        f.erase("x-b3-sampled");
+      } else {
+        f.set("x-b3-sampled", sampled ? "1" : "0");
+        f.erase("x-b3-flags");
+      }
+      break;
+    case config::Propagation::b3_single: {
+      std::string v;
+      v.reserve(32 + 1 + 16 + 2 + 17);
+      v.append(trace_sv).append("-").append(span, 16).append("-").append(ctx.debug ? "d" : sampled ? "1" : "0");
+      if (parent_id) v.append("-").append(parent, 16);
+      f.set("b3", v);
+      break;
+    }
+    case config::Propagation::w3c: {
+      // traceparent has 128-bit trace ids: a 64-bit one is left-padded with zeros.
+      char tp[55];
+      std::memcpy(tp, "00-", 3);
+      if (ctx.trace_128) {
+        std::memcpy(tp + 3, trace, 32);
+      } else {
+        std::memset(tp + 3, '0', 16);
+        std::memcpy(tp + 19, trace, 16);
+      }
+      tp[35] = '-';
+      std::memcpy(tp + 36, span, 16);
+      std::memcpy(tp + 52, sampled || ctx.debug ? "-01" : "-00", 3);
+      f.set("traceparent", std::string_view(tp, sizeof tp));
+      if (!ctx.tracestate.empty()) f.set("tracestate", ctx.tracestate);
+      break;
+    }
+  }
+}
+
+void set_remote(Span& span, const boost::asio::ip::address& ip, std::uint16_t port) {
+  span.has_remote = true;
+  span.remote_port = port;
+  if (ip.is_v6() && !ip.to_v6().is_v4_mapped()) {
+    const auto b = ip.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), span.remote_ip.begin());
+    span.remote_v6 = true;
+  } else {
+    const auto b = ip.is_v6() ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, ip.to_v6()).to_bytes()
+                              : ip.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), span.remote_ip.begin());
+    span.remote_v6 = false;
+  }
+}
+
+SpanQueue::SpanQueue(std::size_t capacity) : slots_(new Span[capacity]), capacity_(capacity) {}
+
+bool SpanQueue::push(const Span& span) {
+  const auto tail = tail_.load(std::memory_order_relaxed);
+  if (tail - head_.load(std::memory_order_acquire) >= capacity_) return false;
+  slots_[tail % capacity_] = span;
+  tail_.store(tail + 1, std::memory_order_release);
+  return true;
+}
+
+std::size_t SpanQueue::drain(std::vector<Span>& out, std::size_t max) {
+  auto head = head_.load(std::memory_order_relaxed);
+  const auto tail = tail_.load(std::memory_order_acquire);
+  std::size_t n = 0;
+  for (; head != tail && n < max; ++head, ++n) out.push_back(slots_[head % capacity_]);
+  head_.store(head, std::memory_order_release);
+  return n;
+}
+
+SpanQueues::SpanQueues(unsigned workers, std::size_t capacity, TracingCounters& c)
+    : capacity_per_worker(capacity), counters(c) {
+  for (unsigned i = 0; i < workers; ++i) queues.push_back(std::make_unique<SpanQueue>(capacity));
+}
+
+WorkerTracer::WorkerTracer(const config::Tracing& config, SpanQueues& queues, unsigned worker, std::uint64_t seed)
+    : config_(config), queues_(queues), queue_(*queues.queues[worker]), random_(seed) {}
+
+std::uint64_t WorkerTracer::next_id() {
+  for (;;) {
+    if (auto id = random_.next()) return id;
+  }
+}
+
+bool WorkerTracer::sample() {
+  if (config_.sample_rate >= 1.0) return true;
+  if (config_.sample_rate <= 0.0) return false;
+  return static_cast<double>(random_.next() >> 11) * 0x1.0p-53 < config_.sample_rate;
+}
+
+void WorkerTracer::record(const Span& span) {
+  if (!queue_.push(span)) queues_.counters.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+
+json::object endpoint(const Span& s) {
+  json::object e;
+  if (s.remote_v6) {
+    boost::asio::ip::address_v6::bytes_type b;
+    std::copy(s.remote_ip.begin(), s.remote_ip.end(), b.begin());
+    e["ipv6"] = boost::asio::ip::make_address_v6(b).to_string();
+  } else {
+    boost::asio::ip::address_v4::bytes_type b;
+    std::copy_n(s.remote_ip.begin(), 4, b.begin());
+    e["ipv4"] = boost::asio::ip::make_address_v4(b).to_string();
+  }
+  if (s.remote_port) e["port"] = s.remote_port;
+  return e;
+}
+
+}  // namespace
+
+std::string encode_spans(const std::vector<Span>& spans, std::string_view service_name) {
+  json::array out;
+  out.reserve(spans.size());
+  for (const auto& s : spans) {
+    char trace[32], id[16], parent[16];
+    if (s.trace_128) put_hex(trace, s.trace_high);
+    put_hex(s.trace_128 ? trace + 16 : trace, s.trace_low);
+    put_hex(id, s.id);
+    json::object o;
+    o["traceId"] = std::string_view(trace, s.trace_128 ? 32 : 16);
+    o["id"] = std::string_view(id, 16);
+    if (s.parent_id) {
+      put_hex(parent, s.parent_id);
+      o["parentId"] = std::string_view(parent, 16);
+    }
+    o["kind"] = s.server ? "SERVER" : "CLIENT";
+    std::string name(s.method.view());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    o["name"] = name;
+    o["timestamp"] = s.timestamp_us;
+    o["duration"] = std::max<std::int64_t>(1, s.duration_us);
+    if (s.debug) o["debug"] = true;
+    o["localEndpoint"] = json::object{{"serviceName", service_name}};
+    if (s.has_remote) o["remoteEndpoint"] = endpoint(s);
+    json::object tags;
+    tags["http.method"] = s.method.view();
+    tags["http.path"] = s.path.view();
+    if (s.status) tags["http.status_code"] = std::to_string(s.status);
+    if (!s.route.view().empty()) tags["outrigger.route"] = s.route.view();
+    if (!s.cluster.view().empty()) tags["outrigger.cluster"] = s.cluster.view();
+    if (!s.server) tags["outrigger.attempt"] = std::to_string(s.attempt);
+    if (!s.error.view().empty()) {
+      tags["outrigger.error"] = s.error.view();
+      tags["error"] = s.error.view();
+    } else if (s.status >= 500 || s.status == 0) {
+      tags["error"] = s.status ? std::to_string(s.status) : "no response";
+    }
+    o["tags"] = std::move(tags);
+    out.push_back(std::move(o));
+  }
+  return json::serialize(out);
+}
+
+}  // namespace outrigger::observability

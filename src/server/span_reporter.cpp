@@ -1,0 +1,136 @@
+#include "outrigger/server/span_reporter.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace outrigger::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kExchangeTimeout = std::chrono::seconds(5);
+
+struct SpanReporter::Impl {
+  asio::io_context& io;
+  CurrentSnapshot current;
+  asio::steady_timer timer{io};
+  std::optional<beast::tcp_stream> stream;  // the keep-alive connection to the collector
+  std::size_t next_endpoint = 0;
+  bool stopping = false;
+  std::function<void()> on_stopped;
+  std::vector<observability::Span> batch;
+  bool warned = false;  // log the first failure of a streak only
+
+  Impl(asio::io_context& i, CurrentSnapshot c) : io(i), current(std::move(c)) {}
+
+  // POSTs one batch; true on a 2xx.
+  asio::awaitable<bool> post(const Snapshot& snap, const config::Tracing& cfg, std::string body) {
+    const upstream::Cluster* cluster = nullptr;
+    for (const auto& c : snap.clusters)
+      if (c->name() == cfg.collector_cluster) cluster = c.get();
+    if (!cluster || cluster->endpoints().empty()) co_return false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const bool reused = stream.has_value();
+      if (!stream) {
+        const auto& ep = cluster->endpoints()[next_endpoint++ % cluster->endpoints().size()];
+        stream.emplace(io);
+        stream->expires_after(cluster->config().connect_timeout);
+        auto [ec] = co_await stream->async_connect(ep.address, use_tuple);
+        if (ec) {
+          stream.reset();
+          co_return false;
+        }
+      }
+      bhttp::request<bhttp::string_body> req{bhttp::verb::post, cfg.collector_path, 11};
+      req.set(bhttp::field::host, cfg.collector_cluster);
+      req.set(bhttp::field::content_type, "application/json");
+      req.set(bhttp::field::user_agent, "outrigger");
+      req.body() = body;
+      req.prepare_payload();
+      stream->expires_after(kExchangeTimeout);
+      auto [wec, wn] = co_await bhttp::async_write(*stream, req, use_tuple);
+      beast::flat_buffer buffer;
+      bhttp::response<bhttp::string_body> res;
+      boost::system::error_code rec;
+      if (!wec) std::tie(rec, std::ignore) = co_await bhttp::async_read(*stream, buffer, res, use_tuple);
+      if (wec || rec) {
+        stream.reset();
+        if (reused) continue;  // the collector closed the idle connection: once more on a new one
+        co_return false;
+      }
+      if (!res.keep_alive()) stream.reset();
+      co_return res.result_int() >= 200 && res.result_int() < 300;
+    }
+    co_return false;
+  }
+
+  // Drains every queue, batch by batch; stops at the first failed batch.
+  asio::awaitable<void> flush(const Snapshot& snap) {
+    const auto& cfg = *snap.config.tracing;
+    auto& counters = snap.spans->counters;
+    for (;;) {
+      batch.clear();
+      for (auto& q : snap.spans->queues) q->drain(batch, cfg.max_batch_spans - batch.size());
+      if (batch.empty()) co_return;
+      const auto n = batch.size();
+      if (co_await post(snap, cfg, observability::encode_spans(batch, cfg.service_name))) {
+        counters.sent.fetch_add(n, std::memory_order_relaxed);
+        if (warned) spdlog::info("tracing: the collector accepts spans again");
+        warned = false;
+      } else {
+        counters.dropped_collector.fetch_add(n, std::memory_order_relaxed);
+        if (!warned) spdlog::warn("tracing: cannot send spans to cluster {}; dropping them", cfg.collector_cluster);
+        warned = true;
+        co_return;
+      }
+    }
+  }
+
+  asio::awaitable<void> run(std::shared_ptr<Impl> self) {
+    for (;;) {
+      auto snap = current();
+      const auto interval = snap && snap->config.tracing ? snap->config.tracing->flush_interval
+                                                        : std::chrono::milliseconds(1000);
+      if (!stopping) {
+        timer.expires_after(interval);
+        co_await timer.async_wait(use_tuple);
+        snap = current();
+      }
+      if (snap && snap->spans && snap->config.tracing) co_await flush(*snap);
+      if (stopping) break;
+    }
+    stream.reset();
+    if (auto done = std::move(on_stopped)) done();
+    (void)self;
+  }
+};
+
+SpanReporter::SpanReporter(asio::io_context& io, CurrentSnapshot current)
+    : impl_(std::make_shared<Impl>(io, std::move(current))) {}
+
+SpanReporter::~SpanReporter() {
+  impl_->stopping = true;
+  impl_->on_stopped = nullptr;
+  impl_->timer.cancel();
+}
+
+void SpanReporter::start() { asio::co_spawn(impl_->io, impl_->run(impl_), asio::detached); }
+
+void SpanReporter::stop(std::function<void()> done) {
+  impl_->stopping = true;
+  impl_->on_stopped = std::move(done);
+  impl_->timer.cancel();
+}
+
+}  // namespace outrigger::server

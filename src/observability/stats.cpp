@@ -87,6 +87,20 @@ auto sum(const PerWorker<Slice>& w, F&& f) {
   return total;
 }
 
+// One histogram series summed over the workers; `of` picks the histogram.
+template <class Slice, class F>
+void fill_histogram(ClientMetric& m, const PerWorker<Slice>& w, F&& of) {
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= Histogram::kBoundsSeconds.size(); ++i) {
+    cumulative += sum(w, [&](const Slice& s) { return of(s).bucket(i); });
+    const double bound = i < Histogram::kBoundsSeconds.size() ? Histogram::kBoundsSeconds[i]
+                                                               : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back({cumulative, bound});
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = static_cast<double>(sum(w, [&](const Slice& s) { return of(s).sum_micros(); })) / 1e6;
+}
+
 struct ProcessInfo {
   double cpu_seconds = 0;
   double resident_bytes = 0;
@@ -125,6 +139,10 @@ std::string Stats::scrape() const {
   auto duration = family("outrigger_request_duration_seconds",
                          "Time from the first byte of a request to the last byte of its response.",
                          MetricType::Histogram);
+  auto rx_bytes = family("outrigger_request_body_bytes_total", "Request body bytes received from clients.",
+                         MetricType::Counter);
+  auto tx_bytes = family("outrigger_response_body_bytes_total", "Response body bytes sent to clients.",
+                         MetricType::Counter);
   for (const auto& [key, r] : routes_) {
     for (int code = RouteSlice::kMinCode; code <= RouteSlice::kMaxCode; ++code) {
       const auto n = sum(r->workers, [&](const RouteSlice& s) {
@@ -141,20 +159,18 @@ std::string Stats::scrape() const {
     }
     auto m = with_labels(
         {{"direction", r->direction}, {"listener", r->listener}, {"route", r->route}, {"cluster", r->cluster}});
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i <= Histogram::kBoundsSeconds.size(); ++i) {
-      cumulative += sum(r->workers, [&](const RouteSlice& s) { return s.duration.bucket(i); });
-      const double bound = i < Histogram::kBoundsSeconds.size() ? Histogram::kBoundsSeconds[i]
-                                                                 : std::numeric_limits<double>::infinity();
-      m.histogram.bucket.push_back({cumulative, bound});
-    }
-    m.histogram.sample_count = cumulative;
-    m.histogram.sample_sum =
-        static_cast<double>(sum(r->workers, [](const RouteSlice& s) { return s.duration.sum_micros(); })) / 1e6;
+    auto rx = m, tx = m;
+    fill_histogram(m, r->workers, [](const RouteSlice& s) -> const Histogram& { return s.duration; });
     duration.metric.push_back(std::move(m));
+    rx.counter.value = static_cast<double>(sum(r->workers, [](const RouteSlice& s) { return s.bytes_received.value(); }));
+    tx.counter.value = static_cast<double>(sum(r->workers, [](const RouteSlice& s) { return s.bytes_sent.value(); }));
+    rx_bytes.metric.push_back(std::move(rx));
+    tx_bytes.metric.push_back(std::move(tx));
   }
   out.push_back(std::move(requests));
   out.push_back(std::move(duration));
+  out.push_back(std::move(rx_bytes));
+  out.push_back(std::move(tx_bytes));
 
   auto dc_active = family("outrigger_downstream_connections_active", "Open client connections.", MetricType::Gauge);
   auto dc_total =
@@ -250,6 +266,16 @@ std::string Stats::scrape() const {
   }
   out.push_back(std::move(retries));
   out.push_back(std::move(timeouts));
+
+  auto tries = family("outrigger_upstream_rq_duration_seconds",
+                      "Each try sent to the cluster: from taking a connection to the end of the response (or the failure).",
+                      MetricType::Histogram);
+  for (const auto& [name, c] : clusters_) {
+    auto m = with_labels({{"cluster", c->name}});
+    fill_histogram(m, c->workers, [](const ClusterSlice& s) -> const Histogram& { return s.try_duration; });
+    tries.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(tries));
 
   auto breaker = family("outrigger_breaker_state",
                         "The cluster's classic breaker: 0 closed, 1 open, 2 half-open (0 when none is configured).",

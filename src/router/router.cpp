@@ -420,6 +420,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     } end_request{pools, index};
 
     // Tracing: each try is a CLIENT span, a child of the exchange's SERVER span.
+    const auto try_start = Clock::now();
     std::uint64_t client_span_id = 0;
     std::chrono::system_clock::time_point try_start_wall;
     if (ex.traced) {
@@ -467,6 +468,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     }
     first_try = false;
     if (outcome != Outcome::stale) {
+      stats.try_duration.observe(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - try_start));
       record_outlier(index, retries.try_status, failure);
       if (ex.traced && *ex.trace.sampled) {
         observability::Span span;

@@ -93,10 +93,10 @@ void Pipeline::complete(http::Exchange& ex) {
   const auto elapsed =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start);
   if (ex.route_stats) {
-    ex.route_stats->workers[worker_.index].record(ex.status, elapsed);
+    ex.route_stats->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
   } else {
     if (ex.error == http::ProxyError::none && ex.status >= 400) listener_stats_.bad_requests.inc();
-    listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed);
+    listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
   }
 
   if (ex.traced && *ex.trace.sampled) {

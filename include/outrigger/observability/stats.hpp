@@ -74,10 +74,14 @@ struct RouteSlice {
   static constexpr int kMinCode = 100, kMaxCode = 599;
   std::array<Counter, kMaxCode - kMinCode + 1> responses;  // by status code
   Histogram duration;
+  Counter bytes_received;  // request body bytes
+  Counter bytes_sent;      // response body bytes
 
-  void record(int code, std::chrono::microseconds d) {
+  void record(int code, std::chrono::microseconds d, std::uint64_t received, std::uint64_t sent) {
     if (code >= kMinCode && code <= kMaxCode) responses[code - kMinCode].inc();
     duration.observe(d);
+    if (received) bytes_received.inc(received);
+    if (sent) bytes_sent.inc(sent);
   }
 };
 
@@ -100,6 +104,7 @@ struct ClusterSlice {
   Counter retries_succeeded;     // requests that succeeded after a retry
   Counter retries_budget_exhausted;  // retries refused by the retry budget
   Counter timeouts;              // per-try and route timeouts
+  Histogram try_duration;        // each try: from taking a connection to its end
 };
 
 // The shared state of a cluster's classic breaker (upstream::CircuitBreaker

@@ -16,9 +16,10 @@ TEST(Stats, SameLabelsGiveTheSameSeriesAcrossReloads) {
 TEST(Stats, SumsWorkerSlicesWhenScraped) {
   Stats stats(2);
   auto* r = stats.route("inbound", "ingress", "root", "app");
-  r->workers[0].record(200, std::chrono::microseconds(300));
-  r->workers[1].record(200, std::chrono::microseconds(2000));
-  r->workers[1].record(503, std::chrono::microseconds(20'000'000));
+  r->workers[0].record(200, std::chrono::microseconds(300), 10, 100);
+  r->workers[1].record(200, std::chrono::microseconds(2000), 0, 50);
+  r->workers[1].record(503, std::chrono::microseconds(20'000'000), 5, 0);
+  stats.cluster("app")->workers[1].try_duration.observe(std::chrono::microseconds(700));
   const auto text = stats.scrape();
   EXPECT_NE(text.find("outrigger_requests_total{direction=\"inbound\",listener=\"ingress\",route=\"root\","
                       "cluster=\"app\",code=\"200\"} 2"),
@@ -31,6 +32,16 @@ TEST(Stats, SumsWorkerSlicesWhenScraped) {
       << text;
   EXPECT_NE(text.find("le=\"+Inf\"} 3"), std::string::npos) << text;
   EXPECT_NE(text.find("outrigger_request_duration_seconds_count"), std::string::npos);
+  EXPECT_NE(text.find("outrigger_request_body_bytes_total{direction=\"inbound\",listener=\"ingress\",route=\"root\","
+                      "cluster=\"app\"} 15"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("outrigger_response_body_bytes_total{direction=\"inbound\",listener=\"ingress\",route=\"root\","
+                      "cluster=\"app\"} 150"),
+            std::string::npos);
+  EXPECT_NE(text.find("outrigger_upstream_rq_duration_seconds_bucket{cluster=\"app\",le=\"0.001\"} 1"),
+            std::string::npos)
+      << text;
 }
 
 TEST(Stats, ExposesReloadsBuildInfoAndProcessMetrics) {

@@ -1,5 +1,6 @@
 // A real Prometheus scrapes Outrigger: `up` is 1, the counters it stored equal
-// the requests sent, and every query of docs/grafana-dashboard.json runs.
+// the requests sent, and every query of docs/grafana-dashboard.json and every
+// example query of docs/metrics.md runs.
 // Needs the `prometheus` binary (Debian package `prometheus`); skipped without
 // it, except in CI (CI=true), where its absence fails the test.
 #include <gtest/gtest.h>
@@ -224,6 +225,21 @@ clusters:
     }
   }
   EXPECT_GE(queries, 15);
+
+  // And the example query of every metric in docs/metrics.md (the last column).
+  std::ifstream doc(std::string(OUTRIGGER_SOURCE_DIR) + "/docs/metrics.md");
+  int examples = 0;
+  for (std::string line; std::getline(doc, line);) {
+    if (!line.starts_with("| `") || !line.ends_with("` |")) continue;
+    const auto start = line.rfind("| `") + 3;
+    std::string expr = line.substr(start, line.size() - 3 - start);
+    for (auto at = expr.find("\\|"); at != std::string::npos; at = expr.find("\\|")) expr.replace(at, 2, "|");
+    const auto result = prom.query(expr);
+    ASSERT_FALSE(result.is_null()) << expr;
+    EXPECT_EQ(result.at("status").as_string(), "success") << expr << "\n" << json::serialize(result);
+    ++examples;
+  }
+  EXPECT_GE(examples, 29);
   // The headline panel has data.
   const auto rate = prom.scalar("sum(rate(outrigger_requests_total{route=\"api\"}[1m]))");
   ASSERT_TRUE(rate);

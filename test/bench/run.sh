@@ -8,6 +8,7 @@
 #   test/bench/run.sh load       # only the load part
 #   test/bench/run.sh memory     # only the memory part
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
+#   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,7 +69,11 @@ events { worker_connections 12000; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$up_port; location / { return 200 "ok\n"; } }
+  server {
+    listen 127.0.0.1:$up_port;
+    location / { return 200 "ok\n"; }
+    location = /api/v2/spans { return 202; }  # the Zipkin collector of the tracing runs
+  }
 }
 CONF
 nginx -c "$work/up/nginx.conf" -p "$work/up" &
@@ -148,6 +153,43 @@ for p in "$hap_port" "$ngx_port" "$out_port"; do wait_port "$p"; done
 declare -A port_of=([direct]=$up_port [haproxy]=$hap_port [nginx]=$ngx_port [outrigger]=$out_port)
 declare -A pid_of=([direct]=$(cat "$work/up/nginx.pid") [haproxy]=$hap_pid [nginx]=$ngx_pid [outrigger]=$out_pid)
 targets=(direct haproxy nginx outrigger)
+declare -A admin_of_trace
+
+# Tracing overhead: the same Outrigger with the tracing filter, sampling 1 % and
+# 100 %, reporting to a live collector (the upstream nginx answers 202).
+if [ "$what" = tracing ]; then
+  for rate in 0.01 1; do
+    t=trace_$rate
+    tp=$(free_port)
+    ta=$(free_port)
+    cat >"$work/$t.yaml" <<CONF
+admin: { address: 127.0.0.1:$ta }
+workers: 1
+log_level: warn
+tracing: { service_name: bench, collector_cluster: zipkin, sample_rate: $rate }
+listeners:
+  - name: bench
+    address: 127.0.0.1:$tp
+    idle_timeout: 5m
+    filters: [{ type: tracing }]
+    routes:
+      - cluster: upstream
+        timeout: 15s
+clusters:
+  - name: upstream
+    endpoints: [127.0.0.1:$up_port]
+  - name: zipkin
+    endpoints: [127.0.0.1:$up_port]
+CONF
+    "$OUTRIGGER_BIN" run -c "$work/$t.yaml" 2>"$work/$t.log" &
+    pid_of[$t]=$!
+    pids+=($!)
+    port_of[$t]=$tp
+    admin_of_trace[$rate]=$ta
+    wait_port "$tp"
+  done
+  targets=(outrigger trace_0.01 trace_1)
+fi
 declare -A idle_rss
 for t in haproxy nginx outrigger; do idle_rss[$t]=$(status_kb "${pid_of[$t]}" VmRSS); done
 
@@ -185,6 +227,15 @@ load() {
     [ "$t" = direct ] && cpu_col="-" && rss="-"
     printf '| %s | %.0f | %.0f | %.0f | %s | %s |\n' "$t" "${m[$t.rps]}" "${m[$t.p50]}" "${m[$t.p99]}" "$cpu_col" "$rss"
   done
+  if [ "$what" = tracing ]; then
+    for rate in 0.01 1; do
+      printf 'Tracing at sample_rate %s / off: CPU per request %.3f, p99 %.2f\n' "$rate" \
+        "$(awk -v a="${m[trace_$rate.cpu]}" -v b="${m[outrigger.cpu]}" 'BEGIN {print a / b}')" \
+        "$(awk -v a="${m[trace_$rate.p99]}" -v b="${m[outrigger.p99]}" 'BEGIN {print a / b}')"
+      curl -s "http://127.0.0.1:${admin_of_trace[$rate]}/metrics" | grep '^outrigger_tracing_spans' | sed 's/^/  /'
+    done
+    return
+  fi
   printf '\nOutrigger / HAProxy: CPU per request %.2f, p99 %.2f, requests/s %.2f\n' \
     "$(awk -v a="${m[outrigger.cpu]}" -v b="${m[haproxy.cpu]}" 'BEGIN {print a / b}')" \
     "$(awk -v a="${m[outrigger.p99]}" -v b="${m[haproxy.p99]}" 'BEGIN {print a / b}')" \
@@ -215,7 +266,8 @@ memory() {
 
 case "$what" in
   load) load ;;
+  tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|tracing]" >&2; exit 2 ;;
 esac

@@ -58,11 +58,37 @@ std::optional<bool> parse_sampled(std::string_view s) {
   return std::nullopt;
 }
 
-std::optional<TraceContext> extract_b3(const bhttp::fields& f) {
+// The propagation headers of a request, found in one pass over its fields.
+struct Carriers {
+  std::string_view traceid, spanid, parentspanid, sampled, flags, b3, traceparent, tracestate;
+  bool any = false;
+
+  explicit Carriers(const bhttp::fields& f) {
+    for (const auto& field : f) {
+      const auto name = field.name_string();
+      if (name.size() < 2) continue;
+      std::string_view* slot = nullptr;
+      switch (name.size()) {
+        case 2: slot = boost::beast::iequals(name, "b3") ? &b3 : nullptr; break;
+        case 10: slot = boost::beast::iequals(name, "x-b3-flags") ? &flags : boost::beast::iequals(name, "tracestate") ? &tracestate : nullptr; break;
+        case 11: slot = boost::beast::iequals(name, "x-b3-spanid") ? &spanid : boost::beast::iequals(name, "traceparent") ? &traceparent : nullptr; break;
+        case 12: slot = boost::beast::iequals(name, "x-b3-traceid") ? &traceid : boost::beast::iequals(name, "x-b3-sampled") ? &sampled : nullptr; break;
+        case 17: slot = boost::beast::iequals(name, "x-b3-parentspanid") ? &parentspanid : nullptr; break;
+        default: break;
+      }
+      if (slot && slot->empty()) {
+        *slot = field.value();
+        any = true;
+      }
+    }
+  }
+};
+
+std::optional<TraceContext> extract_b3(const Carriers& f) {
   TraceContext ctx;
   ctx.format = config::Propagation::b3;
-  const std::string_view trace = f["x-b3-traceid"], span = f["x-b3-spanid"];
-  const std::string_view sampled = f["x-b3-sampled"], flags = f["x-b3-flags"];
+  const std::string_view trace = f.traceid, span = f.spanid;
+  const std::string_view sampled = f.sampled, flags = f.flags;
   ctx.debug = flags == "1";
   if (ctx.debug) {
     ctx.sampled = true;
@@ -76,15 +102,15 @@ std::optional<TraceContext> extract_b3(const bhttp::fields& f) {
   auto span_id = parse_hex64(span);
   if (!parse_trace_id(trace, ctx) || !span_id || *span_id == 0) return std::nullopt;
   ctx.span_id = *span_id;
-  if (const std::string_view parent = f["x-b3-parentspanid"]; !parent.empty()) {
+  if (const std::string_view parent = f.parentspanid; !parent.empty()) {
     if (auto p = parse_hex64(parent)) ctx.parent_id = *p;
   }
   return ctx;
 }
 
 // b3: {trace}-{span}[-{sampled}[-{parent}]], or only {sampled}.
-std::optional<TraceContext> extract_b3_single(const bhttp::fields& f) {
-  std::string_view v = f["b3"];
+std::optional<TraceContext> extract_b3_single(const Carriers& f) {
+  std::string_view v = f.b3;
   if (v.empty()) return std::nullopt;
   TraceContext ctx;
   ctx.format = config::Propagation::b3_single;
@@ -119,8 +145,8 @@ std::optional<TraceContext> extract_b3_single(const bhttp::fields& f) {
 }
 
 // traceparent: 00-{32 hex trace}-{16 hex parent}-{2 hex flags}
-std::optional<TraceContext> extract_w3c(const bhttp::fields& f) {
-  const std::string_view v = f["traceparent"];
+std::optional<TraceContext> extract_w3c(const Carriers& f) {
+  const std::string_view v = f.traceparent;
   if (v.size() < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return std::nullopt;
   const auto version = v.substr(0, 2);
   if (version == "ff" || (version == "00" && v.size() != 55)) return std::nullopt;
@@ -134,7 +160,7 @@ std::optional<TraceContext> extract_w3c(const bhttp::fields& f) {
   const auto fl = v.substr(53, 2);
   if (std::from_chars(fl.data(), fl.data() + 2, flags, 16).ptr != fl.data() + 2) return std::nullopt;
   ctx.sampled = (flags & 1) != 0;
-  ctx.tracestate = std::string(f["tracestate"]);
+  ctx.tracestate = std::string(f.tracestate);
   return ctx;
 }
 
@@ -158,7 +184,9 @@ std::string hex_trace_id(const TraceContext& ctx) {
   return ctx.trace_128 ? hex_id(ctx.trace_high) + hex_id(ctx.trace_low) : hex_id(ctx.trace_low);
 }
 
-std::optional<TraceContext> extract(const bhttp::fields& f, const std::vector<config::Propagation>& formats) {
+std::optional<TraceContext> extract(const bhttp::fields& fields, const std::vector<config::Propagation>& formats) {
+  const Carriers f(fields);
+  if (!f.any) return std::nullopt;
   for (auto format : formats) {
     std::optional<TraceContext> ctx;
     switch (format) {
@@ -291,8 +319,8 @@ void WorkerTracer::record(const Span& span) {
 
 namespace {
 
-json::object endpoint(const Span& s) {
-  json::object e;
+json::object endpoint(const Span& s, const json::storage_ptr& sp) {
+  json::object e(sp);
   if (s.remote_v6) {
     boost::asio::ip::address_v6::bytes_type b;
     std::copy(s.remote_ip.begin(), s.remote_ip.end(), b.begin());
@@ -309,14 +337,17 @@ json::object endpoint(const Span& s) {
 }  // namespace
 
 std::string encode_spans(const std::vector<Span>& spans, std::string_view service_name) {
-  json::array out;
+  // One arena for the whole batch: no allocation per JSON node.
+  json::monotonic_resource arena;
+  json::storage_ptr sp(&arena);
+  json::array out(sp);
   out.reserve(spans.size());
   for (const auto& s : spans) {
     char trace[32], id[16], parent[16];
     if (s.trace_128) put_hex(trace, s.trace_high);
     put_hex(s.trace_128 ? trace + 16 : trace, s.trace_low);
     put_hex(id, s.id);
-    json::object o;
+    json::object o(sp);
     o["traceId"] = std::string_view(trace, s.trace_128 ? 32 : 16);
     o["id"] = std::string_view(id, 16);
     if (s.parent_id) {
@@ -324,15 +355,17 @@ std::string encode_spans(const std::vector<Span>& spans, std::string_view servic
       o["parentId"] = std::string_view(parent, 16);
     }
     o["kind"] = s.server ? "SERVER" : "CLIENT";
-    std::string name(s.method.view());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    o["name"] = name;
+    char name[16];
+    const auto method = s.method.view();
+    for (std::size_t i = 0; i < method.size(); ++i)
+      name[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(method[i])));
+    o["name"] = std::string_view(name, method.size());
     o["timestamp"] = s.timestamp_us;
     o["duration"] = std::max<std::int64_t>(1, s.duration_us);
     if (s.debug) o["debug"] = true;
-    o["localEndpoint"] = json::object{{"serviceName", service_name}};
-    if (s.has_remote) o["remoteEndpoint"] = endpoint(s);
-    json::object tags;
+    o["localEndpoint"] = json::object({{"serviceName", service_name}}, sp);
+    if (s.has_remote) o["remoteEndpoint"] = endpoint(s, sp);
+    json::object tags(sp);
     tags["http.method"] = s.method.view();
     tags["http.path"] = s.path.view();
     if (s.status) tags["http.status_code"] = std::to_string(s.status);

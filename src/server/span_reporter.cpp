@@ -76,13 +76,16 @@ struct SpanReporter::Impl {
   }
 
   // Drains every queue, batch by batch; stops at the first failed batch.
-  asio::awaitable<void> flush(const Snapshot& snap) {
+  // Returns how many spans it took.
+  asio::awaitable<std::size_t> flush(const Snapshot& snap) {
     const auto& cfg = *snap.config.tracing;
     auto& counters = snap.spans->counters;
+    std::size_t taken = 0;
     for (;;) {
       batch.clear();
       for (auto& q : snap.spans->queues) q->drain(batch, cfg.max_batch_spans - batch.size());
-      if (batch.empty()) co_return;
+      if (batch.empty()) co_return taken;
+      taken += batch.size();
       const auto n = batch.size();
       if (co_await post(snap, cfg, observability::encode_spans(batch, cfg.service_name))) {
         counters.sent.fetch_add(n, std::memory_order_relaxed);
@@ -92,22 +95,29 @@ struct SpanReporter::Impl {
         counters.dropped_collector.fetch_add(n, std::memory_order_relaxed);
         if (!warned) spdlog::warn("tracing: cannot send spans to cluster {}; dropping them", cfg.collector_cluster);
         warned = true;
-        co_return;
+        co_return taken;
       }
     }
   }
 
   asio::awaitable<void> run(std::shared_ptr<Impl> self) {
+    // Under load the queues fill faster than flush_interval empties them: after
+    // a flush that found at least a full batch, look again soon.
+    constexpr auto kBusyInterval = std::chrono::milliseconds(20);
+    bool busy = false;
     for (;;) {
       auto snap = current();
-      const auto interval = snap && snap->config.tracing ? snap->config.tracing->flush_interval
-                                                        : std::chrono::milliseconds(1000);
+      auto interval = snap && snap->config.tracing ? snap->config.tracing->flush_interval
+                                                  : std::chrono::milliseconds(1000);
+      if (busy) interval = std::min<std::chrono::milliseconds>(interval, kBusyInterval);
       if (!stopping) {
         timer.expires_after(interval);
         co_await timer.async_wait(use_tuple);
         snap = current();
       }
-      if (snap && snap->spans && snap->config.tracing) co_await flush(*snap);
+      busy = false;
+      if (snap && snap->spans && snap->config.tracing)
+        busy = co_await flush(*snap) >= snap->config.tracing->max_batch_spans;
       if (stopping) break;
     }
     stream.reset();

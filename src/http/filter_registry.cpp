@@ -2,6 +2,7 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/filters/local_rate_limit.hpp"
 #include "outrigger/http/filters/tracing.hpp"
 
 namespace outrigger::http {
@@ -11,6 +12,7 @@ namespace outrigger::http {
 const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types() {
   static const std::vector<std::pair<std::string_view, FilterFactoryMaker>> types = {
       {"tracing", make_tracing_filter},
+      {"local_rate_limit", make_local_rate_limit_filter},
   };
   return types;
 }

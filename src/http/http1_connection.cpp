@@ -215,7 +215,7 @@ awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why
   ex.close_connection = true;
   // A short write deadline: a client that will not read its 4xx is not waited for.
   deadline_.arm_after(std::chrono::seconds(5), &socket_);
-  const auto ec = co_await send_local_reply(status, body, reason, "text/plain");
+  const auto ec = co_await send_local_reply(status, body, reason, "text/plain", {});
   deadline_.disarm();
   ex.status = ec ? 0 : status;
   handler.complete(ex);
@@ -290,8 +290,8 @@ awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
 }
 
 awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,
-                                                        std::string_view error_reason,
-                                                        std::string_view content_type) {
+                                                        std::string_view error_reason, std::string_view content_type,
+                                                        std::span<const config::HeaderValue> headers) {
   if (response_started_) co_return error_code(asio::error::already_started);
   response_started_ = true;
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
@@ -300,6 +300,10 @@ awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_
     res.content_length(body.size());
   }
   if (!error_reason.empty()) res.set("x-outrigger-error", error_reason);
+  for (const auto& h : headers) {
+    if (header_only_response(status) && !is_head_ && boost::beast::iequals(h.name, "content-type")) continue;
+    res.set(h.name, h.value);
+  }
   prepare_response(res.base(), true);
   if (!header_only_response(status)) res.body() = body;
   bhttp::response_serializer<bhttp::string_body> sr(res);

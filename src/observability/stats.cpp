@@ -178,8 +178,19 @@ std::string Stats::scrape() const {
   auto bad = family("outrigger_downstream_bad_requests_total",
                     "Requests refused by the codec: malformed (400), too large (431), too slow (408).",
                     MetricType::Counter);
+  auto ratelimit = family("outrigger_ratelimit_decisions_total",
+                          "Requests the local_rate_limit filter let through (allowed) or answered 429 (limited).",
+                          MetricType::Counter);
   for (const auto& [name, l] : listeners_) {
     auto m = with_labels({{"direction", l->direction}, {"listener", l->name}});
+    auto allowed = with_labels({{"direction", l->direction}, {"listener", l->name}, {"decision", "allowed"}});
+    auto limited = with_labels({{"direction", l->direction}, {"listener", l->name}, {"decision", "limited"}});
+    allowed.counter.value =
+        static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.ratelimit_allowed.value(); }));
+    limited.counter.value =
+        static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.ratelimit_limited.value(); }));
+    ratelimit.metric.push_back(std::move(allowed));
+    ratelimit.metric.push_back(std::move(limited));
     auto a = m, t = m, b = m;
     a.gauge.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_active.value(); }));
     t.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_total.value(); }));
@@ -188,6 +199,7 @@ std::string Stats::scrape() const {
     dc_total.metric.push_back(std::move(t));
     bad.metric.push_back(std::move(b));
   }
+  out.push_back(std::move(ratelimit));
   out.push_back(std::move(dc_active));
   out.push_back(std::move(dc_total));
   out.push_back(std::move(bad));

@@ -271,7 +271,7 @@ asio::awaitable<void> reply_error(http::Exchange& ex, ProxyError error) {
     ex.close_connection = true;
     co_return;
   }
-  const auto ec = co_await ex.downstream.send_local_reply(reply.status, reply.body, reply.reason, "text/plain");
+  const auto ec = co_await ex.downstream.send_local_reply(reply.status, reply.body, reply.reason, "text/plain", {});
   ex.status = ec ? 0 : reply.status;
   if (ec) ex.close_connection = true;
 }

@@ -13,7 +13,8 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
       listener_(listener),
       worker_(worker),
       listener_stats_(listener.stats->workers[worker.index]) {
-  for (const auto& f : listener_.filters) filters_.push_back(&f->filter_for_request());
+  const auto workers = std::max(1u, snapshot_->config.workers);
+  for (const auto& f : listener_.filters) filters_.push_back(&f->filter_for_worker(worker_.index, workers));
   if (snapshot_->spans && snapshot_->config.tracing)
     tracer_ = std::make_unique<observability::WorkerTracer>(*snapshot_->config.tracing, *snapshot_->spans,
                                                              worker_.index, std::random_device{}());
@@ -21,6 +22,7 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
 
 http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
+  ex.listener_stats = &listener_stats_;
   const auto* route = listener_.routes.match(ex.request);
   if (!route) {
     co_await router::reply_error(ex, http::ProxyError::no_route);
@@ -33,7 +35,8 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   for (auto* f : filters_) {
     if (auto reply = f->on_request(ex)) {
       ex.error_reason = reply->reason;
-      const auto ec = co_await ex.downstream.send_local_reply(reply->status, reply->body, reply->reason, "text/plain");
+      const auto ec =
+          co_await ex.downstream.send_local_reply(reply->status, reply->body, reply->reason, "text/plain", reply->headers);
       ex.status = ec ? 0 : reply->status;
       co_return;
     }
@@ -51,10 +54,7 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     } else if (fallback && fallback->response) {
       ex.error_reason = "circuit_open";
       const auto& r = *fallback->response;
-      std::string_view content_type = "text/plain";
-      for (const auto& h : r.headers)
-        if (boost::beast::iequals(h.name, "content-type")) content_type = h.value;
-      const auto ec = co_await ex.downstream.send_local_reply(r.status, r.body, "", content_type);
+      const auto ec = co_await ex.downstream.send_local_reply(r.status, r.body, "", "text/plain", r.headers);
       ex.status = ec ? 0 : r.status;
       ex.bytes_sent = ec ? 0 : r.body.size();
       co_return;
@@ -65,10 +65,7 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   }
 
   if (const auto& direct = route->config->direct_response) {
-    std::string_view content_type = "text/plain";
-    for (const auto& h : direct->headers)
-      if (boost::beast::iequals(h.name, "content-type")) content_type = h.value;
-    const auto ec = co_await ex.downstream.send_local_reply(direct->status, direct->body, "", content_type);
+    const auto ec = co_await ex.downstream.send_local_reply(direct->status, direct->body, "", "text/plain", direct->headers);
     ex.status = ec ? 0 : direct->status;
     ex.bytes_sent = ec ? 0 : direct->body.size();
     co_return;

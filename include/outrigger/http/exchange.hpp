@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
+#include "outrigger/config/config.hpp"
 #include "outrigger/http/headers.hpp"
 #include "outrigger/http/proxy_error.hpp"
 #include "outrigger/observability/stats.hpp"
@@ -49,9 +51,11 @@ class Downstream {
   virtual awaitable<error_code> write_response(ResponseMessage& msg) = 0;
   virtual bool response_started() const = 0;
 
-  // A response made by the proxy itself (errors, direct responses).
+  // A response made by the proxy itself (errors, direct responses), with
+  // optional extra headers (a content-type among them wins over content_type).
   virtual awaitable<error_code> send_local_reply(int status, std::string_view body, std::string_view error_reason,
-                                                 std::string_view content_type = "text/plain") = 0;
+                                                 std::string_view content_type = "text/plain",
+                                                 std::span<const config::HeaderValue> headers = {}) = 0;
 
   // The route timeout: at `at`, pending reads and writes on the downstream
   // and on `upstream` fail with operation_aborted and deadline_expired() is true.
@@ -85,6 +89,7 @@ struct Exchange {
   std::uint64_t bytes_sent = 0;
   bool close_connection = false;  // the codec must close after this exchange
   ControlHeaders control;         // the client's x-outrigger-* overrides (trusted listeners only)
+  observability::ListenerSlice* listener_stats = nullptr;  // this worker's slice of the listener's series
 
   // Tracing: set by the pipeline when the config traces; `traced` once the
   // tracing filter has taken or started a context.

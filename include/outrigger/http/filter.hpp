@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,7 +21,8 @@ namespace outrigger::http {
 struct LocalResponse {
   int status = 403;
   std::string_view body;
-  std::string_view reason;  // x-outrigger-error
+  std::string_view reason;                    // x-outrigger-error
+  std::span<const config::HeaderValue> headers;  // more response headers; must outlive the reply
 };
 
 class Filter {
@@ -38,6 +40,9 @@ class FilterFactory {
   virtual ~FilterFactory() = default;
   // Per-exchange filter object; may return the same stateless object every time.
   virtual Filter& filter_for_request() = 0;
+  // The filter a worker's pipeline uses (called once per worker and config, on
+  // that worker's thread). Filters with per-worker state override it.
+  virtual Filter& filter_for_worker(unsigned /*worker*/, unsigned /*workers*/) { return filter_for_request(); }
 };
 
 // A problem found while building a filter from its YAML, with its position.

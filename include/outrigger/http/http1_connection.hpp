@@ -80,7 +80,8 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   awaitable<error_code> write_response(ResponseMessage& msg) override;
   bool response_started() const override { return response_started_; }
   awaitable<error_code> send_local_reply(int status, std::string_view body, std::string_view error_reason,
-                                         std::string_view content_type) override;
+                                         std::string_view content_type,
+                                         std::span<const config::HeaderValue> headers) override;
   void arm_deadline(std::chrono::steady_clock::time_point at, boost::asio::ip::tcp::socket* upstream) override;
   void disarm_deadline() override;
   bool deadline_expired() const override { return deadline_.expired(); }

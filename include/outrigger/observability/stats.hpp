@@ -89,6 +89,7 @@ struct ListenerSlice {
   Gauge connections_active;
   Counter connections_total;
   Counter bad_requests;  // answered 4xx by the codec (malformed, too large, too slow)
+  Counter ratelimit_allowed, ratelimit_limited;  // local_rate_limit decisions
 };
 
 struct ClusterSlice {

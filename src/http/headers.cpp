@@ -37,7 +37,7 @@ bool has_token(std::string_view list, std::string_view token) {
   return found;
 }
 
-void strip_hop_by_hop(http::fields& f) {
+void strip_hop_by_hop(Fields& f) {
   // Headers named by Connection first; the Connection header itself may repeat.
   for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection; ++it) {
     for_each_token(it->value(), [&](std::string_view name) {
@@ -62,7 +62,7 @@ std::optional<std::uint64_t> parse_uint(std::string_view v) {
 }
 }  // namespace
 
-ControlHeaders take_control_headers(http::fields& f, bool trusted) {
+ControlHeaders take_control_headers(Fields& f, bool trusted) {
   ControlHeaders out;
   constexpr std::string_view kPrefix = "x-outrigger-";
   for (auto it = f.begin(); it != f.end();) {
@@ -93,7 +93,7 @@ ControlHeaders take_control_headers(http::fields& f, bool trusted) {
   return out;
 }
 
-void add_forwarding_headers(http::fields& f, std::string_view client_ip, std::string_view proto,
+void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto,
                             RequestIdGenerator& ids) {
   auto xff = f.find("x-forwarded-for");
   if (xff == f.end()) {

@@ -23,8 +23,8 @@ constexpr std::size_t kReadChunk = 8 * 1024;
 }  // namespace
 
 struct Http1Connection::RequestState {
-  bhttp::request_parser<bhttp::buffer_body> parser;
-  std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
+  bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>> parser;
+  std::optional<bhttp::response_serializer<bhttp::buffer_body, Fields>> serializer;
 };
 
 namespace {
@@ -257,7 +257,7 @@ bool Http1Connection::header_only_response(int status) const {
   return is_head_ || (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-void Http1Connection::prepare_response(bhttp::response_header<>& h, bool has_length) {
+void Http1Connection::prepare_response(bhttp::response_header<Fields>& h, bool has_length) {
   const bool body_allowed = !header_only_response(h.result_int());
   if (body_allowed && !has_length) {
     if (request_version_ == 11) {
@@ -294,7 +294,7 @@ awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_
                                                         std::span<const config::HeaderValue> headers) {
   if (response_started_) co_return error_code(asio::error::already_started);
   response_started_ = true;
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), 11};
+  bhttp::response<bhttp::string_body, Fields> res{static_cast<bhttp::status>(status), 11};
   if (!header_only_response(status) || is_head_) {
     res.set(bhttp::field::content_type, content_type);
     res.content_length(body.size());
@@ -306,7 +306,7 @@ awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_
   }
   prepare_response(res.base(), true);
   if (!header_only_response(status)) res.body() = body;
-  bhttp::response_serializer<bhttp::string_body> sr(res);
+  bhttp::response_serializer<bhttp::string_body, Fields> sr(res);
   co_return co_await write_serialized(socket_, sr);
 }
 

@@ -63,7 +63,7 @@ struct Carriers {
   std::string_view traceid, spanid, parentspanid, sampled, flags, b3, traceparent, tracestate;
   bool any = false;
 
-  explicit Carriers(const bhttp::fields& f) {
+  explicit Carriers(const core::HttpFields& f) {
     for (const auto& field : f) {
       const auto name = field.name_string();
       if (name.size() < 2) continue;
@@ -184,7 +184,7 @@ std::string hex_trace_id(const TraceContext& ctx) {
   return ctx.trace_128 ? hex_id(ctx.trace_high) + hex_id(ctx.trace_low) : hex_id(ctx.trace_low);
 }
 
-std::optional<TraceContext> extract(const bhttp::fields& fields, const std::vector<config::Propagation>& formats) {
+std::optional<TraceContext> extract(const core::HttpFields& fields, const std::vector<config::Propagation>& formats) {
   const Carriers f(fields);
   if (!f.any) return std::nullopt;
   for (auto format : formats) {
@@ -205,7 +205,7 @@ std::optional<TraceContext> extract(const bhttp::fields& fields, const std::vect
   return std::nullopt;
 }
 
-void inject(bhttp::fields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
+void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
             config::Propagation format) {
   const bool sampled = ctx.sampled.value_or(false);
   char trace[32], span[16], parent[16];

@@ -23,11 +23,11 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-using ResponseParser = bhttp::response_parser<bhttp::buffer_body>;
+using ResponseParser = bhttp::response_parser<bhttp::buffer_body, core::SmallAllocator<char>>;
 
 // Upstream response headers may be large (cookies); Beast's default is 8 KiB.
 constexpr std::uint32_t kMaxResponseHeaderBytes = 96 * 1024;
-using RequestSerializer = bhttp::request_serializer<bhttp::buffer_body>;
+using RequestSerializer = bhttp::request_serializer<bhttp::buffer_body, http::Fields>;
 
 enum class Outcome {
   done,              // response relayed; the connection may be reused

@@ -22,8 +22,8 @@
 
 namespace outrigger::http {
 
-using RequestMessage = boost::beast::http::request<boost::beast::http::buffer_body>;
-using ResponseMessage = boost::beast::http::response<boost::beast::http::buffer_body>;
+using RequestMessage = boost::beast::http::request<boost::beast::http::buffer_body, Fields>;
+using ResponseMessage = boost::beast::http::response<boost::beast::http::buffer_body, Fields>;
 using boost::asio::awaitable;
 using boost::system::error_code;
 

@@ -2,7 +2,7 @@
 // §7.6.1), the forwarding headers, and request ids.
 #pragma once
 
-#include <boost/beast/http/fields.hpp>
+#include "outrigger/core/http_fields.hpp"
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -12,14 +12,16 @@
 
 namespace outrigger::http {
 
+using Fields = core::HttpFields;
+
 // Removes Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
 // Transfer-Encoding, Upgrade and every header the Connection header names.
-void strip_hop_by_hop(boost::beast::http::fields& f);
+void strip_hop_by_hop(Fields& f);
 
 // Appends the client address to x-forwarded-for, sets x-forwarded-proto when
 // absent and x-request-id when absent (generated).
 class RequestIdGenerator;
-void add_forwarding_headers(boost::beast::http::fields& f, std::string_view client_ip, std::string_view proto,
+void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto,
                             RequestIdGenerator& ids);
 
 // Random version-4 UUIDs from a per-worker generator (not for secrets).
@@ -46,7 +48,7 @@ struct ControlHeaders {
   std::optional<std::chrono::milliseconds> timeout;
   bool any() const { return retry_on || max_retries || timeout; }
 };
-ControlHeaders take_control_headers(boost::beast::http::fields& f, bool trusted);
+ControlHeaders take_control_headers(Fields& f, bool trusted);
 
 // Case-insensitive: does the comma-separated header value list contain token?
 bool has_token(std::string_view list, std::string_view token);

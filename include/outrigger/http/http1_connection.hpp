@@ -90,7 +90,7 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   enum class ReadResult { ok, closed, bad_request, too_large, timeout };
   awaitable<ReadResult> read_header(const Http1Settings& s);
   awaitable<error_code> read_more();
-  void prepare_response(boost::beast::http::response_header<>& h, bool has_length);
+  void prepare_response(boost::beast::http::response_header<Fields>& h, bool has_length);
   awaitable<void> refuse(ExchangeHandler& handler, ReadResult why);
   bool header_only_response(int status) const;
 

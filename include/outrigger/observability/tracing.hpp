@@ -6,7 +6,6 @@
 #pragma once
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/beast/http/fields.hpp>
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "outrigger/config/config.hpp"
+#include "outrigger/core/http_fields.hpp"
 #include "outrigger/core/random.hpp"
 #include "outrigger/observability/stats.hpp"
 
@@ -40,11 +40,11 @@ struct TraceContext {
 // The first context found in the headers, in the order of `formats`; none when
 // no listed format is present and valid. A sampling decision without ids
 // (`b3: 0`, `x-b3-sampled: 1` alone) comes back with trace_low == 0.
-std::optional<TraceContext> extract(const boost::beast::http::fields& f, const std::vector<config::Propagation>& formats);
+std::optional<TraceContext> extract(const core::HttpFields& f, const std::vector<config::Propagation>& formats);
 
 // Writes the context the next hop sees: trace id, `span_id` as its parent
 // span, `parent_id`, the sampling decision and debug flag, in `format`.
-void inject(boost::beast::http::fields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
+void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
             config::Propagation format);
 
 // Lower-case hex of a 64-bit id (16 characters) and of a trace id (16 or 32).

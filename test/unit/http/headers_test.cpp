@@ -13,7 +13,7 @@ namespace {
 namespace bhttp = boost::beast::http;
 
 TEST(Headers, StripsHopByHopAndConnectionListedHeaders) {
-  bhttp::fields f;
+  Fields f;
   f.set(bhttp::field::connection, "keep-alive, X-Private");
   f.set("x-private", "secret");
   f.set(bhttp::field::keep_alive, "timeout=5");
@@ -30,7 +30,7 @@ TEST(Headers, StripsHopByHopAndConnectionListedHeaders) {
 
 TEST(Headers, AppendsToForwardedForAndKeepsRequestId) {
   RequestIdGenerator ids(1);
-  bhttp::fields f;
+  Fields f;
   f.set("x-forwarded-for", "10.0.0.1");
   f.set("x-request-id", "abc");
   add_forwarding_headers(f, "127.0.0.1", "http", ids);
@@ -41,7 +41,7 @@ TEST(Headers, AppendsToForwardedForAndKeepsRequestId) {
 
 TEST(Headers, GeneratesRequestIdWhenAbsent) {
   RequestIdGenerator ids(1);
-  bhttp::fields f;
+  Fields f;
   add_forwarding_headers(f, "::1", "http", ids);
   EXPECT_EQ(f["x-forwarded-for"], "::1");
   EXPECT_EQ(f["x-request-id"].size(), 36u);
@@ -73,8 +73,8 @@ TEST(Headers, HasTokenIsCaseInsensitive) {
 namespace outrigger::http {
 namespace {
 
-boost::beast::http::fields control_request() {
-  boost::beast::http::fields f;
+Fields control_request() {
+  Fields f;
   f.insert("Host", "a");
   f.insert("X-Outrigger-Retry-On", "5xx, reset,nonsense");
   f.insert("x-outrigger-max-retries", "3");
@@ -104,7 +104,7 @@ TEST(ControlHeaders, AnUntrustedClientIsIgnoredAndStripped) {
 }
 
 TEST(ControlHeaders, IgnoresInvalidValues) {
-  boost::beast::http::fields f;
+  Fields f;
   f.insert("x-outrigger-max-retries", "many");
   f.insert("x-outrigger-upstream-rq-timeout-ms", "-5");
   const auto c = take_control_headers(f, true);

@@ -12,7 +12,7 @@ namespace bhttp = boost::beast::http;
 const std::vector<Propagation> kAll{Propagation::b3, Propagation::b3_single, Propagation::w3c};
 
 TEST(TraceContext, ReadsB3MultiHeaders) {
-  bhttp::fields f;
+  core::HttpFields f;
   f.set("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124");
   f.set("X-B3-SpanId", "a2fb4a1d1a96d312");
   f.set("X-B3-ParentSpanId", "0020000000000001");
@@ -28,7 +28,7 @@ TEST(TraceContext, ReadsB3MultiHeaders) {
 }
 
 TEST(TraceContext, ReadsB3SingleInEveryShape) {
-  bhttp::fields f;
+  core::HttpFields f;
   f.set("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90");
   auto ctx = extract(f, kAll);
   ASSERT_TRUE(ctx);
@@ -57,7 +57,7 @@ TEST(TraceContext, ReadsB3SingleInEveryShape) {
 }
 
 TEST(TraceContext, ReadsW3cTraceparentAndKeepsTracestate) {
-  bhttp::fields f;
+  core::HttpFields f;
   f.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
   f.set("tracestate", "congo=t61rcWkgMzE");
   const auto ctx = extract(f, kAll);
@@ -77,14 +77,14 @@ TEST(TraceContext, RefusesMalformedContexts) {
            {"b3", "80f198ee56343ba8-e457b5a2e4d86bd1-x"},                               // bad decision
            {"b3", "zzf198ee56343ba8-e457b5a2e4d86bd1"},                                 // not hex
            {"b3", "a-b-c-d-e"}}) {
-    bhttp::fields f;
+    core::HttpFields f;
     f.set(name, value);
     EXPECT_FALSE(extract(f, kAll)) << name << ": " << value;
   }
 }
 
 TEST(TraceContext, ReadsOnlyTheListedFormatsInOrder) {
-  bhttp::fields f;
+  core::HttpFields f;
   f.set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
   f.set("b3", "80f198ee56343ba8-e457b5a2e4d86bd1-1");
   EXPECT_EQ(extract(f, {Propagation::w3c, Propagation::b3_single})->format, Propagation::w3c);
@@ -98,7 +98,7 @@ TEST(TraceContext, WritesWhatItReads) {
   ctx.trace_low = 0x48485a3953bb6124u;
   ctx.sampled = true;
   for (auto format : kAll) {
-    bhttp::fields f;
+    core::HttpFields f;
     inject(f, ctx, 0x1111111111111111u, 0x2222222222222222u, format);
     const auto back = extract(f, kAll);
     ASSERT_TRUE(back) << static_cast<int>(format);
@@ -110,7 +110,7 @@ TEST(TraceContext, WritesWhatItReads) {
     }
     EXPECT_EQ(back->sampled, true);
   }
-  bhttp::fields f;
+  core::HttpFields f;
   ctx.trace_128 = false;
   ctx.trace_high = 0;
   ctx.sampled = false;

@@ -39,19 +39,6 @@ clusters:
               {{"P", std::to_string(primary)}, {"S", std::to_string(spare)}, {"FALLBACK", fallback}});
 }
 
-// Sends `n` GETs on one connection; the statuses seen.
-std::vector<int> send(std::uint16_t port, int n, std::vector<std::string>* bodies = nullptr) {
-  std::vector<int> out;
-  auto s = Socket::connect(port);
-  for (int i = 0; i < n; ++i) {
-    if (!s.send(request_text("GET", "/x"))) break;
-    auto res = s.read_response();
-    if (!res) break;
-    out.push_back(res->result_int());
-    if (bodies) bodies->push_back(res->body());
-  }
-  return out;
-}
 
 // The breaker records a call once its response is out, so the client may see
 // the answer a moment before the state changes: wait for the metric.
@@ -62,7 +49,7 @@ bool state_is(Proxy& proxy, int state) {
 
 void trip(SwitchableUpstream& primary, Proxy& proxy) {
   primary.status = 500;
-  const auto statuses = send(proxy.port(), 10);
+  const auto statuses = send_gets(proxy.port(), 10);
   ASSERT_EQ(statuses, std::vector<int>(10, 500));  // the tenth failure opens it
   ASSERT_EQ(primary.server.requests(), 10);
   ASSERT_TRUE(state_is(proxy, 1));
@@ -72,9 +59,9 @@ TEST(Breaker, OpensOnTheFailureRateAndAnswersWithoutTheUpstream) {
   SwitchableUpstream primary;
   FakeUpstream spare;
   Proxy proxy(config(primary.server.port(), spare.port(), ""));
-  EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 5), std::vector<int>(5, 200));
   primary.status = 500;
-  EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 500));  // 5 of 10: the rate is reached
+  EXPECT_EQ(send_gets(proxy.port(), 5), std::vector<int>(5, 500));  // 5 of 10: the rate is reached
   EXPECT_EQ(primary.server.requests(), 10);
   ASSERT_TRUE(state_is(proxy, 1));
 
@@ -99,7 +86,7 @@ TEST(Breaker, SendsTrafficToTheFallbackClusterWhileOpen) {
   Proxy proxy(config(primary.server.port(), spare.port(), "        fallback: { cluster: spare }"));
   trip(primary, proxy);
   std::vector<std::string> bodies;
-  EXPECT_EQ(send(proxy.port(), 10, &bodies), std::vector<int>(10, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 10, &bodies), std::vector<int>(10, 200));
   EXPECT_EQ(bodies, std::vector<std::string>(10, "spare"));
   EXPECT_EQ(spare.requests(), 10);
   EXPECT_EQ(primary.server.requests(), 10);
@@ -132,11 +119,11 @@ TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   Proxy proxy(config(primary.server.port(), spare.port(), ""));
   trip(primary, proxy);
   primary.status = 200;  // the upstream has recovered
-  EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{503});
+  EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{503});
   std::this_thread::sleep_for(350ms);
-  EXPECT_EQ(send(proxy.port(), 3), std::vector<int>(3, 200));  // the probes
+  EXPECT_EQ(send_gets(proxy.port(), 3), std::vector<int>(3, 200));  // the probes
   EXPECT_TRUE(state_is(proxy, 0));
-  EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));
   EXPECT_EQ(primary.server.requests(), 10 + 3 + 20);
 }
 
@@ -146,10 +133,10 @@ TEST(Breaker, AFailedProbeOpensItAgain) {
   Proxy proxy(config(primary.server.port(), spare.port(), ""));
   trip(primary, proxy);
   std::this_thread::sleep_for(350ms);
-  EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{500});  // a probe, still failing
+  EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{500});  // a probe, still failing
   EXPECT_EQ(primary.server.requests(), 11);
   ASSERT_TRUE(state_is(proxy, 1));
-  EXPECT_EQ(send(proxy.port(), 5), std::vector<int>(5, 503));  // open again
+  EXPECT_EQ(send_gets(proxy.port(), 5), std::vector<int>(5, 503));  // open again
   EXPECT_EQ(primary.server.requests(), 11);
   const auto text = metrics(proxy);
   EXPECT_TRUE(has(text, "outrigger_breaker_state{cluster=\"primary\"} 1")) << text;
@@ -174,9 +161,9 @@ clusters:
     breaker: { failure_rate: 0.5, minimum_requests: 4, slow_call_duration: 40ms, open_duration: 10s }
 )",
                    {{"P", std::to_string(up.port())}}));
-  EXPECT_EQ(send(proxy.port(), 4), std::vector<int>(4, 200));  // slow but answered
+  EXPECT_EQ(send_gets(proxy.port(), 4), std::vector<int>(4, 200));  // slow but answered
   ASSERT_TRUE(state_is(proxy, 1));
-  EXPECT_EQ(send(proxy.port(), 1), std::vector<int>{503});
+  EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{503});
   EXPECT_EQ(up.requests(), 4);
 }
 

@@ -46,18 +46,6 @@ clusters:
               {{"EPS", endpoints}, {"EXTRA", cluster_extra}});
 }
 
-// Sends `n` GETs on one connection; the statuses seen.
-std::vector<int> send(std::uint16_t port, int n) {
-  std::vector<int> out;
-  auto s = Socket::connect(port);
-  for (int i = 0; i < n; ++i) {
-    if (!s.send(request_text("GET", "/x"))) break;
-    auto res = s.read_response();
-    if (!res) break;
-    out.push_back(res->result_int());
-  }
-  return out;
-}
 
 std::string healthy_series(const Backend& b) {
   return "outrigger_endpoint_healthy{cluster=\"app\",endpoint=\"" + b.address() + "\"} ";
@@ -77,10 +65,10 @@ TEST(OutlierDetection, EjectsAFailingEndpointAndTakesItBack) {
                      "    outlier_detection: { consecutive_gateway_failure: 3, base_ejection_time: 400ms, "
                      "max_ejection_percent: 50 }"));
   // Round robin: every other request goes to the bad endpoint until its third 503.
-  auto first = send(proxy.port(), 6);
+  auto first = send_gets(proxy.port(), 6);
   EXPECT_EQ(std::count(first.begin(), first.end(), 503), 3);
   EXPECT_EQ(bad.traffic, 3);
-  EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));  // ejected: all to the good one
+  EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));  // ejected: all to the good one
   EXPECT_EQ(bad.traffic, 3);
   const auto text = metrics(proxy);
   EXPECT_TRUE(has(text, "outrigger_outlier_ejections_total{cluster=\"app\"} 1")) << text;
@@ -93,7 +81,7 @@ TEST(OutlierDetection, EjectsAFailingEndpointAndTakesItBack) {
   // Its time is up: it takes traffic again.
   bad.status = 200;
   std::this_thread::sleep_for(450ms);
-  EXPECT_EQ(send(proxy.port(), 10), std::vector<int>(10, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 10), std::vector<int>(10, 200));
   EXPECT_GE(bad.traffic, 3 + 4);
   EXPECT_TRUE(has(metrics(proxy), healthy_series(bad) + "1"));
   EXPECT_EQ(endpoint_json(proxy, bad).at("ejected").as_bool(), false);
@@ -116,7 +104,7 @@ clusters:
     outlier_detection: { consecutive_gateway_failure: 2, base_ejection_time: 10s, max_ejection_percent: 50 }
 )",
                    {{"DEAD", dead}, {"GOOD", good.address()}}));
-  EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));  // retries hide the dead endpoint
+  EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));  // retries hide the dead endpoint
   EXPECT_TRUE(has(metrics(proxy), "outrigger_outlier_ejections_total{cluster=\"app\"} 1"));
   const auto text = metrics(proxy);
   EXPECT_TRUE(has(text, "outrigger_upstream_connect_failures_total{cluster=\"app\"} 2")) << text;
@@ -128,7 +116,7 @@ TEST(OutlierDetection, NeverEjectsBeyondTheMaxPercent) {
   Proxy proxy(config({&a, &b},
                      "    outlier_detection: { consecutive_gateway_failure: 2, base_ejection_time: 10s, "
                      "max_ejection_percent: 50 }"));
-  send(proxy.port(), 20);
+  send_gets(proxy.port(), 20);
   EXPECT_TRUE(has(metrics(proxy), "outrigger_outlier_ejections_total{cluster=\"app\"} 1"));
   EXPECT_GT(a.traffic + b.traffic, 4);  // one stayed in service
 }
@@ -145,13 +133,13 @@ TEST(HealthCheck, MarksAnEndpointDownAndUp) {
   ASSERT_TRUE(eventually([&] { return has(metrics(proxy), healthy_series(flaky) + "0"); }));
   EXPECT_EQ(endpoint_json(proxy, flaky).at("health").as_string(), "unhealthy");
   const int before = flaky.traffic;
-  EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));
   EXPECT_EQ(flaky.traffic, before);
   EXPECT_EQ(steady.traffic, 20);
 
   flaky.health = 200;
   ASSERT_TRUE(eventually([&] { return has(metrics(proxy), healthy_series(flaky) + "1"); }));
-  EXPECT_EQ(send(proxy.port(), 20), std::vector<int>(20, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));
   EXPECT_EQ(flaky.traffic, 10);
 }
 
@@ -173,7 +161,7 @@ clusters:
   ASSERT_TRUE(eventually([&] {
     return has(metrics(proxy), "outrigger_endpoint_healthy{cluster=\"app\",endpoint=\"" + dead + "\"} 0");
   }));
-  EXPECT_EQ(send(proxy.port(), 10), std::vector<int>(10, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 10), std::vector<int>(10, 200));
 }
 
 TEST(HealthCheck, NoHealthyEndpointAnswers503) {
@@ -213,12 +201,12 @@ TEST(OutlierDetection, AReloadWithoutItPutsEjectedEndpointsBack) {
   Proxy proxy(config({&bad, &good},
                      "    outlier_detection: { consecutive_gateway_failure: 1, base_ejection_time: 60s, "
                      "max_ejection_percent: 50 }"));
-  send(proxy.port(), 4);
+  send_gets(proxy.port(), 4);
   ASSERT_TRUE(has(metrics(proxy), healthy_series(bad) + "0"));
   bad.status = 200;
   ASSERT_TRUE(proxy.server().reload(parse_config(config({&bad, &good}, ""))).empty());
   const int before = bad.traffic;
-  EXPECT_EQ(send(proxy.port(), 10), std::vector<int>(10, 200));
+  EXPECT_EQ(send_gets(proxy.port(), 10), std::vector<int>(10, 200));
   EXPECT_EQ(bad.traffic, before + 5);
   EXPECT_TRUE(has(metrics(proxy), healthy_series(bad) + "1"));
 }

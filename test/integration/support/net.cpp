@@ -337,6 +337,19 @@ std::string fill(std::string text, const std::vector<std::pair<std::string, std:
   return text;
 }
 
+std::vector<int> send_gets(std::uint16_t port, int n, std::vector<std::string>* bodies) {
+  std::vector<int> out;
+  auto s = Socket::connect(port);
+  for (int i = 0; i < n; ++i) {
+    if (!s.send(request_text("GET", "/x"))) break;
+    auto res = s.read_response();
+    if (!res) break;
+    out.push_back(res->result_int());
+    if (bodies) bodies->push_back(res->body());
+  }
+  return out;
+}
+
 bool eventually(const std::function<bool()>& condition) {
   for (int i = 0; i < 300; ++i) {
     if (condition()) return true;

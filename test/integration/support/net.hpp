@@ -121,6 +121,10 @@ class Proxy {
 
 outrigger::config::Config parse_config(const std::string& yaml);
 
+// Sends `n` GETs of /x on one keep-alive connection; the statuses seen (fewer
+// when the connection broke), and the bodies when asked.
+std::vector<int> send_gets(std::uint16_t port, int n, std::vector<std::string>* bodies = nullptr);
+
 // Polls `condition` every 10 ms for at most 3 s.
 bool eventually(const std::function<bool()>& condition);
 

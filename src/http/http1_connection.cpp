@@ -22,9 +22,13 @@ namespace {
 constexpr std::size_t kReadChunk = 8 * 1024;
 }  // namespace
 
+// Everything one request needs, pooled per thread and released between
+// requests, so that an idle keep-alive connection does not carry it (the
+// Exchange lives here, not in serve()'s coroutine frame).
 struct Http1Connection::RequestState {
   bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>> parser;
   std::optional<bhttp::response_serializer<bhttp::buffer_body, Fields>> serializer;
+  std::optional<Exchange> exchange;
 };
 
 namespace {
@@ -179,7 +183,7 @@ awaitable<void> Http1Connection::serve() {
     }
     keep_alive_ = req.keep_alive();
 
-    Exchange ex{req, *this, start, start_wall, client_ip_};
+    auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
     ex.request_has_body = !state_->parser.is_done();
     if (ex.request_has_body && state_->parser.content_length()) ex.request_content_length = *state_->parser.content_length();
     co_await handler->handle(ex);

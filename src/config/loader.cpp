@@ -304,7 +304,7 @@ class Loader {
   void listener(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
                               "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
-                              "trust_request_headers"}))
+                              "trust_request_headers", "max_authorities"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -323,6 +323,7 @@ class Loader {
       l.idle_timeout = *d;
     }
     if (auto b = r_.boolean(n, "trust_request_headers", path)) l.trust_request_headers = *b;
+    if (auto v = r_.integer(n, "max_authorities", path, 0, 10'000)) l.max_authorities = *v;
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];

@@ -44,7 +44,7 @@ ListenerStats* Stats::listener(std::string_view name, std::string_view direction
     it = listeners_
              .emplace(std::string(name), std::unique_ptr<ListenerStats>(new ListenerStats{
                                              std::string(name), std::string(direction),
-                                             PerWorker<ListenerSlice>(workers_)}))
+                                             PerWorker<ListenerSlice>(workers_), AuthorityStats(workers_)}))
              .first;
   }
   it->second->direction = std::string(direction);
@@ -60,6 +60,26 @@ ClusterStats* Stats::cluster(std::string_view name) {
              .first;
   }
   return it->second.get();
+}
+
+PerWorker<Counter>* AuthorityStats::find_or_add(std::string_view authority, std::size_t limit) {
+  std::lock_guard lock(mutex_);
+  if (auto it = series_.find(authority); it != series_.end()) return it->second.get();
+  if (series_.size() < limit)
+    return series_.emplace(std::string(authority), std::make_unique<PerWorker<Counter>>(workers_)).first->second.get();
+  if (!other_) other_ = std::make_unique<PerWorker<Counter>>(workers_);
+  return other_.get();
+}
+
+void AuthorityStats::for_each(const std::function<void(const std::string&, std::uint64_t)>& f) const {
+  std::lock_guard lock(mutex_);
+  auto total = [](const PerWorker<Counter>& w) {
+    std::uint64_t n = 0;
+    for (unsigned i = 0; i < w.size(); ++i) n += w[i].value();
+    return n;
+  };
+  for (const auto& [name, series] : series_) f(name, total(*series));
+  if (other_) f("other", total(*other_));
 }
 
 void Stats::count_reload(bool success) { (success ? reloads_ok_ : reloads_failed_).fetch_add(1); }
@@ -200,6 +220,18 @@ std::string Stats::scrape() const {
     bad.metric.push_back(std::move(b));
   }
   out.push_back(std::move(ratelimit));
+  auto authority = family("outrigger_authority_requests_total",
+                          "Requests by the authority (Host) clients asked for, on listeners with max_authorities; "
+                          "authorities past the cap count as \"other\".",
+                          MetricType::Counter);
+  for (const auto& [name, l] : listeners_) {
+    l->authorities.for_each([&](const std::string& host, std::uint64_t n) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"authority", host}});
+      m.counter.value = static_cast<double>(n);
+      authority.metric.push_back(std::move(m));
+    });
+  }
+  out.push_back(std::move(authority));
   out.push_back(std::move(dc_active));
   out.push_back(std::move(dc_total));
   out.push_back(std::move(bad));

@@ -92,6 +92,7 @@ std::string config_to_json(const config::Config& c) {
         {"request_headers_timeout", duration(l.request_headers_timeout)},
         {"idle_timeout", duration(l.idle_timeout)},
         {"trust_request_headers", l.trust_request_headers},
+        {"max_authorities", l.max_authorities},
         {"filters", std::move(filters)},
         {"routes", std::move(routes)}});
   }

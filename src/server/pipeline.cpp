@@ -96,6 +96,8 @@ void Pipeline::complete(http::Exchange& ex) {
     listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
   }
 
+  if (listener_.config->max_authorities) count_authority(ex.request[bhttp::field::host]);
+
   if (ex.traced && *ex.trace.sampled) {
     observability::Span span;
     span.trace_high = ex.trace.trace_high;
@@ -149,6 +151,21 @@ void Pipeline::complete(http::Exchange& ex) {
     }
     log->write(e);
   }
+}
+
+void Pipeline::count_authority(std::string_view host) {
+  host = host.substr(0, 255);
+  for (auto& e : authorities_) {
+    if (e.counter && boost::beast::iequals(e.name, host)) {
+      e.counter->inc();
+      return;
+    }
+  }
+  auto& e = authorities_[next_authority_++ % authorities_.size()];
+  e.name.assign(host);
+  for (auto& c : e.name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  e.counter = &(*listener_.stats->authorities.find_or_add(e.name, listener_.config->max_authorities))[worker_.index];
+  e.counter->inc();
 }
 
 }  // namespace outrigger::server

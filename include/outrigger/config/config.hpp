@@ -126,6 +126,7 @@ struct Listener {
   Duration request_headers_timeout{std::chrono::seconds(10)};
   Duration idle_timeout{std::chrono::seconds(60)};
   bool trust_request_headers = false;  // honour x-outrigger-* control headers from clients
+  std::size_t max_authorities = 0;     // > 0: count requests per Host, for this many distinct values
   Mark mark;
 };
 

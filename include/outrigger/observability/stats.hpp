@@ -10,7 +10,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -168,9 +170,30 @@ struct RouteStats {
   PerWorker<RouteSlice> workers;
 };
 
+// Requests per authority (the Host a client asked for) on one listener. A
+// series is made when an authority first appears, at most `limit` of them; the
+// rest count as authority="other". Workers reach their series through a small
+// cache of their own (server::Pipeline), so the lock is taken only when a
+// worker meets an authority it has not seen lately, and by the scrape.
+class AuthorityStats {
+ public:
+  explicit AuthorityStats(unsigned workers) : workers_(workers) {}
+  // The series for `authority` (lower case), or "other" past the limit.
+  PerWorker<Counter>* find_or_add(std::string_view authority, std::size_t limit);
+  // f(authority, total over the workers), in name order.
+  void for_each(const std::function<void(const std::string&, std::uint64_t)>& f) const;
+
+ private:
+  unsigned workers_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<PerWorker<Counter>>, std::less<>> series_;
+  std::unique_ptr<PerWorker<Counter>> other_;
+};
+
 struct ListenerStats {
   std::string name, direction;
   PerWorker<ListenerSlice> workers;
+  AuthorityStats authorities;
 };
 
 struct ClusterStats {

@@ -4,7 +4,9 @@
 // data path in a screen.
 #pragma once
 
+#include <array>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "outrigger/http/http1_connection.hpp"
@@ -30,6 +32,16 @@ class Pipeline final : public http::ExchangeHandler {
   std::vector<http::Filter*> filters_;  // one per factory; filters hold no per-request state yet
   observability::ListenerSlice& listener_stats_;
   std::unique_ptr<observability::WorkerTracer> tracer_;  // null when the config does not trace
+
+  // The authorities this worker met last on this listener, and their counters
+  // (max_authorities): a hit is a short compare, a miss a locked lookup.
+  struct AuthorityEntry {
+    std::string name;  // lower case
+    observability::Counter* counter = nullptr;
+  };
+  std::array<AuthorityEntry, 8> authorities_;
+  std::size_t next_authority_ = 0;
+  void count_authority(std::string_view host);
 };
 
 }  // namespace outrigger::server

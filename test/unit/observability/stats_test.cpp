@@ -69,3 +69,26 @@ TEST(Histogram, PutsObservationsInTheFirstBucketThatHoldsThem) {
 
 }  // namespace
 }  // namespace outrigger::observability
+
+namespace outrigger::observability {
+namespace {
+
+TEST(AuthorityStats, CapsTheSeriesAndCountsTheRestAsOther) {
+  AuthorityStats a(2);
+  auto* x = a.find_or_add("x", 2);
+  EXPECT_EQ(a.find_or_add("x", 2), x);
+  auto* y = a.find_or_add("y", 2);
+  auto* other = a.find_or_add("z", 2);
+  EXPECT_NE(other, x);
+  EXPECT_NE(other, y);
+  EXPECT_EQ(a.find_or_add("w", 2), other);
+  (*x)[0].inc();
+  (*x)[1].inc(2);
+  (*other)[1].inc();
+  std::vector<std::pair<std::string, std::uint64_t>> seen;
+  a.for_each([&](const std::string& n, std::uint64_t v) { seen.emplace_back(n, v); });
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::uint64_t>>{{"x", 3}, {"y", 0}, {"other", 1}}));
+}
+
+}  // namespace
+}  // namespace outrigger::observability

@@ -34,7 +34,9 @@ int get(Socket& s, std::vector<std::pair<std::string, std::string>> headers = {}
 
 TEST(RateLimit, AnswersTooManyRequestsThenRecovers) {
   FakeUpstream app;
-  Proxy proxy(config(app.port(), "{ type: local_rate_limit, tokens_per_second: 10, burst: 3 }"));
+  // Two tokens a second: the four requests below fit easily in the half second
+  // before a token comes back, even on a slow machine.
+  Proxy proxy(config(app.port(), "{ type: local_rate_limit, tokens_per_second: 2, burst: 3 }"));
   auto s = Socket::connect(proxy.port());
   EXPECT_EQ(get(s), 200);
   EXPECT_EQ(get(s), 200);
@@ -44,7 +46,7 @@ TEST(RateLimit, AnswersTooManyRequestsThenRecovers) {
   EXPECT_EQ(limited["retry-after"], "1");
   EXPECT_EQ(limited["x-outrigger-error"], "rate_limited");
   EXPECT_EQ(app.requests(), 3);  // the refused one never reached the upstream
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // one token back (10/s)
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // one token back (2/s), not two
   EXPECT_EQ(get(s), 200);
   EXPECT_EQ(get(s), 429);
   const auto text = metrics(proxy);

@@ -174,14 +174,19 @@ void put_hex(char* out, std::uint64_t v) {
 
 }  // namespace
 
-std::string hex_id(std::uint64_t id) {
-  std::string s(16, '0');
-  put_hex(s.data(), id);
-  return s;
+HexId hex_id(std::uint64_t id) {
+  HexId h;
+  put_hex(h.data.data(), id);
+  h.size = 16;
+  return h;
 }
 
-std::string hex_trace_id(const TraceContext& ctx) {
-  return ctx.trace_128 ? hex_id(ctx.trace_high) + hex_id(ctx.trace_low) : hex_id(ctx.trace_low);
+HexId hex_trace_id(std::uint64_t high, std::uint64_t low, bool wide) {
+  HexId h;
+  if (wide) put_hex(h.data.data(), high);
+  put_hex(h.data.data() + (wide ? 16 : 0), low);
+  h.size = wide ? 32 : 16;
+  return h;
 }
 
 std::optional<TraceContext> extract(const core::HttpFields& fields, const std::vector<config::Propagation>& formats) {
@@ -208,10 +213,9 @@ std::optional<TraceContext> extract(const core::HttpFields& fields, const std::v
 void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
             config::Propagation format) {
   const bool sampled = ctx.sampled.value_or(false);
-  char trace[32], span[16], parent[16];
-  if (ctx.trace_128) put_hex(trace, ctx.trace_high);
-  put_hex(ctx.trace_128 ? trace + 16 : trace, ctx.trace_low);
-  const std::string_view trace_sv(trace, ctx.trace_128 ? 32 : 16);
+  const auto trace_hex = hex_trace_id(ctx);
+  const auto trace_sv = trace_hex.view();
+  char span[16], parent[16];
   put_hex(span, span_id);
   put_hex(parent, parent_id);
   switch (format) {
@@ -232,23 +236,25 @@ void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id,
       }
       break;
     case config::Propagation::b3_single: {
-      std::string v;
-      v.reserve(32 + 1 + 16 + 2 + 17);
-      v.append(trace_sv).append("-").append(span, 16).append("-").append(ctx.debug ? "d" : sampled ? "1" : "0");
-      if (parent_id) v.append("-").append(parent, 16);
-      f.set("b3", v);
+      char v[32 + 1 + 16 + 2 + 17];  // {trace}-{span}-{decision}[-{parent}], in place
+      char* p = std::copy(trace_sv.begin(), trace_sv.end(), v);
+      *p++ = '-';
+      p = std::copy_n(span, 16, p);
+      *p++ = '-';
+      *p++ = ctx.debug ? 'd' : sampled ? '1' : '0';
+      if (parent_id) {
+        *p++ = '-';
+        p = std::copy_n(parent, 16, p);
+      }
+      f.set("b3", std::string_view(v, static_cast<std::size_t>(p - v)));
       break;
     }
     case config::Propagation::w3c: {
       // traceparent has 128-bit trace ids: a 64-bit one is left-padded with zeros.
+      const auto wide = hex_trace_id(ctx.trace_high, ctx.trace_low, true);  // trace_high is 0 for 64-bit ids
       char tp[55];
       std::memcpy(tp, "00-", 3);
-      if (ctx.trace_128) {
-        std::memcpy(tp + 3, trace, 32);
-      } else {
-        std::memset(tp + 3, '0', 16);
-        std::memcpy(tp + 19, trace, 16);
-      }
+      std::memcpy(tp + 3, wide.data.data(), 32);
       tp[35] = '-';
       std::memcpy(tp + 36, span, 16);
       std::memcpy(tp + 52, sampled || ctx.debug ? "-01" : "-00", 3);
@@ -343,17 +349,10 @@ std::string encode_spans(const std::vector<Span>& spans, std::string_view servic
   json::array out(sp);
   out.reserve(spans.size());
   for (const auto& s : spans) {
-    char trace[32], id[16], parent[16];
-    if (s.trace_128) put_hex(trace, s.trace_high);
-    put_hex(s.trace_128 ? trace + 16 : trace, s.trace_low);
-    put_hex(id, s.id);
     json::object o(sp);
-    o["traceId"] = std::string_view(trace, s.trace_128 ? 32 : 16);
-    o["id"] = std::string_view(id, 16);
-    if (s.parent_id) {
-      put_hex(parent, s.parent_id);
-      o["parentId"] = std::string_view(parent, 16);
-    }
+    o["traceId"] = hex_trace_id(s.trace_high, s.trace_low, s.trace_128).view();
+    o["id"] = hex_id(s.id).view();
+    if (s.parent_id) o["parentId"] = hex_id(s.parent_id).view();
     o["kind"] = s.server ? "SERVER" : "CLIENT";
     char name[16];
     const auto method = s.method.view();

@@ -142,12 +142,12 @@ void Pipeline::complete(http::Exchange& ex) {
     e.cluster = ex.cluster_name;
     e.listener = listener_.config->name;
     e.downstream_address = ex.downstream_ip;
-    std::string trace_id, span_id;
+    observability::HexId trace_id, span_id;  // in place: no allocation
     if (ex.traced) {
       trace_id = observability::hex_trace_id(ex.trace);
       span_id = observability::hex_id(ex.server_span_id);
-      e.trace_id = trace_id;
-      e.span_id = span_id;
+      e.trace_id = trace_id.view();
+      e.span_id = span_id.view();
     }
     log->write(e);
   }

@@ -40,6 +40,12 @@ struct SpanReporter::Impl {
     for (const auto& c : snap.clusters)
       if (c->name() == cfg.collector_cluster) cluster = c.get();
     if (!cluster || cluster->endpoints().empty()) co_return false;
+    bhttp::request<bhttp::string_body> req{bhttp::verb::post, cfg.collector_path, 11};
+    req.set(bhttp::field::host, cfg.collector_cluster);
+    req.set(bhttp::field::content_type, "application/json");
+    req.set(bhttp::field::user_agent, "outrigger");
+    req.body() = std::move(body);
+    req.prepare_payload();
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool reused = stream.has_value();
       if (!stream) {
@@ -52,12 +58,6 @@ struct SpanReporter::Impl {
           co_return false;
         }
       }
-      bhttp::request<bhttp::string_body> req{bhttp::verb::post, cfg.collector_path, 11};
-      req.set(bhttp::field::host, cfg.collector_cluster);
-      req.set(bhttp::field::content_type, "application/json");
-      req.set(bhttp::field::user_agent, "outrigger");
-      req.body() = body;
-      req.prepare_payload();
       stream->expires_after(kExchangeTimeout);
       auto [wec, wn] = co_await bhttp::async_write(*stream, req, use_tuple);
       beast::flat_buffer buffer;

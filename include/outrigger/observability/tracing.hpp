@@ -47,9 +47,16 @@ std::optional<TraceContext> extract(const core::HttpFields& f, const std::vector
 void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
             config::Propagation format);
 
-// Lower-case hex of a 64-bit id (16 characters) and of a trace id (16 or 32).
-std::string hex_id(std::uint64_t id);
-std::string hex_trace_id(const TraceContext& ctx);
+// Lower-case hex of an id, in place (no allocation): 16 characters for a span
+// id or a 64-bit trace id, 32 for a 128-bit trace id.
+struct HexId {
+  std::array<char, 32> data;
+  std::size_t size = 0;
+  std::string_view view() const { return {data.data(), size}; }
+};
+HexId hex_id(std::uint64_t id);
+HexId hex_trace_id(std::uint64_t high, std::uint64_t low, bool wide);
+inline HexId hex_trace_id(const TraceContext& ctx) { return hex_trace_id(ctx.trace_high, ctx.trace_low, ctx.trace_128); }
 
 // A string truncated into a fixed buffer: spans carry no heap memory.
 template <std::size_t N>

@@ -19,7 +19,7 @@ TEST(TraceContext, ReadsB3MultiHeaders) {
   f.set("X-B3-Sampled", "1");
   const auto ctx = extract(f, kAll);
   ASSERT_TRUE(ctx);
-  EXPECT_EQ(hex_trace_id(*ctx), "463ac35c9f6413ad48485a3953bb6124");
+  EXPECT_EQ(hex_trace_id(*ctx).view(), "463ac35c9f6413ad48485a3953bb6124");
   EXPECT_EQ(ctx->span_id, 0xa2fb4a1d1a96d312u);
   EXPECT_EQ(ctx->parent_id, 0x0020000000000001u);
   EXPECT_EQ(ctx->sampled, true);
@@ -103,7 +103,7 @@ TEST(TraceContext, WritesWhatItReads) {
     const auto back = extract(f, kAll);
     ASSERT_TRUE(back) << static_cast<int>(format);
     EXPECT_EQ(back->format, format);
-    EXPECT_EQ(hex_trace_id(*back), "463ac35c9f6413ad48485a3953bb6124");
+    EXPECT_EQ(hex_trace_id(*back).view(), "463ac35c9f6413ad48485a3953bb6124");
     EXPECT_EQ(back->span_id, 0x1111111111111111u);
     if (format != Propagation::w3c) {
       EXPECT_EQ(back->parent_id, 0x2222222222222222u);

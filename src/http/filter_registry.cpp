@@ -17,10 +17,11 @@ const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types
   return types;
 }
 
-std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, std::vector<FilterError>& errors) {
+std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, const FilterContext& context,
+                                                   std::vector<FilterError>& errors) {
   std::vector<std::string_view> names;
   for (const auto& [name, make] : filter_types()) {
-    if (name == spec.type) return make(spec, errors);
+    if (name == spec.type) return make(spec, context, errors);
     names.push_back(name);
   }
   std::string message = "unknown filter type '" + spec.type + "'";

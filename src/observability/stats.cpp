@@ -62,6 +62,20 @@ ClusterStats* Stats::cluster(std::string_view name) {
   return it->second.get();
 }
 
+TlsMaterialStats* Stats::tls_material(std::string_view listener, std::string_view cluster) {
+  auto& slot = tls_[{std::string(listener), std::string(cluster)}];
+  if (!slot) slot.reset(new TlsMaterialStats{std::string(listener), std::string(cluster)});
+  return slot.get();
+}
+
+PerWorker<RbacSlice>* ListenerStats::rbac_policy(std::string_view policy) {
+  auto it = rbac.find(policy);
+  if (it == rbac.end()) {
+    it = rbac.emplace(std::string(policy), std::make_unique<PerWorker<RbacSlice>>(workers.size())).first;
+  }
+  return it->second.get();
+}
+
 PerWorker<Counter>* AuthorityStats::find_or_add(std::string_view authority, std::size_t limit) {
   std::lock_guard lock(mutex_);
   if (auto it = series_.find(authority); it != series_.end()) return it->second.get();
@@ -211,15 +225,117 @@ std::string Stats::scrape() const {
         static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.ratelimit_limited.value(); }));
     ratelimit.metric.push_back(std::move(allowed));
     ratelimit.metric.push_back(std::move(limited));
-    auto a = m, t = m, b = m;
-    a.gauge.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_active.value(); }));
-    t.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.connections_total.value(); }));
+    auto b = m;
     b.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.bad_requests.value(); }));
-    dc_active.metric.push_back(std::move(a));
-    dc_total.metric.push_back(std::move(t));
     bad.metric.push_back(std::move(b));
+    const auto active = sum(l->workers, [](const ListenerSlice& s) { return s.connections_active.value(); });
+    const auto active_tls = sum(l->workers, [](const ListenerSlice& s) { return s.tls_connections_active.value(); });
+    const auto total = sum(l->workers, [](const ListenerSlice& s) { return s.connections_total.value(); });
+    const auto total_tls = sum(l->workers, [](const ListenerSlice& s) { return s.tls_connections_total.value(); });
+    for (const bool tls : {false, true}) {
+      auto a = with_labels({{"direction", l->direction}, {"listener", l->name}, {"tls", tls ? "true" : "false"}});
+      auto t = a;
+      a.gauge.value = static_cast<double>(tls ? active_tls : active - active_tls);
+      t.counter.value = static_cast<double>(tls ? total_tls : total - total_tls);
+      dc_active.metric.push_back(std::move(a));
+      dc_total.metric.push_back(std::move(t));
+    }
   }
   out.push_back(std::move(ratelimit));
+
+  auto jwt = family("outrigger_jwt_authn_total",
+                    "Requests checked by the jwt_authn filter, by result (allowed, or why the token was refused).",
+                    MetricType::Counter);
+  auto rbac = family("outrigger_rbac_decisions_total",
+                     "Decisions of the rbac filter: allowed/denied (enforce mode), shadow_allowed/shadow_denied "
+                     "(shadow mode: what would have been decided), by the policy (role) that matched.",
+                     MetricType::Counter);
+  auto handshakes = family("outrigger_tls_handshakes_total", "TLS handshakes completed, by side.",
+                           MetricType::Counter);
+  auto handshake_failures = family("outrigger_tls_handshake_failures_total",
+                                   "TLS handshakes that failed, by side and reason: no_client_cert, unknown_ca, "
+                                   "expired, identity_mismatch, protocol.",
+                                   MetricType::Counter);
+  for (const auto& [name, l] : listeners_) {
+    bool used = false;
+    for (std::size_t i = 0; i < kJwtResultNames.size(); ++i) {
+      const auto n = sum(l->workers, [&](const ListenerSlice& s) { return s.jwt[i].value(); });
+      used = used || n > 0;
+    }
+    for (std::size_t i = 0; used && i < kJwtResultNames.size(); ++i) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"result", kJwtResultNames[i]}});
+      m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.jwt[i].value(); }));
+      jwt.metric.push_back(std::move(m));
+    }
+    for (const auto& [policy, series] : l->rbac) {
+      const std::pair<const char*, Counter RbacSlice::*> decisions[] = {{"allowed", &RbacSlice::allowed},
+                                                                        {"denied", &RbacSlice::denied},
+                                                                        {"shadow_allowed", &RbacSlice::shadow_allowed},
+                                                                        {"shadow_denied", &RbacSlice::shadow_denied}};
+      for (const auto& [decision, member] : decisions) {
+        auto m = with_labels(
+            {{"direction", l->direction}, {"listener", l->name}, {"decision", decision}, {"policy", policy}});
+        m.counter.value = static_cast<double>(sum(*series, [&](const RbacSlice& s) { return (s.*member).value(); }));
+        rbac.metric.push_back(std::move(m));
+      }
+    }
+    const auto done = sum(l->workers, [](const ListenerSlice& s) { return s.tls_handshakes.value(); });
+    std::array<std::uint64_t, kTlsFailureNames.size()> failed{};
+    for (std::size_t i = 0; i < failed.size(); ++i)
+      failed[i] = sum(l->workers, [&](const ListenerSlice& s) { return s.tls_failures[i].value(); });
+    if (done == 0 && std::all_of(failed.begin(), failed.end(), [](auto n) { return n == 0; })) continue;
+    auto h = with_labels({{"side", "downstream"}, {"listener", l->name}, {"cluster", ""}});
+    h.counter.value = static_cast<double>(done);
+    handshakes.metric.push_back(std::move(h));
+    for (std::size_t i = 0; i < failed.size(); ++i) {
+      auto f = with_labels(
+          {{"side", "downstream"}, {"listener", l->name}, {"cluster", ""}, {"reason", kTlsFailureNames[i]}});
+      f.counter.value = static_cast<double>(failed[i]);
+      handshake_failures.metric.push_back(std::move(f));
+    }
+  }
+  for (const auto& [name, c] : clusters_) {
+    const auto done = sum(c->workers, [](const ClusterSlice& s) { return s.tls_handshakes.value(); });
+    std::array<std::uint64_t, kTlsFailureNames.size()> failed{};
+    for (std::size_t i = 0; i < failed.size(); ++i)
+      failed[i] = sum(c->workers, [&](const ClusterSlice& s) { return s.tls_failures[i].value(); });
+    if (done == 0 && std::all_of(failed.begin(), failed.end(), [](auto n) { return n == 0; })) continue;
+    auto h = with_labels({{"side", "upstream"}, {"listener", ""}, {"cluster", c->name}});
+    h.counter.value = static_cast<double>(done);
+    handshakes.metric.push_back(std::move(h));
+    for (std::size_t i = 0; i < failed.size(); ++i) {
+      auto f = with_labels({{"side", "upstream"}, {"listener", ""}, {"cluster", c->name}, {"reason", kTlsFailureNames[i]}});
+      f.counter.value = static_cast<double>(failed[i]);
+      handshake_failures.metric.push_back(std::move(f));
+    }
+  }
+  auto expiry = family("outrigger_tls_cert_expiry_timestamp_seconds",
+                       "When the certificate Outrigger presents expires (a listener's serving certificate, or a "
+                       "cluster's client certificate), in seconds since the Unix epoch.",
+                       MetricType::Gauge);
+  auto tls_reloads = family("outrigger_tls_reloads_total",
+                            "Reloads of changed certificate, key or CA files, by result (a failed one keeps the old "
+                            "material serving).",
+                            MetricType::Counter);
+  for (const auto& [key, t] : tls_) {
+    if (t->cert_not_after > 0) {
+      auto e = with_labels({{"listener", t->listener}, {"cluster", t->cluster}});
+      e.gauge.value = static_cast<double>(t->cert_not_after);
+      expiry.metric.push_back(std::move(e));
+    }
+    auto ok = with_labels({{"listener", t->listener}, {"cluster", t->cluster}, {"result", "success"}});
+    auto bad_reload = with_labels({{"listener", t->listener}, {"cluster", t->cluster}, {"result", "failure"}});
+    ok.counter.value = static_cast<double>(t->reloads_ok);
+    bad_reload.counter.value = static_cast<double>(t->reloads_failed);
+    tls_reloads.metric.push_back(std::move(ok));
+    tls_reloads.metric.push_back(std::move(bad_reload));
+  }
+  out.push_back(std::move(jwt));
+  out.push_back(std::move(rbac));
+  out.push_back(std::move(handshakes));
+  out.push_back(std::move(handshake_failures));
+  out.push_back(std::move(expiry));
+  out.push_back(std::move(tls_reloads));
   auto authority = family("outrigger_authority_requests_total",
                           "Requests by the authority (Host) clients asked for, on listeners with max_authorities; "
                           "authorities past the cap count as \"other\".",

@@ -117,7 +117,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     rt->settings = {l.max_request_line_bytes, l.max_request_headers_bytes, l.request_headers_timeout, l.idle_timeout};
     for (const auto& spec : l.filters) {
       std::vector<http::FilterError> ferrors;
-      auto f = http::make_filter_factory(spec, ferrors);
+      auto f = http::make_filter_factory(spec, http::FilterContext{l.name, rt->stats}, ferrors);
       for (auto& e : ferrors) errors.add(e.mark, fmt::format("listeners.{}.filters: {}", l.name, e.message));
       if (f) rt->filters.push_back(std::move(f));
     }

@@ -71,9 +71,9 @@ TEST_F(Admin, CountsRequestsByListenerRouteClusterAndCode) {
                       "route=\"api\",cluster=\"app\"} 7"),
             std::string::npos);
   EXPECT_NE(text.find("outrigger_request_duration_seconds_bucket{"), std::string::npos);
-  EXPECT_NE(text.find("outrigger_downstream_connections_active{direction=\"inbound\",listener=\"ingress\"}"),
+  EXPECT_NE(text.find("outrigger_downstream_connections_active{direction=\"inbound\",listener=\"ingress\",tls=\"false\"}"),
             std::string::npos);
-  EXPECT_NE(text.find("outrigger_downstream_connections_total{direction=\"inbound\",listener=\"ingress\"} 9"),
+  EXPECT_NE(text.find("outrigger_downstream_connections_total{direction=\"inbound\",listener=\"ingress\",tls=\"false\"} 9"),
             std::string::npos);
   EXPECT_NE(text.find("outrigger_upstream_connections_active{cluster=\"app\"}"), std::string::npos);
   EXPECT_NE(text.find("outrigger_upstream_requests_total{cluster=\"app\"} 7"), std::string::npos);

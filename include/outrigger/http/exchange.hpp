@@ -10,6 +10,7 @@
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -64,6 +65,8 @@ class Downstream {
   virtual bool deadline_expired() const = 0;
 };
 
+struct JwtClaims;  // outrigger/http/jwt_claims.hpp
+
 struct Exchange {
   Exchange(RequestMessage& req, Downstream& down, std::chrono::steady_clock::time_point start_time,
            std::chrono::system_clock::time_point start_wall_time, std::string_view client_ip)
@@ -76,6 +79,10 @@ struct Exchange {
   std::string_view downstream_ip;
   bool request_has_body = false;                         // set by the codec
   std::optional<std::uint64_t> request_content_length;  // set by the codec; none for chunked
+  // The downstream connection's TLS, set by the codec for the connection's life.
+  bool downstream_tls = false;
+  std::string_view peer_identity;  // the verified client certificate's SPIFFE ID (else its first DNS SAN); empty without mTLS
+  std::string_view client_cert_xfcc;  // the client certificate as an x-forwarded-client-cert element (By=..;Hash=..;URI=..)
 
   // Filled in as the exchange proceeds.
   int status = 0;
@@ -89,6 +96,7 @@ struct Exchange {
   std::uint64_t bytes_sent = 0;
   bool close_connection = false;  // the codec must close after this exchange
   ControlHeaders control;         // the client's x-outrigger-* overrides (trusted listeners only)
+  std::shared_ptr<const JwtClaims> jwt;  // set by jwt_authn when the request's token verified
   observability::ListenerSlice* listener_stats = nullptr;  // this worker's slice of the listener's series
 
   // Tracing: set by the pipeline when the config traces; `traced` once the

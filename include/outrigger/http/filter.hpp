@@ -51,14 +51,22 @@ struct FilterError {
   std::string message;
 };
 
-using FilterFactoryMaker =
-    std::function<std::unique_ptr<FilterFactory>(const config::FilterSpec&, std::vector<FilterError>& errors)>;
+// Where a filter is built: its listener, and that listener's metric series
+// (for series a filter resolves at load time, e.g. one per rbac policy).
+struct FilterContext {
+  std::string_view listener;
+  observability::ListenerStats* stats = nullptr;  // never null in a running proxy; may be in unit tests
+};
+
+using FilterFactoryMaker = std::function<std::unique_ptr<FilterFactory>(
+    const config::FilterSpec&, const FilterContext&, std::vector<FilterError>& errors)>;
 
 // The registry of filter types, keyed by their YAML `type`.
 const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types();
 
 // Builds the factory for spec, or returns null with errors appended
 // (including "unknown filter type 'x'", with a suggestion).
-std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, std::vector<FilterError>& errors);
+std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, const FilterContext& context,
+                                                   std::vector<FilterError>& errors);
 
 }  // namespace outrigger::http

@@ -87,11 +87,46 @@ struct RouteSlice {
   }
 };
 
+// Why a TLS handshake failed (the `reason` label of the handshake-failure metrics).
+enum class TlsFailure : std::uint8_t { no_client_cert, unknown_ca, expired, identity_mismatch, protocol };
+inline constexpr std::array<std::string_view, 5> kTlsFailureNames{"no_client_cert", "unknown_ca", "expired",
+                                                                  "identity_mismatch", "protocol"};
+
+// How a jwt_authn check ended (the `result` label of outrigger_jwt_authn_total).
+enum class JwtResult : std::uint8_t {
+  allowed,         // a token verified
+  missing,         // a rule required a token and none came
+  malformed,       // not a JWT, or its JSON or base64url is broken
+  bad_signature,   // the signature does not verify, or an algorithm not allowed
+  unknown_key,     // no key in the provider's key set matches the token's kid
+  expired,         // exp is past (60 s leeway)
+  not_yet_valid,   // nbf is ahead (60 s leeway)
+  wrong_issuer,
+  wrong_audience,
+};
+inline constexpr std::array<std::string_view, 9> kJwtResultNames{
+    "allowed", "missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "wrong_issuer",
+    "wrong_audience"};
+
 struct ListenerSlice {
   Gauge connections_active;
   Counter connections_total;
+  Gauge tls_connections_active;  // of those, over TLS
+  Counter tls_connections_total;
   Counter bad_requests;  // answered 4xx by the codec (malformed, too large, too slow)
   Counter ratelimit_allowed, ratelimit_limited;  // local_rate_limit decisions
+  Counter tls_handshakes;                        // completed
+  std::array<Counter, kTlsFailureNames.size()> tls_failures;  // by TlsFailure
+  std::array<Counter, kJwtResultNames.size()> jwt;            // by JwtResult
+  void count(TlsFailure f) { tls_failures[static_cast<std::size_t>(f)].inc(); }
+  void count(JwtResult r) { jwt[static_cast<std::size_t>(r)].inc(); }
+};
+
+// The decisions of a listener's rbac filter that one policy made (the role
+// of the binding that matched, or "default" when none did).
+struct RbacSlice {
+  Counter allowed, denied;                // enforce mode
+  Counter shadow_allowed, shadow_denied;  // shadow mode: what would have been decided
 };
 
 struct ClusterSlice {
@@ -108,6 +143,9 @@ struct ClusterSlice {
   Counter retries_budget_exhausted;  // retries refused by the retry budget
   Counter timeouts;              // per-try and route timeouts
   Histogram try_duration;        // each try: from taking a connection to its end
+  Counter tls_handshakes;        // completed, with an endpoint
+  std::array<Counter, kTlsFailureNames.size()> tls_failures;  // by TlsFailure
+  void count(TlsFailure f) { tls_failures[static_cast<std::size_t>(f)].inc(); }
 };
 
 // The shared state of a cluster's classic breaker (upstream::CircuitBreaker
@@ -194,6 +232,19 @@ struct ListenerStats {
   std::string name, direction;
   PerWorker<ListenerSlice> workers;
   AuthorityStats authorities;
+
+  // The series of one rbac policy on this listener (main thread: config load;
+  // the scrape also runs there). Kept across reloads; never null.
+  PerWorker<RbacSlice>* rbac_policy(std::string_view policy);
+  std::map<std::string, std::unique_ptr<PerWorker<RbacSlice>>, std::less<>> rbac;
+};
+
+// One set of TLS files (a listener's or a cluster's; the other name is
+// empty), as its watcher last loaded them. Main thread.
+struct TlsMaterialStats {
+  std::string listener, cluster;
+  std::int64_t cert_not_after = 0;  // the serving certificate's expiry, seconds since the epoch
+  std::uint64_t reloads_ok = 0, reloads_failed = 0;
 };
 
 struct ClusterStats {
@@ -216,6 +267,7 @@ class Stats {
                     std::string_view cluster);
   ListenerStats* listener(std::string_view name, std::string_view direction);
   ClusterStats* cluster(std::string_view name);
+  TlsMaterialStats* tls_material(std::string_view listener, std::string_view cluster);
 
   void count_reload(bool success);
   unsigned workers() const { return workers_; }
@@ -229,6 +281,7 @@ class Stats {
   std::map<std::tuple<std::string, std::string, std::string, std::string>, std::unique_ptr<RouteStats>> routes_;
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<TlsMaterialStats>> tls_;
   std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
   TracingCounters tracing_;
   std::chrono::system_clock::time_point start_time_;

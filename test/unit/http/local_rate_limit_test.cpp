@@ -9,7 +9,7 @@ namespace {
 std::vector<FilterError> errors_of(const std::string& yaml) {
   config::FilterSpec spec{"local_rate_limit", std::make_shared<const YAML::Node>(YAML::Load(yaml)), {3, 7}};
   std::vector<FilterError> errors;
-  auto f = make_local_rate_limit_filter(spec, errors);
+  auto f = make_local_rate_limit_filter(spec, {}, errors);
   EXPECT_EQ(f == nullptr, !errors.empty());
   return errors;
 }

@@ -14,6 +14,7 @@
 
 namespace outrigger::http {
 
-std::unique_ptr<FilterFactory> make_tracing_filter(const config::FilterSpec& spec, std::vector<FilterError>& errors);
+std::unique_ptr<FilterFactory> make_tracing_filter(const config::FilterSpec& spec, const FilterContext& context,
+                                                   std::vector<FilterError>& errors);
 
 }  // namespace outrigger::http

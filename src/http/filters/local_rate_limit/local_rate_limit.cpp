@@ -63,7 +63,7 @@ class WorkerLimiter final : public Filter {
       switch (settings_.key) {
         case Key::source_ip: key = ex.downstream_ip; break;
         case Key::header: key = ex.request[settings_.header]; break;
-        case Key::peer_identity: key = {}; break;  // no TLS yet: every caller is the anonymous peer
+        case Key::peer_identity: key = ex.peer_identity; break;  // callers without mTLS share one bucket
         case Key::none: break;
       }
       bucket = find(key, now);
@@ -139,7 +139,7 @@ std::optional<double> number(const YAML::Node& n, const char* key, std::vector<F
 
 }  // namespace
 
-std::unique_ptr<FilterFactory> make_local_rate_limit_filter(const config::FilterSpec& spec,
+std::unique_ptr<FilterFactory> make_local_rate_limit_filter(const config::FilterSpec& spec, const FilterContext& /*context*/,
                                                              std::vector<FilterError>& errors) {
   const auto& n = *spec.node;
   const auto before = errors.size();

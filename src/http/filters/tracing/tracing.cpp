@@ -33,7 +33,8 @@ class TracingFilter final : public Filter, public FilterFactory {
 
 }  // namespace
 
-std::unique_ptr<FilterFactory> make_tracing_filter(const config::FilterSpec& spec, std::vector<FilterError>& errors) {
+std::unique_ptr<FilterFactory> make_tracing_filter(const config::FilterSpec& spec, const FilterContext& /*context*/,
+                                                   std::vector<FilterError>& errors) {
   // All settings live in the top-level `tracing` section; the filter takes none.
   for (const auto& kv : *spec.node) {
     const auto key = kv.first.as<std::string>();

@@ -58,7 +58,7 @@ class Loader {
   void load(const YAML::Node& root, Config& c) {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
-                               "drain_timeout", "tracing"}))
+                               "drain_timeout", "file_watch_interval", "tracing"}))
       return;
     if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
     if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
@@ -66,6 +66,7 @@ class Loader {
     if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
       c.log_level = *l;
     if (auto d = r_.duration(root, "drain_timeout", "")) c.drain_timeout = *d;
+    if (auto d = r_.duration(root, "file_watch_interval", "")) c.file_watch_interval = *d;
     if (auto n = YamlReader::child(root, "access_log")) access_log(*n, c.access_log);
     if (auto n = YamlReader::child(root, "clusters"); n && r_.sequence(*n, "clusters")) {
       for (std::size_t i = 0; i < n->size(); ++i) cluster((*n)[i], YamlReader::index("clusters", i), c);

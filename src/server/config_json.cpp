@@ -160,6 +160,7 @@ std::string config_to_json(const config::Config& c) {
       {"workers", c.workers},
       {"log_level", c.log_level},
       {"drain_timeout", duration(c.drain_timeout)},
+      {"file_watch_interval", duration(c.file_watch_interval)},
       {"access_log", std::move(access_log)},
       {"listeners", std::move(listeners)},
       {"clusters", std::move(clusters)}};

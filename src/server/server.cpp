@@ -29,6 +29,7 @@ struct Server::Impl {
   observability::Stats stats;  // before the workers: they point into it
   asio::io_context io{1};
   asio::signal_set signals;
+  asio::steady_timer watch_timer{io};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   KeptUpstreams upstreams;
@@ -46,6 +47,7 @@ struct Server::Impl {
   }
 
   void wait_signal();
+  void watch_files();
   std::vector<std::string> do_reload(config::Config next);
   void do_drain();
   void finish_drain(std::chrono::steady_clock::time_point deadline);
@@ -132,6 +134,7 @@ void Server::start() {
   for (auto& w : s.workers) w->start(s.current);
   s.reporter = std::make_unique<SpanReporter>(s.io, [&s] { return s.current; });
   s.reporter->start();
+  s.watch_files();
   if (s.options.handle_signals) {
     s.signals.add(SIGTERM);
     s.signals.add(SIGINT);
@@ -139,6 +142,19 @@ void Server::start() {
     s.wait_signal();
   }
   s.started = true;
+}
+
+// Files a config names but does not hold (key sets, certificates) are
+// checked for changes about once a second, on this thread; what changed is
+// reloaded there and handed to the workers without a lock on their path.
+void Server::Impl::watch_files() {
+  watch_timer.expires_after(std::max(current->config.file_watch_interval, config::Duration(10)));
+  watch_timer.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped) return;
+    for (const auto& l : current->listeners)
+      for (const auto& f : l->filters) f->refresh();
+    watch_files();
+  });
 }
 
 void Server::Impl::wait_signal() {
@@ -195,6 +211,7 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     if (open) spdlog::warn("drain timeout: closing {} connections", open);
     for (auto& w : workers) w->stop();
     if (admin) admin->stop();
+    watch_timer.cancel();
     stopped = true;
     // The spans of the last moments go out before the process ends.
     if (reporter) {

@@ -247,6 +247,7 @@ struct Config {
   AccessLog access_log;
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   Duration drain_timeout{std::chrono::seconds(5)};
+  Duration file_watch_interval{std::chrono::seconds(1)};  // how often certificate and key-set files are checked
   std::optional<Tracing> tracing;
 
   const Cluster* find_cluster(std::string_view name) const;

@@ -43,6 +43,11 @@ class FilterFactory {
   // The filter a worker's pipeline uses (called once per worker and config, on
   // that worker's thread). Filters with per-worker state override it.
   virtual Filter& filter_for_worker(unsigned /*worker*/, unsigned /*workers*/) { return filter_for_request(); }
+  // Called on the main thread every `file_watch_interval` while this config
+  // serves: a filter that reads files (a JWKS, say) reloads the ones that
+  // changed here, and must hand the result to the workers without making them
+  // take a lock per request (e.g. a generation number they check).
+  virtual void refresh() {}
 };
 
 // A problem found while building a filter from its YAML, with its position.

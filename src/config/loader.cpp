@@ -146,7 +146,7 @@ class Loader {
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
-                     "retry_budget", "breaker", "outlier_detection", "health_check"}))
+                     "retry_budget", "breaker", "outlier_detection", "health_check", "tls"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
@@ -185,6 +185,7 @@ class Loader {
       if (d->count() == 0) r_.error(n["connect_timeout"], path + ".connect_timeout", "must be greater than 0");
       cl.connect_timeout = *d;
     }
+    if (auto t = YamlReader::child(n, "tls")) cl.tls = tls(*t, path + ".tls", false);
     if (auto p = YamlReader::child(n, "connection_pool")) {
       const auto pp = path + ".connection_pool";
       if (r_.mapping(*p, pp, {"max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"})) {
@@ -302,10 +303,32 @@ class Loader {
     }
   }
 
+  // A listener's (server side) or a cluster's (client side) `tls:` block. The
+  // files themselves are loaded when the snapshot is built.
+  std::optional<Tls> tls(const YAML::Node& n, const std::string& path, bool server) {
+    const bool ok = server ? r_.mapping(n, path, {"cert", "key", "ca", "mode", "min_version", "verify_identity"})
+                           : r_.mapping(n, path, {"cert", "key", "ca", "min_version", "sni", "verify_identity"});
+    if (!ok) return std::nullopt;
+    Tls t;
+    t.mark = YamlReader::mark_of(n);
+    if (auto v = r_.string(n, "cert", path, server)) t.cert = *v;
+    if (auto v = r_.string(n, "key", path, server)) t.key = *v;
+    if (auto v = r_.string(n, "ca", path)) t.ca = *v;
+    if (t.cert.empty() != t.key.empty()) r_.error(n, path, "'cert' and 'key' go together");
+    if (auto m = r_.choice(n, "mode", path, {"strict", "permissive"}))
+      t.mode = *m == "strict" ? Tls::Mode::strict : Tls::Mode::permissive;
+    if (auto v = r_.choice(n, "min_version", path, {"1.2", "1.3"})) t.min_version = *v;
+    if (auto v = r_.string(n, "sni", path)) t.sni = *v;
+    t.verify_identity = r_.strings(n, "verify_identity", path);
+    if (!t.verify_identity.empty() && t.ca.empty())
+      r_.error(n, path, "'verify_identity' needs a 'ca' to verify the peer's certificate against");
+    return t;
+  }
+
   void listener(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
                               "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
-                              "trust_request_headers", "max_authorities"}))
+                              "trust_request_headers", "max_authorities", "tls", "forward_client_cert"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -325,6 +348,12 @@ class Loader {
     }
     if (auto b = r_.boolean(n, "trust_request_headers", path)) l.trust_request_headers = *b;
     if (auto v = r_.integer(n, "max_authorities", path, 0, 10'000)) l.max_authorities = *v;
+    if (auto t = YamlReader::child(n, "tls")) l.tls = tls(*t, path + ".tls", true);
+    if (auto f = r_.choice(n, "forward_client_cert", path, {"sanitize", "forward_only", "append_forward", "sanitize_set"}))
+      l.forward_client_cert = *f == "sanitize"         ? ForwardClientCert::sanitize
+                              : *f == "forward_only"   ? ForwardClientCert::forward_only
+                              : *f == "append_forward" ? ForwardClientCert::append_forward
+                                                       : ForwardClientCert::sanitize_set;
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];

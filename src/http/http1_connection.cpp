@@ -5,6 +5,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -68,33 +70,33 @@ void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
 }
 
 Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
-    : socket_(std::move(socket)), host_(host), deadline_(socket_.get_executor()) {
+    : stream_(std::move(socket)), host_(host), deadline_(stream_.get_executor()) {
   error_code ec;
-  socket_.set_option(tcp::no_delay(true), ec);
-  const auto remote = socket_.remote_endpoint(ec);
+  stream_.socket().set_option(tcp::no_delay(true), ec);
+  const auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
 }
 
-Http1Connection::~Http1Connection() { host_.connection_closed(); }
+Http1Connection::~Http1Connection() { host_.connection_closed(stream_.tls() != nullptr); }
 
 void Http1Connection::release_if_lingering(std::chrono::steady_clock::time_point now,
                                            std::chrono::steady_clock::duration after) {
   if (lingering_ && !linger_cancelled_ && now - linger_since_ >= after) {
     linger_cancelled_ = true;
     error_code ec;
-    socket_.cancel(ec);
+    stream_.socket().cancel(ec);
   }
 }
 
 void Http1Connection::close_if_idle() {
   if (idle_) {
     error_code ec;
-    socket_.cancel(ec);
+    stream_.socket().cancel(ec);
   }
 }
 
 awaitable<error_code> Http1Connection::read_more() {
-  auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+  auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
   buffer_.commit(n);
   co_return ec;
 }
@@ -128,31 +130,74 @@ awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1S
   co_return ReadResult::ok;
 }
 
+awaitable<bool> Http1Connection::start_tls(ExchangeHandler& handler, const DownstreamTls& tls) {
+  auto& socket = stream_.socket();
+  auto& stats = host_.listener_stats();
+  deadline_.arm_after(handler.settings().request_headers_timeout, &socket);
+  if (tls.permissive) {
+    // A TLS client speaks first with a handshake record (content type 22).
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);
+    unsigned char first = 0;
+    if (ec || ::recv(socket.native_handle(), &first, 1, MSG_PEEK) != 1) co_return false;
+    if (first != 0x16) {
+      deadline_.disarm();
+      co_return true;  // plain HTTP
+    }
+  }
+  auto material = tls.context->current();
+  auto& ssl = stream_.start_tls(material);
+  stats.tls_connections_active.add(1);
+  stats.tls_connections_total.inc();
+  auto [ec] = co_await ssl.async_handshake(net::TlsStream::server, use_tuple);
+  deadline_.disarm();
+  if (ec) {
+    stats.count(tls::classify_failure(ssl.native_handle(), ec));
+    co_return false;
+  }
+  stats.tls_handshakes.inc();
+  peer_ = std::make_unique<Peer>();
+  if (X509* cert = SSL_get0_peer_certificate(ssl.native_handle())) {
+    peer_->identity = tls::identity_of(cert);
+    if (tls.want_xfcc) peer_->xfcc = tls::xfcc_element(ssl.native_handle(), material->identity);
+  }
+  co_return true;
+}
+
 awaitable<void> Http1Connection::serve() {
+  if (auto handler = host_.current_handler(); const auto* tls = handler->tls()) {
+    if (!co_await start_tls(*handler, *tls)) {
+      error_code ec;
+      stream_.socket().close(ec);
+      co_return;
+    }
+  }
   for (;;) {
     if (buffer_.size() == 0) {
       if (host_.draining()) break;
-      deadline_.arm_after(host_.current_handler()->settings().idle_timeout, &socket_);
+      deadline_.arm_after(host_.current_handler()->settings().idle_timeout, &stream_.socket());
       idle_ = true;
       // A busy keep-alive client sends its next request soon: read straight
       // into a pooled buffer (no syscall when the last read drained the
       // socket). If the connection lingers, the worker's sweep cancels the
       // read and it waits for readiness holding no buffer at all.
       error_code ec = asio::error::operation_aborted;
-      linger_cancelled_ = !host_.begin_linger();
+      // TLS may hold decrypted bytes that a wait on the socket would not
+      // see: a TLS connection always waits with a read (and a buffer).
+      linger_cancelled_ = !stream_.tls() && !host_.begin_linger();
+      const bool counted_linger = !stream_.tls() && !linger_cancelled_;
       if (!linger_cancelled_) {
         linger_since_ = std::chrono::steady_clock::now();
-        lingering_ = true;
         // Inline rather than read_more(): a nested frame would stay allocated while idle.
         std::size_t n = 0;
-        std::tie(ec, n) = co_await socket_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+        lingering_ = counted_linger;
+        std::tie(ec, n) = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
         buffer_.commit(n);
         lingering_ = false;
-        host_.end_linger();
+        if (counted_linger) host_.end_linger();
       }
       if (ec == asio::error::operation_aborted && linger_cancelled_ && !deadline_.expired() && !host_.draining()) {
         buffer_.shrink_to_fit();
-        std::tie(ec) = co_await socket_.async_wait(tcp::socket::wait_read, use_tuple);
+        std::tie(ec) = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
       }
       idle_ = false;
       if (ec) break;
@@ -165,7 +210,7 @@ awaitable<void> Http1Connection::serve() {
     state_.reset(new (state_pool().take()) RequestState);
     response_started_ = header_only_ = continue_pending_ = false;
     keep_alive_ = true;
-    deadline_.arm_after(settings.request_headers_timeout, &socket_);
+    deadline_.arm_after(settings.request_headers_timeout, &stream_.socket());
     const auto read = co_await read_header(settings);
     deadline_.disarm();
     if (read == ReadResult::closed) break;
@@ -184,6 +229,11 @@ awaitable<void> Http1Connection::serve() {
     keep_alive_ = req.keep_alive();
 
     auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
+    if (stream_.tls()) {
+      ex.downstream_tls = true;
+      ex.peer_identity = peer_->identity;
+      ex.client_cert_xfcc = peer_->xfcc;
+    }
     ex.request_has_body = !state_->parser.is_done();
     if (ex.request_has_body && state_->parser.content_length()) ex.request_content_length = *state_->parser.content_length();
     co_await handler->handle(ex);
@@ -194,8 +244,15 @@ awaitable<void> Http1Connection::serve() {
   }
   state_.reset();
   error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_send, ec);
-  socket_.close(ec);
+  if (auto* tls = stream_.tls(); tls && !deadline_.expired()) {
+    // close_notify, so that the client can tell the end from a truncation;
+    // bounded, for a client that never answers it.
+    deadline_.arm_after(std::chrono::seconds(1), &stream_.socket());
+    std::tie(ec) = co_await tls->async_shutdown(use_tuple);
+    deadline_.disarm();
+  }
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.socket().close(ec);
 }
 
 awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why) {
@@ -218,7 +275,7 @@ awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why
   ex.error_reason = reason;
   ex.close_connection = true;
   // A short write deadline: a client that will not read its 4xx is not waited for.
-  deadline_.arm_after(std::chrono::seconds(5), &socket_);
+  deadline_.arm_after(std::chrono::seconds(5), &stream_.socket());
   const auto ec = co_await send_local_reply(status, body, reason, "text/plain", {});
   deadline_.disarm();
   ex.status = ec ? 0 : status;
@@ -233,7 +290,7 @@ awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
   if (continue_pending_) {
     continue_pending_ = false;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(kContinue), use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
     if (ec) co_return BodyRead{ec};
   }
   auto& body = p.get().body();
@@ -286,11 +343,11 @@ awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
     response_started_ = true;
     header_only_ = header_only_response(msg.result_int());
     state_->serializer.emplace(msg);
-    if (header_only_) co_return co_await write_serialized(socket_, *state_->serializer, true);
+    if (header_only_) co_return co_await write_serialized(stream_, *state_->serializer, true);
   } else if (header_only_) {
     co_return error_code{};
   }
-  co_return co_await write_serialized(socket_, *state_->serializer);
+  co_return co_await write_serialized(stream_, *state_->serializer);
 }
 
 awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,
@@ -311,11 +368,11 @@ awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_
   prepare_response(res.base(), true);
   if (!header_only_response(status)) res.body() = body;
   bhttp::response_serializer<bhttp::string_body, Fields> sr(res);
-  co_return co_await write_serialized(socket_, sr);
+  co_return co_await write_serialized(stream_, sr);
 }
 
 void Http1Connection::arm_deadline(std::chrono::steady_clock::time_point at, tcp::socket* upstream) {
-  deadline_.arm(at, &socket_, upstream);
+  deadline_.arm(at, &stream_.socket(), upstream);
 }
 
 void Http1Connection::disarm_deadline() { deadline_.disarm(); }

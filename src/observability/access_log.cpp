@@ -40,6 +40,7 @@ enum class Field {
   downstream_address,
   trace_id,
   span_id,
+  peer_identity,
 };
 
 struct FieldName {
@@ -48,7 +49,7 @@ struct FieldName {
   Field field;
 };
 
-constexpr std::array<FieldName, 20> kFields{{
+constexpr std::array<FieldName, 21> kFields{{
     {"START_TIME", "start_time", Field::start_time},
     {"DURATION_MS", "duration_ms", Field::duration_ms},
     {"METHOD", "method", Field::method},
@@ -69,6 +70,7 @@ constexpr std::array<FieldName, 20> kFields{{
     {"DOWNSTREAM_ADDRESS", "downstream_address", Field::downstream_address},
     {"TRACE_ID", "trace_id", Field::trace_id},
     {"SPAN_ID", "span_id", Field::span_id},
+    {"PEER_IDENTITY", "peer_identity", Field::peer_identity},
 }};
 
 std::string_view text_of(const AccessLogEntry& e, Field f) {
@@ -88,6 +90,7 @@ std::string_view text_of(const AccessLogEntry& e, Field f) {
     case Field::downstream_address: return e.downstream_address;
     case Field::trace_id: return e.trace_id;
     case Field::span_id: return e.span_id;
+    case Field::peer_identity: return e.peer_identity;
     default: return {};
   }
 }

@@ -370,6 +370,7 @@ std::string encode_spans(const std::vector<Span>& spans, std::string_view servic
     if (s.status) tags["http.status_code"] = std::to_string(s.status);
     if (!s.route.view().empty()) tags["outrigger.route"] = s.route.view();
     if (!s.cluster.view().empty()) tags["outrigger.cluster"] = s.cluster.view();
+    if (!s.peer_identity.view().empty()) tags["peer.identity"] = s.peer_identity.view();
     if (!s.server) tags["outrigger.attempt"] = std::to_string(s.attempt);
     if (!s.error.view().empty()) {
       tags["outrigger.error"] = s.error.view();

@@ -51,7 +51,7 @@ void prepare_request(http::Exchange& ex, const config::Route& route, WorkerConte
 
 // Reads more bytes from the upstream into its buffer.
 asio::awaitable<http::error_code> read_more(UpstreamConnection& c) {
-  auto [ec, n] = co_await c.socket.async_read_some(c.buffer.prepare(16 * 1024), use_tuple);
+  auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(16 * 1024), use_tuple);
   c.buffer.commit(n);
   co_return ec;
 }
@@ -143,7 +143,7 @@ asio::awaitable<Outcome> relay(http::Exchange& ex, UpstreamConnection& c, std::s
   req.body().more = ex.request_has_body && !buffered;
   RequestSerializer sr(req);
   for (;;) {
-    const auto ec = co_await http::write_serialized(c.socket, sr);
+    const auto ec = co_await http::write_serialized(c.stream, sr);
     if (ec) {
       if (c.reused && first_try && (buffered || ex.bytes_received == 0) && !ex.downstream.deadline_expired())
         co_return Outcome::stale;
@@ -446,7 +446,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(try_deadline - Clock::now());
       connect_timeout = std::clamp(left, std::chrono::milliseconds(1), connect_timeout);
     }
-    auto acquired = co_await pools.acquire(index, limits, connect_timeout);
+    auto acquired = co_await pools.acquire(index, limits, connect_timeout, target.cluster->tls());
     if (acquired.connection) {
       c = std::move(acquired.connection);
     } else if (acquired.failure == upstream::Acquired::Failure::overflow) {
@@ -459,7 +459,7 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     Outcome outcome = Outcome::failed;
     retries.try_status = 0;
     if (c) {
-      if (try_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(try_deadline, &c->socket);
+      if (try_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(try_deadline, &c->stream.socket());
       ++c->requests;
       stats.requests.inc();
       outcome = co_await relay(ex, *c, filters, first_try, retries);

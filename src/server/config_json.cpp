@@ -77,13 +77,43 @@ json::object route_json(const config::Route& r) {
 
 }  // namespace
 
+namespace {
+
+json::object tls_json(const config::Tls& t, bool server) {
+  json::object o;
+  if (!t.cert.empty()) o["cert"] = t.cert;
+  if (!t.key.empty()) o["key"] = t.key;
+  if (!t.ca.empty()) o["ca"] = t.ca;
+  if (server) o["mode"] = t.mode == config::Tls::Mode::strict ? "strict" : "permissive";
+  o["min_version"] = t.min_version;
+  if (!server && !t.sni.empty()) o["sni"] = t.sni;
+  if (!t.verify_identity.empty()) {
+    json::array ids;
+    for (const auto& id : t.verify_identity) ids.push_back(json::string(id));
+    o["verify_identity"] = std::move(ids);
+  }
+  return o;
+}
+
+std::string_view forward_client_cert_name(config::ForwardClientCert f) {
+  switch (f) {
+    case config::ForwardClientCert::sanitize: return "sanitize";
+    case config::ForwardClientCert::forward_only: return "forward_only";
+    case config::ForwardClientCert::append_forward: return "append_forward";
+    case config::ForwardClientCert::sanitize_set: return "sanitize_set";
+  }
+  return "sanitize";
+}
+
+}  // namespace
+
 std::string config_to_json(const config::Config& c) {
   json::array listeners;
   for (const auto& l : c.listeners) {
     json::array routes, filters;
     for (const auto& r : l.routes) routes.push_back(route_json(r));
     for (const auto& f : l.filters) filters.push_back(json::object{{"type", f.type}});
-    listeners.push_back(json::object{
+    json::object listener{
         {"name", l.name},
         {"address", l.address.to_string()},
         {"direction", l.direction == config::Direction::inbound ? "inbound" : "outbound"},
@@ -93,8 +123,11 @@ std::string config_to_json(const config::Config& c) {
         {"idle_timeout", duration(l.idle_timeout)},
         {"trust_request_headers", l.trust_request_headers},
         {"max_authorities", l.max_authorities},
+        {"forward_client_cert", forward_client_cert_name(l.forward_client_cert)},
         {"filters", std::move(filters)},
-        {"routes", std::move(routes)}});
+        {"routes", std::move(routes)}};
+    if (l.tls) listener["tls"] = tls_json(*l.tls, true);
+    listeners.push_back(std::move(listener));
   }
   json::array clusters;
   for (const auto& cl : c.clusters) {
@@ -149,6 +182,7 @@ std::string config_to_json(const config::Config& c) {
       if (!hc->host.empty()) h["host"] = hc->host;
       cluster["health_check"] = std::move(h);
     }
+    if (cl.tls) cluster["tls"] = tls_json(*cl.tls, false);
     clusters.push_back(std::move(cluster));
   }
   json::object access_log{{"enabled", c.access_log.enabled},

@@ -23,6 +23,7 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
 http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
   ex.listener_stats = &listener_stats_;
+  forward_client_cert(ex);
   const auto* route = listener_.routes.match(ex.request);
   if (!route) {
     co_await router::reply_error(ex, http::ProxyError::no_route);
@@ -115,6 +116,7 @@ void Pipeline::complete(http::Exchange& ex) {
     span.route.assign(ex.route_name);
     span.cluster.assign(ex.cluster_name);
     span.error.assign(ex.error_reason);
+    span.peer_identity.assign(ex.peer_identity);
     boost::system::error_code ec;
     const auto ip = boost::asio::ip::make_address(ex.downstream_ip, ec);
     if (!ec) observability::set_remote(span, ip, 0);
@@ -149,7 +151,31 @@ void Pipeline::complete(http::Exchange& ex) {
       e.trace_id = trace_id.view();
       e.span_id = span_id.view();
     }
+    e.peer_identity = ex.peer_identity;
     log->write(e);
+  }
+}
+
+// x-forwarded-client-cert, as Envoy does it: a client without a verified
+// certificate never gets its own header through; with one, the listener's
+// mode says whether the header is dropped, passed, appended to or replaced.
+void Pipeline::forward_client_cert(http::Exchange& ex) {
+  using Mode = config::ForwardClientCert;
+  auto& req = ex.request;
+  const auto mode = listener_.config->forward_client_cert;
+  if (ex.client_cert_xfcc.empty() || mode == Mode::sanitize) {
+    req.erase("x-forwarded-client-cert");
+  } else if (mode == Mode::sanitize_set) {
+    req.set("x-forwarded-client-cert", ex.client_cert_xfcc);
+  } else if (mode == Mode::append_forward) {
+    if (auto it = req.find("x-forwarded-client-cert"); it != req.end()) {
+      std::string joined(it->value());
+      joined += ',';
+      joined += ex.client_cert_xfcc;
+      req.set("x-forwarded-client-cert", joined);
+    } else {
+      req.set("x-forwarded-client-cert", ex.client_cert_xfcc);
+    }
   }
 }
 

@@ -151,8 +151,12 @@ void Server::Impl::watch_files() {
   watch_timer.expires_after(std::max(current->config.file_watch_interval, config::Duration(10)));
   watch_timer.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopped) return;
-    for (const auto& l : current->listeners)
+    for (const auto& l : current->listeners) {
+      if (l->tls_context) l->tls_context->refresh();
       for (const auto& f : l->filters) f->refresh();
+    }
+    for (const auto& c : current->clusters)
+      if (c->tls()) c->tls()->refresh();
     watch_files();
   });
 }

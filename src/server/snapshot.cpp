@@ -102,8 +102,15 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
                             ? cstats->endpoints
                             : std::make_shared<observability::EndpointSet>(std::move(names));
     endpoint_sets.emplace_back(cstats, endpoint_set);
-    auto cluster = std::make_shared<const upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools),
-                                                             std::move(endpoint_set));
+    auto cluster = std::make_shared<upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools),
+                                                       std::move(endpoint_set));
+    if (c.tls) {
+      try {
+        cluster->set_tls(std::make_unique<tls::Context>(*c.tls, tls::Side::client, stats.tls_material("", c.name)));
+      } catch (const std::exception& e) {
+        errors.add(c.tls->mark, fmt::format("clusters.{}.{}", c.name, e.what()));
+      }
+    }
     snap->clusters.push_back(cluster);
     clusters[c.name] = cluster;
   }
@@ -115,6 +122,17 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     rt->stats = stats.listener(l.name, rt->direction);
     rt->no_route_stats = stats.route(rt->direction, l.name, "", "");
     rt->settings = {l.max_request_line_bytes, l.max_request_headers_bytes, l.request_headers_timeout, l.idle_timeout};
+    if (l.tls) {
+      try {
+        rt->tls_context = std::make_unique<tls::Context>(*l.tls, tls::Side::server, stats.tls_material(l.name, ""));
+        using FCC = config::ForwardClientCert;
+        rt->tls = http::DownstreamTls{rt->tls_context.get(), l.tls->mode == config::Tls::Mode::permissive,
+                                      l.forward_client_cert == FCC::sanitize_set ||
+                                          l.forward_client_cert == FCC::append_forward};
+      } catch (const std::exception& e) {
+        errors.add(l.tls->mark, fmt::format("listeners.{}.{}", l.name, e.what()));
+      }
+    }
     for (const auto& spec : l.filters) {
       std::vector<http::FilterError> ferrors;
       auto f = http::make_filter_factory(spec, http::FilterContext{l.name, rt->stats}, ferrors);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 
+#include "outrigger/http/http1_connection.hpp"
 #include "outrigger/upstream/connection_pool.hpp"
 
 namespace outrigger::server {
@@ -46,8 +47,10 @@ class Worker::Slot final : public http::ConnectionHost {
     return true;
   }
   void end_linger() override { --worker_.lingering_; }
-  void connection_closed() override {
+  observability::ListenerSlice& listener_stats() override { return *stats_; }
+  void connection_closed(bool tls) override {
     if (stats_) stats_->connections_active.add(-1);
+    if (stats_ && tls) stats_->tls_connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
   }
 

@@ -1,5 +1,6 @@
 #include "outrigger/upstream/connection_pool.hpp"
 
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -13,13 +14,13 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 UpstreamConnection::UpstreamConnection(const asio::any_io_executor& ex, observability::ClusterSlice& stats)
-    : socket(ex), stats_(stats) {}
+    : stream(ex), stats_(stats) {}
 
 UpstreamConnection::~UpstreamConnection() {
   if (counted_) stats_.connections_active.add(-1);
   if (slot_owner_) {
     boost::system::error_code ec;
-    socket.close(ec);
+    stream.socket().close(ec);
     slot_owner_->release_slot();
   }
 }
@@ -50,26 +51,49 @@ std::unique_ptr<UpstreamConnection> EndpointPool::take_idle() {
     if (idle >= limits_.idle_timeout) continue;
     // A connection idle for a moment is almost surely alive; a stale one is
     // caught by the router's one retry for requests without a body.
-    if (idle >= kPeekAfter && looks_dead(c->socket)) continue;
+    if (idle >= kPeekAfter && looks_dead(c->stream.socket())) continue;
     c->reused = true;
     return c;
   }
   return nullptr;
 }
 
-asio::awaitable<ConnectResult> EndpointPool::connect(std::chrono::milliseconds timeout) {
+asio::awaitable<ConnectResult> EndpointPool::connect(std::chrono::milliseconds timeout, const tls::Context* tls) {
   using namespace asio::experimental::awaitable_operators;
   constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
   auto c = std::make_unique<UpstreamConnection>(ex_, stats_);
   asio::steady_timer timer(ex_, timeout);
-  auto result = co_await (c->socket.async_connect(address_, use_tuple) || timer.async_wait(use_tuple));
+  auto result = co_await (c->stream.socket().async_connect(address_, use_tuple) || timer.async_wait(use_tuple));
   boost::system::error_code ec =
       result.index() == 0 ? std::get<0>(std::get<0>(result)) : make_error_code(asio::error::timed_out);
   if (ec) {
     stats_.connect_failures.inc();
     co_return ConnectResult{ec, nullptr};
   }
-  c->socket.set_option(tcp::no_delay(true), ec);
+  c->stream.socket().set_option(tcp::no_delay(true), ec);
+  if (tls) {
+    const auto material = tls->current();
+    auto& s = c->stream.start_tls(material);
+    SSL* ssl = s.native_handle();
+    const auto& settings = tls->settings();
+    if (!settings.sni.empty()) {
+      SSL_set_tlsext_host_name(ssl, settings.sni.c_str());
+      // Without a CA of its own the endpoint is checked like a public site: by name.
+      if (settings.ca.empty()) SSL_set1_host(ssl, settings.sni.c_str());
+    }
+    if (SSL_SESSION* session = material->sessions.get()) {
+      SSL_set_session(ssl, session);
+      SSL_SESSION_free(session);
+    }
+    auto handshake = co_await (s.async_handshake(net::TlsStream::client, use_tuple) || timer.async_wait(use_tuple));
+    ec = handshake.index() == 0 ? std::get<0>(std::get<0>(handshake)) : make_error_code(asio::error::timed_out);
+    if (ec) {
+      stats_.count(tls::classify_failure(ssl, ec));
+      stats_.connect_failures.inc();
+      co_return ConnectResult{ec, nullptr};
+    }
+    stats_.tls_handshakes.inc();
+  }
   c->counted_ = true;
   stats_.connections_active.add(1);
   stats_.connections_total.inc();
@@ -105,6 +129,7 @@ ClusterPools::ClusterPools(const asio::any_io_executor& ex, const config::Cluste
                            const std::vector<Endpoint>& endpoints, observability::ClusterSlice& stats,
                            observability::ClusterLoad& load, std::uint64_t seed, unsigned workers)
     : limits_(config.connection_pool),
+      tls_(config.tls),
       ex_(ex),
       weights_(weights_of(endpoints)),
       policy_(config.lb_policy),
@@ -141,7 +166,7 @@ asio::awaitable<bool> ClusterPools::wait_for_slot(std::chrono::steady_clock::tim
 }
 
 asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, const config::CircuitBreakers& limits,
-                                                std::chrono::milliseconds connect_timeout) {
+                                                std::chrono::milliseconds connect_timeout, const tls::Context* tls) {
   auto& pool = *endpoints_[i];
   const auto deadline = std::chrono::steady_clock::now() + connect_timeout;
   bool pending = false;
@@ -157,7 +182,7 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, const config::Cir
     if (load_.connections.fetch_add(1, std::memory_order_relaxed) < limits.max_connections) {
       leave_queue();
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      auto r = co_await pool.connect(std::max(left, std::chrono::milliseconds(1)));
+      auto r = co_await pool.connect(std::max(left, std::chrono::milliseconds(1)), tls);
       if (r.ec) {
         load_.connections.fetch_sub(1, std::memory_order_relaxed);
         notify_slot();
@@ -189,7 +214,8 @@ void ClusterPools::sweep(std::chrono::steady_clock::time_point now) {
 }
 
 bool ClusterPools::serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const {
-  if (endpoints.size() != addresses_.size() || config.lb_policy != policy_ || weights_of(endpoints) != weights_)
+  if (endpoints.size() != addresses_.size() || config.lb_policy != policy_ || weights_of(endpoints) != weights_ ||
+      config.tls != tls_)
     return false;
   for (std::size_t i = 0; i < endpoints.size(); ++i)
     if (endpoints[i].address != addresses_[i]) return false;

@@ -115,6 +115,28 @@ struct FilterSpec {
 
 enum class Direction { inbound, outbound };
 
+// A `tls:` block: on a listener it terminates TLS from clients, on a cluster
+// it originates TLS to the endpoints. Files are PEM; they are watched and
+// reloaded when they change (see docs/security.md).
+struct Tls {
+  enum class Mode { strict, permissive };
+  std::string cert, key;  // a listener's serving certificate (required); a cluster's client certificate (optional)
+  std::string ca;         // listener: present => clients must present a certificate it signed (mTLS);
+                          // cluster: the CA that signs the endpoints' certificates
+  Mode mode = Mode::strict;                   // listener: permissive serves plain and TLS on one port
+  std::string min_version = "1.2";            // "1.2" or "1.3"
+  std::string sni;                            // cluster: the server name sent
+  std::vector<std::string> verify_identity;   // identities the peer must have ('*' matches any run of characters)
+  Mark mark;
+  bool operator==(const Tls& o) const {
+    return cert == o.cert && key == o.key && ca == o.ca && mode == o.mode && min_version == o.min_version &&
+           sni == o.sni && verify_identity == o.verify_identity;
+  }
+};
+
+// What a listener does with the x-forwarded-client-cert header (Envoy's options).
+enum class ForwardClientCert { sanitize, forward_only, append_forward, sanitize_set };
+
 struct Listener {
   std::string name;
   core::Address address;
@@ -127,6 +149,8 @@ struct Listener {
   Duration idle_timeout{std::chrono::seconds(60)};
   bool trust_request_headers = false;  // honour x-outrigger-* control headers from clients
   std::size_t max_authorities = 0;     // > 0: count requests per Host, for this many distinct values
+  std::optional<Tls> tls;
+  ForwardClientCert forward_client_cert = ForwardClientCert::sanitize;
   Mark mark;
 };
 
@@ -201,6 +225,7 @@ struct Cluster {
   std::optional<Breaker> breaker;
   std::optional<OutlierDetection> outlier_detection;
   std::optional<HealthCheck> health_check;
+  std::optional<Tls> tls;
   Mark mark;
 };
 

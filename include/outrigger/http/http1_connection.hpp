@@ -7,53 +7,19 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/intrusive/list_hook.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/http/connection_host.hpp"
 #include "outrigger/http/deadline.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
+#include "outrigger/net/stream.hpp"
 
 namespace outrigger::http {
-
-struct Http1Settings {
-  std::size_t max_request_line_bytes = 8 * 1024;
-  std::size_t max_request_headers_bytes = 60 * 1024;
-  std::chrono::milliseconds request_headers_timeout{10'000};
-  std::chrono::milliseconds idle_timeout{60'000};
-};
-
-// What the codec asks of the proxy, per request. One per listener and config snapshot.
-class ExchangeHandler {
- public:
-  virtual ~ExchangeHandler() = default;
-  virtual const Http1Settings& settings() const = 0;
-  // Produces the response through ex.downstream.
-  virtual awaitable<void> handle(Exchange& ex) = 0;
-  // The exchange is over (also for requests the codec refused): metrics, access log.
-  virtual void complete(Exchange& ex) = 0;
-};
-
-// The worker's side of a listener, as a connection sees it.
-class ConnectionHost {
- public:
-  virtual ~ConnectionHost() = default;
-  // The handler of the config snapshot in force now.
-  virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
-  virtual bool draining() const = 0;
-  virtual RequestIdGenerator& request_ids() = 0;
-  virtual void connection_closed() = 0;
-  // A connection may keep a read buffer while briefly idle only if the worker
-  // has room for one more; bounds the memory a crowd of idle clients can pin.
-  virtual bool begin_linger() = 0;
-  virtual void end_linger() = 0;
-};
-
-using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
 class Http1Connection final : public Downstream, public ConnectionHook {
  public:
@@ -88,6 +54,9 @@ class Http1Connection final : public Downstream, public ConnectionHook {
 
  private:
   enum class ReadResult { ok, closed, bad_request, too_large, timeout };
+  // The listener's TLS: a handshake (after a look at the first byte when
+  // permissive). False when the connection is to close.
+  awaitable<bool> start_tls(ExchangeHandler& handler, const DownstreamTls& tls);
   awaitable<ReadResult> read_header(const Http1Settings& s);
   awaitable<error_code> read_more();
   void prepare_response(boost::beast::http::response_header<Fields>& h, bool has_length);
@@ -95,12 +64,18 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   bool header_only_response(int status) const;
 
 
-  boost::asio::ip::tcp::socket socket_;
+  net::Stream stream_;
   ConnectionHost& host_;
   Deadline deadline_;
   boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer_;
   std::unique_ptr<RequestState, RequestStateRelease> state_;
   std::string client_ip_;
+  // What the client's certificate says (TLS connections only).
+  struct Peer {
+    std::string identity;
+    std::string xfcc;
+  };
+  std::unique_ptr<Peer> peer_;
   bool idle_ = false;
   bool lingering_ = false;         // idle, with a read pending on a pooled buffer
   bool linger_cancelled_ = false;  // the worker's sweep cancelled that read

@@ -20,9 +20,9 @@
 
 namespace outrigger::http {
 
-template <class Serializer>
-boost::asio::awaitable<boost::system::error_code> write_serialized(boost::asio::ip::tcp::socket& socket,
-                                                                   Serializer& sr, bool header_only = false) {
+template <class AsyncWriteStream, class Serializer>
+boost::asio::awaitable<boost::system::error_code> write_serialized(AsyncWriteStream& socket, Serializer& sr,
+                                                                   bool header_only = false) {
   namespace asio = boost::asio;
   constexpr std::size_t kCopyBelow = 1024;
   auto scratch = core::thread_buffer_pool().get();

@@ -35,6 +35,7 @@ struct AccessLogEntry {
   std::string_view downstream_address;  // client "ip:port"
   std::string_view trace_id;  // the exchange's trace and SERVER span, empty when not traced
   std::string_view span_id;
+  std::string_view peer_identity;  // the client's mTLS identity, empty without one
 };
 
 class AccessLog {

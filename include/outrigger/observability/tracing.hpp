@@ -86,6 +86,7 @@ struct Span {
   FixedString<16> method;
   FixedString<192> path;
   FixedString<64> route, cluster, error;
+  FixedString<128> peer_identity;  // SERVER spans: the client's mTLS identity
 };
 
 void set_remote(Span& span, const boost::asio::ip::address& ip, std::uint16_t port);

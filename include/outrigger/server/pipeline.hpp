@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "outrigger/http/http1_connection.hpp"
+#include "outrigger/http/connection_host.hpp"
 #include "outrigger/router/router.hpp"
 #include "outrigger/server/snapshot.hpp"
 
@@ -20,6 +20,7 @@ class Pipeline final : public http::ExchangeHandler {
   Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener, router::WorkerContext& worker);
 
   const http::Http1Settings& settings() const override { return listener_.settings; }
+  const http::DownstreamTls* tls() const override { return listener_.tls ? &*listener_.tls : nullptr; }
   http::awaitable<void> handle(http::Exchange& ex) override;
   void complete(http::Exchange& ex) override;
 
@@ -42,6 +43,7 @@ class Pipeline final : public http::ExchangeHandler {
   std::array<AuthorityEntry, 8> authorities_;
   std::size_t next_authority_ = 0;
   void count_authority(std::string_view host);
+  void forward_client_cert(http::Exchange& ex);
 };
 
 }  // namespace outrigger::server

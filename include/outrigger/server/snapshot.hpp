@@ -13,7 +13,7 @@
 
 #include "outrigger/config/config.hpp"
 #include "outrigger/http/filter.hpp"
-#include "outrigger/http/http1_connection.hpp"
+#include "outrigger/http/connection_host.hpp"
 #include "outrigger/observability/access_log.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/observability/tracing.hpp"
@@ -31,6 +31,8 @@ struct ListenerRuntime {
   observability::ListenerStats* stats = nullptr;
   observability::RouteStats* no_route_stats = nullptr;  // requests no route matched, and codec refusals
   http::Http1Settings settings;
+  std::unique_ptr<tls::Context> tls_context;  // the listener's certificates, watched
+  std::optional<http::DownstreamTls> tls;     // null: plain HTTP only
 };
 
 struct Snapshot {

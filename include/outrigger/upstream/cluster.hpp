@@ -12,6 +12,7 @@
 #include "outrigger/config/config.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/breaker.hpp"
+#include "outrigger/tls/context.hpp"
 #include "outrigger/upstream/outlier.hpp"
 
 namespace outrigger::upstream {
@@ -44,6 +45,9 @@ class Cluster {
   const observability::EndpointSet& endpoint_state() const { return *endpoint_state_; }
   const std::shared_ptr<observability::EndpointSet>& endpoint_state_ptr() const { return endpoint_state_; }
   const std::shared_ptr<ClusterPools>& pools_ptr(unsigned worker) const { return worker_pools_[worker]; }
+  // TLS to the endpoints, when the cluster has a `tls` block (else null).
+  tls::Context* tls() const { return tls_.get(); }
+  void set_tls(std::unique_ptr<tls::Context> tls);
 
  private:
   config::Cluster config_;
@@ -53,6 +57,7 @@ class Cluster {
   std::shared_ptr<observability::EndpointSet> endpoint_state_;
   std::unique_ptr<CircuitBreaker> breaker_;
   std::unique_ptr<OutlierDetector> outlier_;
+  std::unique_ptr<tls::Context> tls_;
 };
 
 }  // namespace outrigger::upstream

@@ -15,6 +15,7 @@
 
 #include "outrigger/config/config.hpp"
 #include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/net/stream.hpp"
 #include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/load_balancer.hpp"
@@ -31,7 +32,7 @@ class UpstreamConnection {
  public:
   UpstreamConnection(const boost::asio::any_io_executor& ex, observability::ClusterSlice& stats);
   ~UpstreamConnection();
-  boost::asio::ip::tcp::socket socket;
+  net::Stream stream;  // TCP, or TLS when the cluster has a `tls` block
   boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer;
   std::uint32_t requests = 0;  // requests sent on it so far
   bool reused = false;         // taken from the idle list
@@ -58,7 +59,9 @@ class EndpointPool {
 
   // An idle connection that still looks usable, or null.
   std::unique_ptr<UpstreamConnection> take_idle();
-  boost::asio::awaitable<ConnectResult> connect(std::chrono::milliseconds timeout);
+  // A new connection, with its TLS handshake done when `tls` is set; both
+  // within `timeout`.
+  boost::asio::awaitable<ConnectResult> connect(std::chrono::milliseconds timeout, const tls::Context* tls);
   // Keeps a connection for reuse when the pool has room and its limits allow.
   // Returns true when it was kept.
   bool give_back(std::unique_ptr<UpstreamConnection> c);
@@ -97,7 +100,7 @@ class ClusterPools {
   // when all slots are taken, the next one freed on this worker, waiting in
   // the bounded pending queue for at most connect_timeout.
   boost::asio::awaitable<Acquired> acquire(std::size_t i, const config::CircuitBreakers& limits,
-                                           std::chrono::milliseconds connect_timeout);
+                                           std::chrono::milliseconds connect_timeout, const tls::Context* tls);
   // A connection went back to a pool or closed: wake the oldest pending request.
   void notify_slot();
   // A connection that held a slot closed.
@@ -119,6 +122,7 @@ class ClusterPools {
 
  private:
   config::ConnectionPool limits_;
+  std::optional<config::Tls> tls_;  // idle connections were made with these settings
   std::vector<boost::asio::ip::tcp::endpoint> addresses_;
   boost::asio::awaitable<bool> wait_for_slot(std::chrono::steady_clock::time_point deadline);
 

@@ -79,7 +79,7 @@ TEST_F(AccessLogTest, WritesOneJsonObjectPerLine) {
   EXPECT_EQ(v.at("bytes_sent").to_number<int>(), 12);
   EXPECT_EQ(v.at("upstream_host").as_string(), "127.0.0.1:8080");
   EXPECT_EQ(v.at("error").as_string(), "");
-  EXPECT_EQ(v.size(), 20u);  // every field, trace_id and span_id included (empty when not traced)
+  EXPECT_EQ(v.size(), 21u);  // every field: trace_id, span_id and peer_identity included (empty when not set)
 }
 
 TEST_F(AccessLogTest, EscapesQuotesAndControlCharactersInJson) {

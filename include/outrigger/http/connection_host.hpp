@@ -1,0 +1,64 @@
+// What a downstream connection asks of the worker and of the proxy: the
+// codec's settings, the exchange handler of the current config, the
+// listener's TLS. Kept apart from the codec so that the server's headers do
+// not pull in Asio's stream templates.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/intrusive/list_hook.hpp>
+#include <chrono>
+#include <memory>
+
+#include "outrigger/http/exchange.hpp"
+#include "outrigger/http/headers.hpp"
+#include "outrigger/tls/context.hpp"
+
+namespace outrigger::http {
+
+struct Http1Settings {
+  std::size_t max_request_line_bytes = 8 * 1024;
+  std::size_t max_request_headers_bytes = 60 * 1024;
+  std::chrono::milliseconds request_headers_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+// What the codec asks of the proxy, per request. One per listener and config snapshot.
+// A listener's TLS, as its connections use it.
+struct DownstreamTls {
+  tls::Context* context = nullptr;  // the current certificates
+  bool permissive = false;          // plain clients too, told apart by their first byte
+  bool want_xfcc = false;           // make the x-forwarded-client-cert element of each client
+};
+
+class ExchangeHandler {
+ public:
+  virtual ~ExchangeHandler() = default;
+  virtual const Http1Settings& settings() const = 0;
+  // The listener's TLS; null when it speaks plain HTTP only. Lives as long as the handler.
+  virtual const DownstreamTls* tls() const { return nullptr; }
+  // Produces the response through ex.downstream.
+  virtual awaitable<void> handle(Exchange& ex) = 0;
+  // The exchange is over (also for requests the codec refused): metrics, access log.
+  virtual void complete(Exchange& ex) = 0;
+};
+
+// The worker's side of a listener, as a connection sees it.
+class ConnectionHost {
+ public:
+  virtual ~ConnectionHost() = default;
+  // The handler of the config snapshot in force now.
+  virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
+  virtual bool draining() const = 0;
+  virtual RequestIdGenerator& request_ids() = 0;
+  virtual void connection_closed(bool tls) = 0;
+  // This worker's slice of the listener's series.
+  virtual observability::ListenerSlice& listener_stats() = 0;
+  // A connection may keep a read buffer while briefly idle only if the worker
+  // has room for one more; bounds the memory a crowd of idle clients can pin.
+  virtual bool begin_linger() = 0;
+  virtual void end_linger() = 0;
+};
+
+using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+
+}  // namespace outrigger::http

@@ -106,7 +106,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
                                                        std::move(endpoint_set));
     if (c.tls) {
       try {
-        cluster->set_tls(std::make_unique<tls::Context>(*c.tls, tls::Side::client, stats.tls_material("", c.name)));
+        cluster->set_tls(std::make_shared<tls::Context>(*c.tls, tls::Side::client, stats.tls_material("", c.name)));
       } catch (const std::exception& e) {
         errors.add(c.tls->mark, fmt::format("clusters.{}.{}", c.name, e.what()));
       }
@@ -209,12 +209,14 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
       const auto& hc = c->config().health_check;
       if (!hc) continue;
       auto it = old.find(c->name());
-      if (it != old.end() && it->second->serves(*hc, &c->endpoint_state())) {
+      if (it != old.end() && it->second->serves(*hc, &c->endpoint_state(), c->config().tls)) {
+        it->second->use_tls(c->tls_ptr());
         kept.checkers[c->name()] = std::move(it->second);
         continue;
       }
       auto checker =
-          std::make_unique<upstream::HealthChecker>(*kept.checks_on, c->config(), c->endpoints(), c->endpoint_state_ptr());
+          std::make_unique<upstream::HealthChecker>(*kept.checks_on, c->config(), c->endpoints(), c->endpoint_state_ptr(),
+                                                    c->tls_ptr());
       fresh.push_back(checker.get());
       kept.checkers[c->name()] = std::move(checker);
     }

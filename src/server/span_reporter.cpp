@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -25,7 +26,11 @@ struct SpanReporter::Impl {
   asio::io_context& io;
   CurrentSnapshot current;
   asio::steady_timer timer{io};
-  std::optional<beast::tcp_stream> stream;  // the keep-alive connection to the collector
+  // The keep-alive connection to the collector: plain, or TLS when the
+  // collector's cluster has a `tls` block (then `stream` is its TCP layer).
+  std::optional<beast::tcp_stream> stream;
+  std::unique_ptr<asio::ssl::stream<beast::tcp_stream&>> secure;
+  std::shared_ptr<const tls::Loaded> secure_material;
   std::size_t next_endpoint = 0;
   bool stopping = false;
   std::function<void()> on_stopped;
@@ -48,31 +53,50 @@ struct SpanReporter::Impl {
     req.prepare_payload();
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool reused = stream.has_value();
-      if (!stream) {
-        const auto& ep = cluster->endpoints()[next_endpoint++ % cluster->endpoints().size()];
-        stream.emplace(io);
-        stream->expires_after(cluster->config().connect_timeout);
-        auto [ec] = co_await stream->async_connect(ep.address, use_tuple);
-        if (ec) {
-          stream.reset();
-          co_return false;
-        }
-      }
+      if (!stream && !co_await connect(*cluster)) co_return false;
       stream->expires_after(kExchangeTimeout);
-      auto [wec, wn] = co_await bhttp::async_write(*stream, req, use_tuple);
-      beast::flat_buffer buffer;
       bhttp::response<bhttp::string_body> res;
-      boost::system::error_code rec;
-      if (!wec) std::tie(rec, std::ignore) = co_await bhttp::async_read(*stream, buffer, res, use_tuple);
-      if (wec || rec) {
-        stream.reset();
+      const auto ec = secure ? co_await exchange(*secure, req, res) : co_await exchange(*stream, req, res);
+      if (ec) {
+        close();
         if (reused) continue;  // the collector closed the idle connection: once more on a new one
         co_return false;
       }
-      if (!res.keep_alive()) stream.reset();
+      if (!res.keep_alive()) close();
       co_return res.result_int() >= 200 && res.result_int() < 300;
     }
     co_return false;
+  }
+
+  asio::awaitable<bool> connect(const upstream::Cluster& cluster) {
+    const auto& ep = cluster.endpoints()[next_endpoint++ % cluster.endpoints().size()];
+    stream.emplace(io);
+    stream->expires_after(cluster.config().connect_timeout);
+    auto [ec] = co_await stream->async_connect(ep.address, use_tuple);
+    if (!ec && cluster.tls()) {
+      secure_material = cluster.tls()->current();
+      secure = std::make_unique<asio::ssl::stream<beast::tcp_stream&>>(*stream, *secure_material->context);
+      cluster.tls()->prepare_client(secure->native_handle(), *secure_material);
+      std::tie(ec) = co_await secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
+    }
+    if (ec) close();
+    co_return !ec;
+  }
+
+  void close() {
+    secure.reset();
+    secure_material.reset();
+    stream.reset();
+  }
+
+  template <class Stream>
+  static asio::awaitable<boost::system::error_code> exchange(Stream& s, bhttp::request<bhttp::string_body>& req,
+                                                             bhttp::response<bhttp::string_body>& res) {
+    auto [wec, wn] = co_await bhttp::async_write(s, req, use_tuple);
+    if (wec) co_return wec;
+    beast::flat_buffer buffer;
+    auto [rec, rn] = co_await bhttp::async_read(s, buffer, res, use_tuple);
+    co_return rec;
   }
 
   // Drains every queue, batch by batch; stops at the first failed batch.
@@ -120,7 +144,7 @@ struct SpanReporter::Impl {
         busy = co_await flush(*snap) >= snap->config.tracing->max_batch_spans;
       if (stopping) break;
     }
-    stream.reset();
+    close();
     if (auto done = std::move(on_stopped)) done();
     (void)self;
   }

@@ -162,6 +162,18 @@ Context::Context(const config::Tls& settings, Side side, observability::TlsMater
 
 Context::~Context() = default;
 
+void Context::prepare_client(SSL* ssl, const Loaded& material) const {
+  if (!settings_.sni.empty()) {
+    SSL_set_tlsext_host_name(ssl, settings_.sni.c_str());
+    // Without a CA of its own the endpoint is checked like a public site: by name.
+    if (settings_.ca.empty()) SSL_set1_host(ssl, settings_.sni.c_str());
+  }
+  if (SSL_SESSION* session = material.sessions.get()) {
+    SSL_set_session(ssl, session);
+    SSL_SESSION_free(session);
+  }
+}
+
 std::string Context::owner() const {
   if (!stats_) return "tls";
   return stats_->listener.empty() ? "cluster " + stats_->cluster : "listener " + stats_->listener;

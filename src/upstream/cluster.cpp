@@ -20,6 +20,6 @@ Cluster::Cluster(config::Cluster config, std::vector<Endpoint> endpoints, observ
 
 Cluster::~Cluster() = default;
 
-void Cluster::set_tls(std::unique_ptr<tls::Context> tls) { tls_ = std::move(tls); }
+void Cluster::set_tls(std::shared_ptr<tls::Context> tls) { tls_ = std::move(tls); }
 
 }  // namespace outrigger::upstream

@@ -75,16 +75,7 @@ asio::awaitable<ConnectResult> EndpointPool::connect(std::chrono::milliseconds t
     const auto material = tls->current();
     auto& s = c->stream.start_tls(material);
     SSL* ssl = s.native_handle();
-    const auto& settings = tls->settings();
-    if (!settings.sni.empty()) {
-      SSL_set_tlsext_host_name(ssl, settings.sni.c_str());
-      // Without a CA of its own the endpoint is checked like a public site: by name.
-      if (settings.ca.empty()) SSL_set1_host(ssl, settings.sni.c_str());
-    }
-    if (SSL_SESSION* session = material->sessions.get()) {
-      SSL_set_session(ssl, session);
-      SSL_SESSION_free(session);
-    }
+    tls->prepare_client(ssl, *material);
     auto handshake = co_await (s.async_handshake(net::TlsStream::client, use_tuple) || timer.async_wait(use_tuple));
     ec = handshake.index() == 0 ? std::get<0>(std::get<0>(handshake)) : make_error_code(asio::error::timed_out);
     if (ec) {

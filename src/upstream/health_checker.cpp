@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
@@ -29,20 +30,18 @@ struct HealthChecker::Impl {
   config::HealthCheck config;
   std::vector<Endpoint> endpoints;
   std::shared_ptr<observability::EndpointSet> state;
+  std::shared_ptr<tls::Context> tls;
   std::vector<std::unique_ptr<asio::cancellation_signal>> stop;  // one per endpoint loop
   bool stopped = false;
 };
 
 namespace {
 
-// One check: true when the endpoint answered 2xx within the timeout.
-asio::awaitable<bool> check_once(std::shared_ptr<HealthChecker::Impl> impl, std::size_t i) {
-  beast::tcp_stream stream(impl->ex);
-  stream.expires_after(impl->config.timeout);
-  auto [cec] = co_await stream.async_connect(impl->endpoints[i].address, use_tuple);
-  if (cec) co_return false;
-  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, impl->config.path, 11};
-  req.set(bhttp::field::host, impl->config.host.empty() ? impl->cluster : impl->config.host);
+// The GET of a check on a connected (plain or TLS) stream: true on a 2xx.
+template <class Stream>
+asio::awaitable<bool> get_ok(Stream& stream, const HealthChecker::Impl& impl) {
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, impl.config.path, 11};
+  req.set(bhttp::field::host, impl.config.host.empty() ? impl.cluster : impl.config.host);
   req.set(bhttp::field::user_agent, "outrigger-health-check");
   req.set(bhttp::field::connection, "close");
   auto [wec, wn] = co_await bhttp::async_write(stream, req, use_tuple);
@@ -54,6 +53,21 @@ asio::awaitable<bool> check_once(std::shared_ptr<HealthChecker::Impl> impl, std:
   if (rec) co_return false;
   const int status = parser.get().result_int();
   co_return status >= 200 && status < 300;
+}
+
+// One check: true when the endpoint answered 2xx within the timeout.
+asio::awaitable<bool> check_once(std::shared_ptr<HealthChecker::Impl> impl, std::size_t i) {
+  beast::tcp_stream stream(impl->ex);
+  stream.expires_after(impl->config.timeout);  // covers the TLS handshake too
+  auto [cec] = co_await stream.async_connect(impl->endpoints[i].address, use_tuple);
+  if (cec) co_return false;
+  if (!impl->tls) co_return co_await get_ok(stream, *impl);
+  const auto material = impl->tls->current();
+  asio::ssl::stream<beast::tcp_stream&> secure(stream, *material->context);
+  impl->tls->prepare_client(secure.native_handle(), *material);
+  auto [hec] = co_await secure.async_handshake(asio::ssl::stream_base::client, use_tuple);
+  if (hec) co_return false;
+  co_return co_await get_ok(secure, *impl);
 }
 
 asio::awaitable<void> check_loop(std::shared_ptr<HealthChecker::Impl> impl, std::size_t i) {
@@ -86,8 +100,10 @@ asio::awaitable<void> check_loop(std::shared_ptr<HealthChecker::Impl> impl, std:
 }  // namespace
 
 HealthChecker::HealthChecker(asio::any_io_executor ex, const config::Cluster& cluster,
-                             const std::vector<Endpoint>& endpoints, std::shared_ptr<observability::EndpointSet> state)
+                             const std::vector<Endpoint>& endpoints, std::shared_ptr<observability::EndpointSet> state,
+                             std::shared_ptr<tls::Context> tls)
     : impl_(std::make_shared<Impl>()) {
+  impl_->tls = std::move(tls);
   impl_->ex = std::move(ex);
   impl_->cluster = cluster.name;
   impl_->config = *cluster.health_check;
@@ -108,8 +124,12 @@ void HealthChecker::start() {
   }
 }
 
-bool HealthChecker::serves(const config::HealthCheck& config, const observability::EndpointSet* state) const {
-  return impl_->config == config && impl_->state.get() == state;
+void HealthChecker::use_tls(std::shared_ptr<tls::Context> tls) { impl_->tls = std::move(tls); }
+
+bool HealthChecker::serves(const config::HealthCheck& config, const observability::EndpointSet* state,
+                           const std::optional<config::Tls>& tls) const {
+  const bool same_tls = impl_->tls ? tls && impl_->tls->settings() == *tls : !tls;
+  return impl_->config == config && impl_->state.get() == state && same_tls;
 }
 
 }  // namespace outrigger::upstream

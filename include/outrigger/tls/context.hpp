@@ -71,6 +71,10 @@ class Context {
   const config::Tls& settings() const { return settings_; }
   Side side() const { return side_; }
 
+  // Client side: readies `ssl`, made from `material`, for a handshake with an
+  // endpoint: the server name, and the session to resume, if any.
+  void prepare_client(SSL* ssl, const Loaded& material) const;
+
  private:
   struct Stamp {  // what stat() says of a file, following symlinks
     dev_t dev = 0;

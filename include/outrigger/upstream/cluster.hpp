@@ -47,7 +47,8 @@ class Cluster {
   const std::shared_ptr<ClusterPools>& pools_ptr(unsigned worker) const { return worker_pools_[worker]; }
   // TLS to the endpoints, when the cluster has a `tls` block (else null).
   tls::Context* tls() const { return tls_.get(); }
-  void set_tls(std::unique_ptr<tls::Context> tls);
+  const std::shared_ptr<tls::Context>& tls_ptr() const { return tls_; }
+  void set_tls(std::shared_ptr<tls::Context> tls);
 
  private:
   config::Cluster config_;
@@ -57,7 +58,7 @@ class Cluster {
   std::shared_ptr<observability::EndpointSet> endpoint_state_;
   std::unique_ptr<CircuitBreaker> breaker_;
   std::unique_ptr<OutlierDetector> outlier_;
-  std::unique_ptr<tls::Context> tls_;
+  std::shared_ptr<tls::Context> tls_;
 };
 
 }  // namespace outrigger::upstream

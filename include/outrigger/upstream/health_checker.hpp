@@ -21,15 +21,19 @@ namespace outrigger::upstream {
 
 class HealthChecker {
  public:
+  // With `tls`, checks go over TLS made from it, as the cluster's requests do.
   HealthChecker(boost::asio::any_io_executor ex, const config::Cluster& cluster, const std::vector<Endpoint>& endpoints,
-                std::shared_ptr<observability::EndpointSet> state);
+                std::shared_ptr<observability::EndpointSet> state, std::shared_ptr<tls::Context> tls = nullptr);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;
 
   void start();
+  // A kept checker takes the new config's TLS (same settings, the watched files).
+  void use_tls(std::shared_ptr<tls::Context> tls);
   // Same checks of the same endpoint state: a new config may keep this checker.
-  bool serves(const config::HealthCheck& config, const observability::EndpointSet* state) const;
+  bool serves(const config::HealthCheck& config, const observability::EndpointSet* state,
+              const std::optional<config::Tls>& tls) const;
 
   struct Impl;  // shared with the check coroutines, which outlive a stop by one wake-up
 

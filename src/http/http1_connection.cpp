@@ -239,14 +239,18 @@ awaitable<void> Http1Connection::serve() {
     co_await handler->handle(ex);
     deadline_.disarm();
     handler->complete(ex);
-    if (ex.close_connection || !keep_alive_ || !state_->parser.is_done()) break;
+    if (ex.close_connection || !keep_alive_ || !state_->parser.is_done()) {
+      closing_after_response_ = true;
+      break;
+    }
     state_.reset();
   }
   state_.reset();
   error_code ec;
-  if (auto* tls = stream_.tls(); tls && !deadline_.expired()) {
-    // close_notify, so that the client can tell the end from a truncation;
-    // bounded, for a client that never answers it.
+  if (auto* tls = stream_.tls(); tls && closing_after_response_ && !deadline_.expired()) {
+    // close_notify after the last response, so that the client can tell the
+    // end from a truncation; bounded, for a client that never answers it.
+    // (An idle or draining connection just closes, as a plain one does.)
     deadline_.arm_after(std::chrono::seconds(1), &stream_.socket());
     std::tie(ec) = co_await tls->async_shutdown(use_tuple);
     deadline_.disarm();

@@ -81,6 +81,7 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   bool linger_cancelled_ = false;  // the worker's sweep cancelled that read
   std::chrono::steady_clock::time_point linger_since_;
   bool keep_alive_ = true;
+  bool closing_after_response_ = false;
   bool response_started_ = false;
   bool header_only_ = false;
   bool continue_pending_ = false;  // the client sent `Expect: 100-continue`

@@ -1,6 +1,8 @@
 #include "outrigger/server/pipeline.hpp"
 
 #include <boost/beast/http/field.hpp>
+
+#include "outrigger/http/path.hpp"
 #include <random>
 
 namespace outrigger::server {
@@ -24,6 +26,16 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
   ex.listener_stats = &listener_stats_;
   forward_client_cert(ex);
+  // One spelling of the path for routes, filters and the upstream.
+  switch (http::normalize_target(ex.request.target(), normalized_)) {
+    case http::TargetCheck::unchanged: break;
+    case http::TargetCheck::normalized: ex.request.target(normalized_); break;
+    case http::TargetCheck::invalid:
+      ex.close_connection = true;
+      ex.error_reason = "bad_request";
+      ex.status = co_await ex.downstream.send_local_reply(400, "bad request\n", "bad_request") ? 0 : 400;
+      co_return;
+  }
   const auto* route = listener_.routes.match(ex.request);
   if (!route) {
     co_await router::reply_error(ex, http::ProxyError::no_route);

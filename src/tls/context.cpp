@@ -13,6 +13,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "outrigger/core/glob.hpp"
+
 namespace outrigger::tls {
 
 namespace ssl = boost::asio::ssl;
@@ -239,24 +241,7 @@ std::string identity_of(X509* cert) {
 }
 
 bool identity_matches(std::string_view pattern, std::string_view id) {
-  // Iterative glob with backtracking to the last '*'.
-  std::size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
-  while (i < id.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      mark = i;
-    } else if (p < pattern.size() && pattern[p] == id[i]) {
-      ++p;
-      ++i;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      i = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size() && !id.empty();
+  return !id.empty() && core::glob_match(pattern, id);
 }
 
 std::string xfcc_element(SSL* ssl, std::string_view local_identity) {

@@ -41,6 +41,7 @@ class Pipeline final : public http::ExchangeHandler {
     observability::Counter* counter = nullptr;
   };
   std::array<AuthorityEntry, 8> authorities_;
+  std::string normalized_;  // scratch for a request target that needs normalising
   std::size_t next_authority_ = 0;
   void count_authority(std::string_view host);
   void forward_client_cert(http::Exchange& ex);

@@ -2,6 +2,7 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/filters/jwt_authn.hpp"
 #include "outrigger/http/filters/local_rate_limit.hpp"
 #include "outrigger/http/filters/rbac.hpp"
 #include "outrigger/http/filters/tracing.hpp"
@@ -13,6 +14,7 @@ namespace outrigger::http {
 const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types() {
   static const std::vector<std::pair<std::string_view, FilterFactoryMaker>> types = {
       {"tracing", make_tracing_filter},
+      {"jwt_authn", make_jwt_authn_filter},
       {"local_rate_limit", make_local_rate_limit_filter},
       {"rbac", [](const config::FilterSpec& s, const FilterContext& c, std::vector<FilterError>& e) {
          return make_rbac_filter(s, c, e);

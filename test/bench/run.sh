@@ -9,6 +9,7 @@
 #   test/bench/run.sh memory     # only the memory part
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
+#   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +27,9 @@ if [ -z "${OUTRIGGER_BIN:-}" ]; then
 fi
 if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos.py
   exec timeout 900 python3 "$here/chaos.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = tls ]; then  # mTLS against HAProxy: test/bench/tls.sh
+  OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/tls.sh"
 fi
 ulimit -n "$(ulimit -Hn)"  # 5,000 idle clients need a few more descriptors than the default
 
@@ -269,5 +273,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls]" >&2; exit 2 ;;
 esac

@@ -43,7 +43,7 @@ TargetCheck normalize_target(std::string_view target, std::string& out) {
   for (auto at = merged.find("/./"); at != std::string::npos; at = merged.find("/./")) merged.erase(at, 2);
   if (merged.ends_with("/.")) merged.pop_back();
   while (merged.starts_with("/../")) merged.erase(0, 3);
-  if (merged == "/.." || merged.empty()) merged = "/";
+  if (merged == "/.." || merged.empty()) merged.assign(1, '/');  // (not = "/": GCC 12 warns wrongly at -O2)
   out = std::move(merged);
   if (u.has_query()) {
     out += '?';

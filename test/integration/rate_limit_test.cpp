@@ -49,7 +49,11 @@ TEST(RateLimit, AnswersTooManyRequestsThenRecovers) {
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // one token back (2/s), not two
   EXPECT_EQ(get(s), 200);
   EXPECT_EQ(get(s), 429);
-  const auto text = metrics(proxy);
+  std::string text;  // the last response may reach us a moment before it is counted
+  EXPECT_TRUE(eventually([&] {
+    return has(text = metrics(proxy),
+               "outrigger_requests_total{direction=\"inbound\",listener=\"ingress\",route=\"ingress/0\",cluster=\"app\",code=\"429\"} 2");
+  }));
   EXPECT_TRUE(has(text, "outrigger_ratelimit_decisions_total{direction=\"inbound\",listener=\"ingress\",decision=\"allowed\"} 4"))
       << text;
   EXPECT_TRUE(has(text, "outrigger_ratelimit_decisions_total{direction=\"inbound\",listener=\"ingress\",decision=\"limited\"} 2"));

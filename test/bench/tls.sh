@@ -128,7 +128,8 @@ handshakes() {  # target -> handshakes per proxy CPU-second
 keepalive() {  # target -> proxy CPU microseconds per request
   local t=$1 c0 c1 n
   c0=$(cpu_ticks "${pid_of[$t]}")
-  n=$(timeout $((DURATION + 60)) python3 "$here/tls_load.py" "${port_of[$t]}" ca.crt client.crt client.key "$DURATION")
+  n=$(timeout $((DURATION + 60)) python3 "$here/tls_load.py" "${port_of[$t]}" ca.crt client.crt client.key "$DURATION" \
+    "${LOAD_PROCS:-2}" "${LOAD_CONNS:-8}" "${LOAD_BATCH:-1}")
   c1=$(cpu_ticks "${pid_of[$t]}")
   awk -v n="$n" -v d=$((c1 - c0)) -v hz="$ticks" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}'
 }

@@ -5,6 +5,8 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 #include <cctype>
+#include <arpa/inet.h>
+
 #include <charconv>
 #include <cstring>
 
@@ -327,61 +329,78 @@ namespace {
 
 json::object endpoint(const Span& s, const json::storage_ptr& sp) {
   json::object e(sp);
-  if (s.remote_v6) {
-    boost::asio::ip::address_v6::bytes_type b;
-    std::copy(s.remote_ip.begin(), s.remote_ip.end(), b.begin());
-    e["ipv6"] = boost::asio::ip::make_address_v6(b).to_string();
-  } else {
-    boost::asio::ip::address_v4::bytes_type b;
-    std::copy_n(s.remote_ip.begin(), 4, b.begin());
-    e["ipv4"] = boost::asio::ip::make_address_v4(b).to_string();
-  }
-  if (s.remote_port) e["port"] = s.remote_port;
+  char text[INET6_ADDRSTRLEN];  // formatted in place, no std::string
+  if (::inet_ntop(s.remote_v6 ? AF_INET6 : AF_INET, s.remote_ip.data(), text, sizeof text))
+    e.emplace(s.remote_v6 ? "ipv6" : "ipv4", std::string_view(text));
+  if (s.remote_port) e.emplace("port", s.remote_port);
   return e;
 }
 
 }  // namespace
 
-std::string encode_spans(const std::vector<Span>& spans, std::string_view service_name) {
-  // One arena for the whole batch: no allocation per JSON node.
-  json::monotonic_resource arena;
+SpanEncoder::SpanEncoder() = default;
+SpanEncoder::~SpanEncoder() = default;
+
+std::string_view SpanEncoder::encode(const std::vector<Span>& spans, std::string_view service_name) {
+  // One arena per batch, its first block kept: no allocation per JSON node,
+  // and none at all once the block has grown to a batch's size.
+  constexpr std::size_t kPerSpan = 2048;
+  if (arena_size_ < spans.size() * kPerSpan) {
+    arena_size_ = spans.size() * kPerSpan;
+    arena_ = std::make_unique<unsigned char[]>(arena_size_);
+  }
+  json::monotonic_resource arena(arena_.get(), arena_size_);
   json::storage_ptr sp(&arena);
   json::array out(sp);
   out.reserve(spans.size());
   for (const auto& s : spans) {
-    json::object o(sp);
-    o["traceId"] = hex_trace_id(s.trace_high, s.trace_low, s.trace_128).view();
-    o["id"] = hex_id(s.id).view();
-    if (s.parent_id) o["parentId"] = hex_id(s.parent_id).view();
-    o["kind"] = s.server ? "SERVER" : "CLIENT";
+    json::object& o = out.emplace_back(json::object(sp)).as_object();
+    o.reserve(10);
+    o.emplace("traceId", hex_trace_id(s.trace_high, s.trace_low, s.trace_128).view());
+    o.emplace("id", hex_id(s.id).view());
+    if (s.parent_id) o.emplace("parentId", hex_id(s.parent_id).view());
+    o.emplace("kind", s.server ? "SERVER" : "CLIENT");
     char name[16];
     const auto method = s.method.view();
     for (std::size_t i = 0; i < method.size(); ++i)
       name[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(method[i])));
-    o["name"] = std::string_view(name, method.size());
-    o["timestamp"] = s.timestamp_us;
-    o["duration"] = std::max<std::int64_t>(1, s.duration_us);
-    if (s.debug) o["debug"] = true;
-    o["localEndpoint"] = json::object({{"serviceName", service_name}}, sp);
-    if (s.has_remote) o["remoteEndpoint"] = endpoint(s, sp);
-    json::object tags(sp);
-    tags["http.method"] = s.method.view();
-    tags["http.path"] = s.path.view();
-    if (s.status) tags["http.status_code"] = std::to_string(s.status);
-    if (!s.route.view().empty()) tags["outrigger.route"] = s.route.view();
-    if (!s.cluster.view().empty()) tags["outrigger.cluster"] = s.cluster.view();
-    if (!s.peer_identity.view().empty()) tags["peer.identity"] = s.peer_identity.view();
-    if (!s.server) tags["outrigger.attempt"] = std::to_string(s.attempt);
+    o.emplace("name", std::string_view(name, method.size()));
+    o.emplace("timestamp", s.timestamp_us);
+    o.emplace("duration", std::max<std::int64_t>(1, s.duration_us));
+    if (s.debug) o.emplace("debug", true);
+    o.emplace("localEndpoint", json::object({{"serviceName", service_name}}, sp));
+    if (s.has_remote) o.emplace("remoteEndpoint", endpoint(s, sp));
+    json::object& tags = o.emplace("tags", json::object(sp)).first->value().as_object();
+    tags.reserve(9);
+    char status[12], attempt[12];
+    const auto number = [](char* buf, std::size_t n, auto v) {
+      return std::string_view(buf, static_cast<std::size_t>(std::to_chars(buf, buf + n, v).ptr - buf));
+    };
+    tags.emplace("http.method", method);
+    tags.emplace("http.path", s.path.view());
+    if (s.status) tags.emplace("http.status_code", number(status, sizeof status, s.status));
+    if (!s.route.view().empty()) tags.emplace("outrigger.route", s.route.view());
+    if (!s.cluster.view().empty()) tags.emplace("outrigger.cluster", s.cluster.view());
+    if (!s.peer_identity.view().empty()) tags.emplace("peer.identity", s.peer_identity.view());
+    if (!s.server) tags.emplace("outrigger.attempt", number(attempt, sizeof attempt, s.attempt));
     if (!s.error.view().empty()) {
-      tags["outrigger.error"] = s.error.view();
-      tags["error"] = s.error.view();
+      tags.emplace("outrigger.error", s.error.view());
+      tags.emplace("error", s.error.view());
     } else if (s.status >= 500 || s.status == 0) {
-      tags["error"] = s.status ? std::to_string(s.status) : "no response";
+      tags.emplace("error", s.status ? number(status, sizeof status, s.status) : std::string_view("no response"));
     }
-    o["tags"] = std::move(tags);
-    out.push_back(std::move(o));
   }
-  return json::serialize(out);
+  json::serializer sr;
+  sr.reset(&out);
+  text_.clear();
+  char chunk[16384];
+  while (!sr.done()) text_.append(sr.read(chunk, sizeof chunk));
+  return text_;
+}
+
+std::string encode_spans(const std::vector<Span>& spans, std::string_view service_name) {
+  SpanEncoder encoder;
+  return std::string(encoder.encode(spans, service_name));
 }
 
 }  // namespace outrigger::observability

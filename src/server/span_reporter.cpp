@@ -35,12 +35,14 @@ struct SpanReporter::Impl {
   bool stopping = false;
   std::function<void()> on_stopped;
   std::vector<observability::Span> batch;
+  observability::SpanEncoder encoder;
+  std::string body_buffer;
   bool warned = false;  // log the first failure of a streak only
 
   Impl(asio::io_context& i, CurrentSnapshot c) : io(i), current(std::move(c)) {}
 
   // POSTs one batch; true on a 2xx.
-  asio::awaitable<bool> post(const Snapshot& snap, const config::Tracing& cfg, std::string body) {
+  asio::awaitable<bool> post(const Snapshot& snap, const config::Tracing& cfg, std::string_view body) {
     const upstream::Cluster* cluster = nullptr;
     for (const auto& c : snap.clusters)
       if (c->name() == cfg.collector_cluster) cluster = c.get();
@@ -49,8 +51,15 @@ struct SpanReporter::Impl {
     req.set(bhttp::field::host, cfg.collector_cluster);
     req.set(bhttp::field::content_type, "application/json");
     req.set(bhttp::field::user_agent, "outrigger");
-    req.body() = std::move(body);
+    // The body's memory is kept from one POST to the next.
+    req.body().swap(body_buffer);
+    req.body().assign(body);
     req.prepare_payload();
+    struct GiveBack {
+      std::string& to;
+      std::string& from;
+      ~GiveBack() { to.swap(from); }
+    } give_back{body_buffer, req.body()};
     for (int attempt = 0; attempt < 2; ++attempt) {
       const bool reused = stream.has_value();
       if (!stream && !co_await connect(*cluster)) co_return false;
@@ -111,7 +120,7 @@ struct SpanReporter::Impl {
       if (batch.empty()) co_return taken;
       taken += batch.size();
       const auto n = batch.size();
-      if (co_await post(snap, cfg, observability::encode_spans(batch, cfg.service_name))) {
+      if (co_await post(snap, cfg, encoder.encode(batch, cfg.service_name))) {
         counters.sent.fetch_add(n, std::memory_order_relaxed);
         if (warned) spdlog::info("tracing: the collector accepts spans again");
         warned = false;

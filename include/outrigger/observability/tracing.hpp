@@ -132,7 +132,23 @@ class WorkerTracer {
   core::Random random_;
 };
 
-// Zipkin v2 JSON for a batch of spans (a ListOfSpans).
+// Zipkin v2 JSON for batches of spans (a ListOfSpans each), built with
+// Boost.JSON in memory the encoder keeps from one batch to the next: after the
+// first batches, encoding allocates nothing (no heap growth, no page faults).
+class SpanEncoder {
+ public:
+  SpanEncoder();
+  ~SpanEncoder();
+  // The batch as JSON text; valid until the next call.
+  std::string_view encode(const std::vector<Span>& spans, std::string_view service_name);
+
+ private:
+  std::unique_ptr<unsigned char[]> arena_;  // the first block of each batch's JSON arena
+  std::size_t arena_size_ = 0;
+  std::string text_;
+};
+
+// The same, once.
 std::string encode_spans(const std::vector<Span>& spans, std::string_view service_name);
 
 // Microseconds since the epoch, for span timestamps.

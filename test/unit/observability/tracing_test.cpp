@@ -176,5 +176,29 @@ TEST(ZipkinJson, EncodesSpansAsZipkinV2) {
   EXPECT_EQ(o.at("tags").at("error").as_string(), "503");
 }
 
+TEST(ZipkinJson, AnEncoderReusedForManyBatchesGivesTheSameText) {
+  std::vector<Span> batch(300);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    batch[i].id = i + 1;
+    batch[i].trace_low = 7;
+    batch[i].timestamp_us = 1'700'000'000'000'000 + static_cast<std::int64_t>(i);
+    batch[i].status = 200;
+    batch[i].method.assign("GET");
+    batch[i].path.assign("/api/" + std::to_string(i));
+    batch[i].peer_identity.assign("spiffe://cluster.local/ns/shop/sa/web");
+    set_remote(batch[i], boost::asio::ip::make_address("2001:db8::1"), 443);
+  }
+  SpanEncoder encoder;
+  std::vector<Span> small(batch.begin(), batch.begin() + 2);
+  for (const std::vector<Span>* b : {&small, &batch, &small, &batch})
+    EXPECT_EQ(encoder.encode(*b, "reviews"), encode_spans(*b, "reviews"));
+  const auto doc = boost::json::parse(encoder.encode(batch, "reviews")).as_array();
+  ASSERT_EQ(doc.size(), 300u);
+  EXPECT_EQ(doc[299].at("tags").at("http.path").as_string(), "/api/299");
+  EXPECT_EQ(doc[0].at("tags").at("peer.identity").as_string(), "spiffe://cluster.local/ns/shop/sa/web");
+  EXPECT_EQ(doc[0].at("remoteEndpoint").at("ipv6").as_string(), "2001:db8::1");
+  EXPECT_EQ(doc[0].at("remoteEndpoint").at("port").to_number<int>(), 443);
+}
+
 }  // namespace
 }  // namespace outrigger::observability

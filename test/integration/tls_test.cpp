@@ -223,6 +223,29 @@ TEST(Tls, ClustersOriginateMutualTlsOverPooledConnections) {
   EXPECT_TRUE(has(text, "outrigger_tls_handshakes_total{side=\"downstream\",listener=\"ingress\",cluster=\"\"} 1"));
 }
 
+TEST(Tls, LargeBodiesStreamThroughBothTlsHops) {
+  TestPki pki;
+  const auto server = pki.issue("server", {.uris = {kServer}});
+  const auto web = pki.issue("web", {.uris = {kWeb}});
+  const std::string big(3 * 1024 * 1024 + 17, 'b');
+  FakeUpstream app([&](FakeUpstream::Exchange& ex) {
+    FakeUpstream::reply(ex, 200, ex.request.target() == "/download" ? big : std::to_string(ex.request.body().size()));
+  });
+  Proxy proxy(mesh_config(app.port(), pki, server, web, kServer));
+  // Up: a 1 MiB body through the egress listener, TLS to ingress, then the app.
+  auto s = Socket::connect(proxy.port("egress"));
+  ASSERT_TRUE(s.send(request_text("POST", "/upload", {{"content-length", std::to_string(1 << 20)}}, std::string(1 << 20, 'u'))));
+  auto up = s.read_response(10s);
+  ASSERT_TRUE(up);
+  EXPECT_EQ(up->body(), std::to_string(1 << 20));
+  // Down: 3 MiB from the app through both hops, on the same connection.
+  ASSERT_TRUE(s.send(request_text("GET", "/download")));
+  auto down = s.read_response(10s);
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->body().size(), big.size());
+  EXPECT_EQ(down->body(), big);
+}
+
 TEST(Tls, AnUpstreamWithTheWrongIdentityIsRefused) {
   TestPki pki;
   const auto server = pki.issue("server", {.uris = {kServer}});

@@ -103,13 +103,13 @@ std::string Socket::read_head(std::chrono::milliseconds timeout) {
   return out;
 }
 
-std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout, bool head) {
+std::optional<Response> parse_response(const std::function<int(char*, std::size_t)>& recv, std::string& unread,
+                                       bool head) {
   bhttp::response_parser<bhttp::string_body> p;
   p.body_limit(64 * 1024 * 1024);
   p.header_limit(1024 * 1024);
   p.skip(head);
   p.eager(true);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string buf;
   char chunk[16384];
   for (;;) {
@@ -118,15 +118,13 @@ std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout,
       const auto used = p.put(boost::asio::buffer(buf), ec);
       buf.erase(0, used);
       if (p.is_done()) {
-        pending_ = buf + pending_;
+        unread.insert(0, buf);
         return p.release();
       }
       if (ec && ec != bhttp::error::need_more) return std::nullopt;
       if (used > 0 && !buf.empty()) continue;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    const int n = recv_some(chunk, sizeof chunk, left);
+    const int n = recv(chunk, sizeof chunk);
     if (n == 0 && p.is_header_done() && p.need_eof()) {
       boost::system::error_code ec;
       p.put_eof(ec);
@@ -135,6 +133,17 @@ std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout,
     if (n <= 0) return std::nullopt;
     buf.append(chunk, static_cast<std::size_t>(n));
   }
+}
+
+std::optional<Response> Socket::read_response(std::chrono::milliseconds timeout, bool head) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  return parse_response(
+      [&](char* buf, std::size_t size) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        return left.count() <= 0 ? -2 : recv_some(buf, size, left);
+      },
+      pending_, head);
 }
 
 void Socket::close() {

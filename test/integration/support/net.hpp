@@ -54,6 +54,12 @@ class Socket {
   std::string pending_;  // bytes read past the last response
 };
 
+// One response parsed with Beast from what `recv` gives (> 0: that many bytes;
+// 0: the end of the stream; < 0: an error or a timeout). Bytes read past it
+// are put at the front of `unread`, which `recv` should serve first.
+std::optional<Response> parse_response(const std::function<int(char*, std::size_t)>& recv, std::string& unread,
+                                       bool head = false);
+
 // One request on a fresh connection.
 std::optional<Response> http_get(std::uint16_t port, const std::string& target,
                                  std::vector<std::pair<std::string, std::string>> headers = {});

@@ -9,7 +9,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <boost/beast/http/parser.hpp>
 
 namespace testing_support {
 
@@ -96,39 +95,23 @@ bool TlsClient::send(std::string_view bytes) {
 }
 
 std::optional<Response> TlsClient::read_response(std::chrono::milliseconds timeout) {
-  namespace bhttp = boost::beast::http;
   if (!connected_) return std::nullopt;
   set_timeout(fd_, timeout);
-  bhttp::response_parser<bhttp::string_body> p;
-  p.body_limit(64 * 1024 * 1024);
-  p.eager(true);
-  std::string buf = std::move(pending_);
-  pending_.clear();
-  char chunk[16384];
-  for (;;) {
-    if (!buf.empty()) {
-      boost::system::error_code ec;
-      const auto used = p.put(boost::asio::buffer(buf), ec);
-      buf.erase(0, used);
-      if (p.is_done()) {
-        pending_ = std::move(buf);
-        return p.release();
-      }
-      if (ec && ec != bhttp::error::need_more) return std::nullopt;
-      if (used > 0 && !buf.empty()) continue;
-    }
-    const int n = SSL_read(ssl_, chunk, sizeof chunk);
-    if (n <= 0) {
-      error_ = "read: " + ssl_errors();
-      if (p.is_header_done() && p.need_eof()) {
-        boost::system::error_code ec;
-        p.put_eof(ec);
-        if (!ec) return p.release();
-      }
-      return std::nullopt;
-    }
-    buf.append(chunk, static_cast<std::size_t>(n));
-  }
+  return parse_response(
+      [&](char* buf, std::size_t size) {
+        if (!pending_.empty()) {
+          const auto n = std::min(size, pending_.size());
+          pending_.copy(buf, n);
+          pending_.erase(0, n);
+          return static_cast<int>(n);
+        }
+        const int n = SSL_read(ssl_, buf, static_cast<int>(size));
+        if (n > 0) return n;
+        const int why = SSL_get_error(ssl_, n);  // before the error queue is read
+        error_ = "read: " + ssl_errors();
+        return why == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+      },
+      pending_);
 }
 
 int TlsClient::get(const std::string& target, std::vector<std::pair<std::string, std::string>> headers) {

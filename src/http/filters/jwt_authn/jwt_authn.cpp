@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "outrigger/config/loader.hpp"
+#include "outrigger/http/filter_yaml.hpp"
 #include "outrigger/http/filters/jwt_authn.hpp"
 
 namespace outrigger::http {
@@ -212,41 +213,6 @@ class JwtFactory final : public FilterFactory {
   std::vector<std::unique_ptr<JwtFilter>> filters_;
 };
 
-// YAML, with positions in every error.
-struct Reader {
-  std::vector<FilterError>& errors;
-  config::Mark fallback;
-  void error(const YAML::Node& at, std::string message) {
-    const auto m = at ? at.Mark() : YAML::Mark::null_mark();
-    errors.push_back({m.is_null() ? fallback : config::Mark{m.line + 1, m.column + 1}, "jwt_authn: " + std::move(message)});
-  }
-  bool keys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, const std::string& where) {
-    if (!n.IsMap()) {
-      error(n, where + ": expected a mapping");
-      return false;
-    }
-    bool ok = true;
-    for (const auto& kv : n) {
-      const auto k = kv.first.as<std::string>();
-      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-      auto message = where + ": unknown key '" + k + "'";
-      if (auto near = config::closest_match(k, std::vector<std::string_view>(allowed)); !near.empty())
-        message += "; did you mean '" + near + "'?";
-      error(kv.first, message);
-      ok = false;
-    }
-    return ok;
-  }
-  std::string string(const YAML::Node& n, const char* key, const std::string& where, bool required) {
-    const auto v = n[key];
-    if (!v || !v.IsScalar() || v.Scalar().empty()) {
-      if (required || v) error(v ? v : n, where + "." + key + ": expected a non-empty string");
-      return {};
-    }
-    return v.Scalar();
-  }
-};
-
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -258,7 +224,7 @@ std::unique_ptr<FilterFactory> make_jwt_authn_filter(const config::FilterSpec& s
                                                      std::vector<FilterError>& errors) {
   const auto& n = *spec.node;
   const auto before = errors.size();
-  Reader r{errors, spec.mark};
+  FilterYaml r("jwt_authn", spec.mark, errors);
   r.keys(n, {"type", "providers", "rules"}, "jwt_authn");
   std::vector<Provider> providers;
   auto keys = std::make_shared<Keys>();

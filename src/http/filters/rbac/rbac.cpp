@@ -1,5 +1,7 @@
 #include "outrigger/http/filters/rbac.hpp"
 
+#include "outrigger/http/filter_yaml.hpp"
+
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
@@ -189,54 +191,6 @@ AuditSink audit_log() {
   return [](std::string_view line) { logger->info("{}", line); };
 }
 
-// YAML reading, with positions for errors.
-class Reader {
- public:
-  explicit Reader(std::vector<FilterError>& errors) : errors_(errors) {}
-  void error(const YAML::Node& at, const config::Mark& fallback, std::string message) {
-    const auto m = at.Mark();
-    errors_.push_back({m.is_null() ? fallback : config::Mark{m.line + 1, m.column + 1}, "rbac: " + std::move(message)});
-  }
-  bool keys(const YAML::Node& n, std::initializer_list<std::string_view> allowed, const std::string& where,
-            const config::Mark& fallback) {
-    if (!n.IsMap()) {
-      error(n, fallback, where + ": expected a mapping");
-      return false;
-    }
-    bool ok = true;
-    for (const auto& kv : n) {
-      const auto k = kv.first.as<std::string>();
-      if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-      auto message = where + ": unknown key '" + k + "'";
-      if (auto near = config::closest_match(k, std::vector<std::string_view>(allowed)); !near.empty())
-        message += "; did you mean '" + near + "'?";
-      error(kv.first, fallback, message);
-      ok = false;
-    }
-    return ok;
-  }
-  std::vector<std::string> strings(const YAML::Node& n, const std::string& where, const config::Mark& fallback) {
-    std::vector<std::string> out;
-    if (!n) return out;
-    if (n.IsScalar()) return {n.Scalar()};
-    if (!n.IsSequence()) {
-      error(n, fallback, where + ": expected a list of strings");
-      return out;
-    }
-    for (const auto& v : n) {
-      if (v.IsScalar()) {
-        out.push_back(v.Scalar());
-      } else {
-        error(v, fallback, where + ": expected a string");
-      }
-    }
-    return out;
-  }
-
- private:
-  std::vector<FilterError>& errors_;
-};
-
 std::optional<Cidr> parse_cidr(const std::string& text) {
   const auto slash = text.find('/');
   boost::system::error_code ec;
@@ -264,15 +218,15 @@ std::optional<Cidr> parse_cidr(const std::string& text) {
 std::shared_ptr<const Policy> parse(const config::FilterSpec& spec, std::vector<FilterError>& errors) {
   const auto& n = *spec.node;
   const auto before = errors.size();
-  Reader r(errors);
-  r.keys(n, {"type", "mode", "roles", "bindings", "default"}, "rbac", spec.mark);
+  FilterYaml r("rbac", spec.mark, errors);
+  r.keys(n, {"type", "mode", "roles", "bindings", "default"}, "rbac");
   auto policy = std::make_shared<Policy>();
   if (const auto m = n["mode"]) {
     const auto v = m.as<std::string>("");
     if (v == "shadow") {
       policy->shadow = true;
     } else if (v != "enforce") {
-      r.error(m, spec.mark, "mode: expected enforce or shadow");
+      r.error(m, "mode: expected enforce or shadow");
     }
   }
   if (const auto d = n["default"]) {
@@ -280,59 +234,59 @@ std::shared_ptr<const Policy> parse(const config::FilterSpec& spec, std::vector<
     if (v == "allow") {
       policy->default_allow = true;
     } else if (v != "deny") {
-      r.error(d, spec.mark, "default: expected deny or allow");
+      r.error(d, "default: expected deny or allow");
     }
   }
   const auto roles = n["roles"];
   if (!roles || !roles.IsMap()) {
-    r.error(roles ? roles : n, spec.mark, "roles: expected a mapping of role names to permission lists");
+    r.error(roles ? roles : n, "roles: expected a mapping of role names to permission lists");
   } else {
     for (const auto& kv : roles) {
       Role role{kv.first.as<std::string>(), {}};
       const auto where = "roles." + role.name;
       if (!kv.second.IsSequence()) {
-        r.error(kv.second, spec.mark, where + ": expected a list of permissions");
+        r.error(kv.second, where + ": expected a list of permissions");
         continue;
       }
       for (const auto& perm : kv.second) {
-        if (!r.keys(perm, {"methods", "paths"}, where, spec.mark)) continue;
+        if (!r.keys(perm, {"methods", "paths"}, where)) continue;
         Permission p;
-        p.methods = r.strings(perm["methods"], where + ".methods", spec.mark);
+        p.methods = r.strings(perm["methods"], where + ".methods");
         for (auto& m : p.methods)
           for (auto& c : m) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        p.paths = r.strings(perm["paths"], where + ".paths", spec.mark);
+        p.paths = r.strings(perm["paths"], where + ".paths");
         for (const auto& path : p.paths)
           if (path.empty() || (path.front() != '/' && path != "*"))
-            r.error(perm["paths"], spec.mark, where + ".paths: '" + path + "' must start with '/' (or be '*')");
+            r.error(perm["paths"], where + ".paths: '" + path + "' must start with '/' (or be '*')");
         role.permissions.push_back(std::move(p));
       }
       policy->roles.push_back(std::move(role));
     }
   }
   const auto bindings = n["bindings"];
-  if (bindings && !bindings.IsSequence()) r.error(bindings, spec.mark, "bindings: expected a list");
+  if (bindings && !bindings.IsSequence()) r.error(bindings, "bindings: expected a list");
   for (std::size_t i = 0; bindings && bindings.IsSequence() && i < bindings.size(); ++i) {
     const auto b = bindings[i];
     const auto where = "bindings[" + std::to_string(i) + "]";
-    if (!r.keys(b, {"role", "principals"}, where, spec.mark)) continue;
+    if (!r.keys(b, {"role", "principals"}, where)) continue;
     Binding binding{policy->roles.size(), {}};
     const auto role_name = b["role"].as<std::string>("");
     for (std::size_t k = 0; k < policy->roles.size(); ++k)
       if (policy->roles[k].name == role_name) binding.role = k;
     if (binding.role == policy->roles.size()) {
-      r.error(b["role"] ? b["role"] : b, spec.mark, where + ".role: no role named '" + role_name + "'");
+      r.error(b["role"] ? b["role"] : b, where + ".role: no role named '" + role_name + "'");
       continue;
     }
     const auto principals = b["principals"];
     if (!principals || !principals.IsSequence() || principals.size() == 0) {
-      r.error(principals ? principals : b, spec.mark, where + ".principals: expected a non-empty list");
+      r.error(principals ? principals : b, where + ".principals: expected a non-empty list");
       continue;
     }
     for (const auto& pn : principals) {
-      if (!r.keys(pn, {"identity", "jwt_claim", "source_ip", "any", "authenticated"}, where + ".principals", spec.mark))
+      if (!r.keys(pn, {"identity", "jwt_claim", "source_ip", "any", "authenticated"}, where + ".principals"))
         continue;
       if (pn.size() != 1) {
-        r.error(pn, spec.mark, where + ".principals: each principal has exactly one key");
+        r.error(pn, where + ".principals: each principal has exactly one key");
         continue;
       }
       Principal p;
@@ -341,11 +295,11 @@ std::shared_ptr<const Policy> parse(const config::FilterSpec& spec, std::vector<
         p.pattern = v.as<std::string>("");
       } else if (const auto c = pn["jwt_claim"]) {
         p.kind = Principal::Kind::jwt_claim;
-        if (!r.keys(c, {"name", "contains"}, where + ".principals.jwt_claim", spec.mark)) continue;
+        if (!r.keys(c, {"name", "contains"}, where + ".principals.jwt_claim")) continue;
         p.pattern = c["name"].as<std::string>("");
         p.claim_value = c["contains"].as<std::string>("");
         if (p.pattern.empty() || p.claim_value.empty())
-          r.error(c, spec.mark, where + ".principals.jwt_claim: needs 'name' and 'contains'");
+          r.error(c, where + ".principals.jwt_claim: needs 'name' and 'contains'");
       } else if (const auto s = pn["source_ip"]) {
         p.kind = Principal::Kind::source_ip;
         const auto text = s.as<std::string>("");
@@ -353,15 +307,15 @@ std::shared_ptr<const Policy> parse(const config::FilterSpec& spec, std::vector<
           p.cidr = *cidr;
           policy->any_source_ip = true;
         } else {
-          r.error(s, spec.mark, where + ".principals.source_ip: '" + text + "' is not an address or CIDR range");
+          r.error(s, where + ".principals.source_ip: '" + text + "' is not an address or CIDR range");
         }
       } else if (const auto a = pn["any"]) {
         p.kind = Principal::Kind::any;
-        if (!a.as<bool>(false)) r.error(a, spec.mark, where + ".principals.any: only 'any: true' makes sense");
+        if (!a.as<bool>(false)) r.error(a, where + ".principals.any: only 'any: true' makes sense");
       } else {
         p.kind = Principal::Kind::authenticated;
         if (!pn["authenticated"].as<bool>(false))
-          r.error(pn["authenticated"], spec.mark, where + ".principals.authenticated: only 'authenticated: true' makes sense");
+          r.error(pn["authenticated"], where + ".principals.authenticated: only 'authenticated: true' makes sense");
       }
       binding.principals.push_back(std::move(p));
     }

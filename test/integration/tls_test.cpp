@@ -246,6 +246,56 @@ TEST(Tls, LargeBodiesStreamThroughBothTlsHops) {
   EXPECT_EQ(down->body(), big);
 }
 
+// Health checks and the Zipkin reporter reach a TLS cluster the way requests do.
+TEST(Tls, HealthChecksAndSpansGoOverTlsToo) {
+  TestPki pki;
+  const auto server = pki.issue("server", {.uris = {kServer}});
+  const auto web = pki.issue("web", {.uris = {kWeb}});
+  std::atomic<int> checks{0}, span_posts{0};
+  FakeUpstream app([&](FakeUpstream::Exchange& ex) {
+    if (ex.request.target() == "/healthz") ++checks;
+    if (ex.request.target() == "/api/v2/spans") ++span_posts;
+    FakeUpstream::reply(ex, ex.request.target() == "/api/v2/spans" ? 202 : 200, "ok");
+  });
+  const auto inbound = closed_port();
+  auto tls = "{ cert: " + web.cert + ", key: " + web.key + ", ca: " + pki.ca_path() + ", verify_identity: [\"" +
+             kServer + "\"] }";
+  Proxy proxy(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+log_level: off
+tracing: { service_name: web, collector_cluster: zipkin, flush_interval: 50ms }
+listeners:
+  - name: ingress
+    address: 127.0.0.1:{INBOUND}
+    tls: { cert: {SCERT}, key: {SKEY}, ca: {CA} }
+    routes: [{ cluster: app }]
+  - name: egress
+    address: 127.0.0.1:0
+    filters: [{ type: tracing }]
+    routes: [{ cluster: mesh }]
+clusters:
+  - { name: app, endpoints: [127.0.0.1:{APP}] }
+  - name: mesh
+    endpoints: [127.0.0.1:{INBOUND}]
+    tls: {TLS}
+    health_check: { path: /healthz, interval: 50ms, unhealthy_threshold: 1 }
+  - { name: zipkin, endpoints: [127.0.0.1:{INBOUND}], tls: {TLS} }
+)",
+                   {{"INBOUND", std::to_string(inbound)},
+                    {"SCERT", server.cert},
+                    {"SKEY", server.key},
+                    {"CA", pki.ca_path()},
+                    {"APP", std::to_string(app.port())},
+                    {"TLS", tls}}));
+  EXPECT_TRUE(eventually([&] { return checks.load() >= 2; }));
+  EXPECT_TRUE(has(metrics(proxy), "outrigger_endpoint_healthy{cluster=\"mesh\",endpoint=\"127.0.0.1:" +
+                                      std::to_string(inbound) + "\"} 1"));
+  EXPECT_EQ(send_gets(proxy.port("egress"), 1), (std::vector<int>{200}));
+  EXPECT_TRUE(eventually([&] { return span_posts.load() >= 1; }));
+  EXPECT_TRUE(eventually([&] { return has(metrics(proxy), "outrigger_tracing_spans_sent_total 2"); }));
+}
+
 TEST(Tls, AnUpstreamWithTheWrongIdentityIsRefused) {
   TestPki pki;
   const auto server = pki.issue("server", {.uris = {kServer}});

@@ -191,8 +191,10 @@ HexId hex_trace_id(std::uint64_t high, std::uint64_t low, bool wide) {
   return h;
 }
 
-std::optional<TraceContext> extract(const core::HttpFields& fields, const std::vector<config::Propagation>& formats) {
+std::optional<TraceContext> extract(const core::HttpFields& fields, const std::vector<config::Propagation>& formats,
+                                    bool* carriers) {
   const Carriers f(fields);
+  if (carriers) *carriers = f.any;
   if (!f.any) return std::nullopt;
   for (auto format : formats) {
     std::optional<TraceContext> ctx;
@@ -213,7 +215,18 @@ std::optional<TraceContext> extract(const core::HttpFields& fields, const std::v
 }
 
 void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
-            config::Propagation format) {
+            config::Propagation format, bool fresh) {
+  // set() looks for the old value first, erase() looks at all: with none there, insert() is enough.
+  const auto put = [&](std::string_view name, std::string_view value) {
+    if (fresh) {
+      f.insert(name, value);
+    } else {
+      f.set(name, value);
+    }
+  };
+  const auto drop = [&](std::string_view name) {
+    if (!fresh) f.erase(name);
+  };
   const bool sampled = ctx.sampled.value_or(false);
   const auto trace_hex = hex_trace_id(ctx);
   const auto trace_sv = trace_hex.view();
@@ -222,19 +235,19 @@ void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id,
   put_hex(parent, parent_id);
   switch (format) {
     case config::Propagation::b3:
-      f.set("x-b3-traceid", trace_sv);
-      f.set("x-b3-spanid", std::string_view(span, 16));
+      put("x-b3-traceid", trace_sv);
+      put("x-b3-spanid", std::string_view(span, 16));
       if (parent_id) {
-        f.set("x-b3-parentspanid", std::string_view(parent, 16));
+        put("x-b3-parentspanid", std::string_view(parent, 16));
       } else {
-        f.erase("x-b3-parentspanid");
+        drop("x-b3-parentspanid");
       }
       if (ctx.debug) {
-        f.set("x-b3-flags", "1");
-        f.erase("x-b3-sampled");
+        put("x-b3-flags", "1");
+        drop("x-b3-sampled");
       } else {
-        f.set("x-b3-sampled", sampled ? "1" : "0");
-        f.erase("x-b3-flags");
+        put("x-b3-sampled", sampled ? "1" : "0");
+        drop("x-b3-flags");
       }
       break;
     case config::Propagation::b3_single: {
@@ -248,7 +261,7 @@ void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id,
         *p++ = '-';
         p = std::copy_n(parent, 16, p);
       }
-      f.set("b3", std::string_view(v, static_cast<std::size_t>(p - v)));
+      put("b3", std::string_view(v, static_cast<std::size_t>(p - v)));
       break;
     }
     case config::Propagation::w3c: {
@@ -260,8 +273,8 @@ void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id,
       tp[35] = '-';
       std::memcpy(tp + 36, span, 16);
       std::memcpy(tp + 52, sampled || ctx.debug ? "-01" : "-00", 3);
-      f.set("traceparent", std::string_view(tp, sizeof tp));
-      if (!ctx.tracestate.empty()) f.set("tracestate", ctx.tracestate);
+      put("traceparent", std::string_view(tp, sizeof tp));
+      if (!ctx.tracestate.empty()) put("tracestate", ctx.tracestate);
       break;
     }
   }

@@ -425,7 +425,9 @@ asio::awaitable<void> forward(http::Exchange& ex, const config::Route& route, co
     std::chrono::system_clock::time_point try_start_wall;
     if (ex.traced) {
       client_span_id = ex.tracer->next_id();
-      observability::inject(ex.request.base(), ex.trace, client_span_id, ex.server_span_id, ex.trace.format);
+      observability::inject(ex.request.base(), ex.trace, client_span_id, ex.server_span_id, ex.trace.format,
+                            ex.trace_headers_absent);
+      ex.trace_headers_absent = false;  // from the second try on, the headers are ours to replace
       try_start_wall = std::chrono::system_clock::now();
     }
 

@@ -103,6 +103,7 @@ struct Exchange {
   // tracing filter has taken or started a context.
   observability::WorkerTracer* tracer = nullptr;
   bool traced = false;
+  bool trace_headers_absent = false;  // none arrived: the first injection need not look for old ones
   observability::TraceContext trace;
   std::uint64_t server_span_id = 0;
 };

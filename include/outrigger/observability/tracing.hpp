@@ -40,12 +40,16 @@ struct TraceContext {
 // The first context found in the headers, in the order of `formats`; none when
 // no listed format is present and valid. A sampling decision without ids
 // (`b3: 0`, `x-b3-sampled: 1` alone) comes back with trace_low == 0.
-std::optional<TraceContext> extract(const core::HttpFields& f, const std::vector<config::Propagation>& formats);
+// `carriers` tells whether any trace header was there at all (valid or not).
+std::optional<TraceContext> extract(const core::HttpFields& f, const std::vector<config::Propagation>& formats,
+                                    bool* carriers = nullptr);
 
 // Writes the context the next hop sees: trace id, `span_id` as its parent
 // span, `parent_id`, the sampling decision and debug flag, in `format`.
+// `fresh`: the fields hold no trace header yet (the first try of a request
+// that arrived without one), so they are added without looking for old ones.
 void inject(core::HttpFields& f, const TraceContext& ctx, std::uint64_t span_id, std::uint64_t parent_id,
-            config::Propagation format);
+            config::Propagation format, bool fresh = false);
 
 // Lower-case hex of an id, in place (no allocation): 16 characters for a span
 // id or a 64-bit trace id, 32 for a 128-bit trace id.

@@ -118,6 +118,25 @@ TEST(TraceContext, WritesWhatItReads) {
   EXPECT_EQ(f["traceparent"], "00-000000000000000048485a3953bb6124-0000000000000001-00");
 }
 
+TEST(TraceContext, AFreshInjectionThenARetryLeaveOneHeaderOfEach) {
+  TraceContext ctx;
+  ctx.trace_low = 7;
+  ctx.sampled = true;
+  for (auto format : kAll) {
+    core::HttpFields f;
+    bool carriers = true;
+    EXPECT_FALSE(extract(f, kAll, &carriers));
+    EXPECT_FALSE(carriers);
+    inject(f, ctx, 1, 2, format, /*fresh=*/true);  // the first try: nothing to replace
+    inject(f, ctx, 3, 2, format);                   // a retry replaces it
+    std::size_t fields = 0;
+    for (const auto& field : f) ++fields, (void)field;
+    EXPECT_EQ(fields, format == Propagation::b3 ? 4u : 1u) << static_cast<int>(format);
+    EXPECT_EQ(extract(f, kAll, &carriers)->span_id, 3u);
+    EXPECT_TRUE(carriers);
+  }
+}
+
 TEST(SpanQueue, DropsWhenFullAndDrainsInOrder) {
   SpanQueue q(3);
   Span s;

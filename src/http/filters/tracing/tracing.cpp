@@ -14,7 +14,9 @@ class TracingFilter final : public Filter, public FilterFactory {
     auto* tracer = ex.tracer;
     if (!tracer) return std::nullopt;  // the config has no tracing section in effect
     const auto& config = tracer->config();
-    auto arrived = observability::extract(ex.request.base(), config.propagation);
+    bool carriers = false;
+    auto arrived = observability::extract(ex.request.base(), config.propagation, &carriers);
+    ex.trace_headers_absent = !carriers;
     ex.trace = arrived ? std::move(*arrived) : observability::TraceContext{};
     if (!arrived) ex.trace.format = config.propagation.front();
     if (ex.trace.trace_low == 0) {  // nothing, or a sampling decision alone: a new trace

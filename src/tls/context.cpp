@@ -6,10 +6,13 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/verify_context.hpp>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <stdexcept>
 
@@ -95,7 +98,16 @@ std::int64_t expiry_of(X509* cert) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
+// A file that is not there or not readable, said plainly (OpenSSL would
+// bury it under three library errors).
+void require_readable(std::string_view key, const std::string& file) {
+  if (!file.empty() && ::access(file.c_str(), R_OK) != 0) fail(key, file, std::strerror(errno));
+}
+
 std::shared_ptr<Loaded> load(const config::Tls& s, Side side) {
+  require_readable("cert", s.cert);
+  require_readable("key", s.key);
+  require_readable("ca", s.ca);
   ERR_clear_error();
   auto loaded = std::make_shared<Loaded>();
   loaded->context = std::make_unique<ssl::context>(side == Side::server ? ssl::context::tls_server

@@ -18,7 +18,11 @@ struct SwitchableUpstream {
   }};
 };
 
-std::string config(std::uint16_t primary, std::uint16_t spare, const std::string& fallback) {
+// `open_duration`: short where a test waits for the half-open state; long
+// where it only looks at the open state, so that a slow machine cannot let the
+// breaker half-open in the middle of the test.
+std::string config(std::uint16_t primary, std::uint16_t spare, const std::string& fallback,
+                   const std::string& open_duration = "30s") {
   return fill(R"(
 admin: { address: 127.0.0.1:0 }
 workers: 2
@@ -33,10 +37,10 @@ listeners:
 clusters:
   - name: primary
     endpoints: [127.0.0.1:{P}]
-    breaker: { failure_rate: 0.5, minimum_requests: 10, window: 10s, open_duration: 300ms, half_open_requests: 3 }
+    breaker: { failure_rate: 0.5, minimum_requests: 10, window: 10s, open_duration: {OPEN}, half_open_requests: 3 }
   - { name: spare, endpoints: [127.0.0.1:{S}] }
 )",
-              {{"P", std::to_string(primary)}, {"S", std::to_string(spare)}, {"FALLBACK", fallback}});
+              {{"P", std::to_string(primary)}, {"S", std::to_string(spare)}, {"FALLBACK", fallback}, {"OPEN", open_duration}});
 }
 
 
@@ -58,7 +62,7 @@ void trip(SwitchableUpstream& primary, Proxy& proxy) {
 TEST(Breaker, OpensOnTheFailureRateAndAnswersWithoutTheUpstream) {
   SwitchableUpstream primary;
   FakeUpstream spare;
-  Proxy proxy(config(primary.server.port(), spare.port(), ""));
+  Proxy proxy(config(primary.server.port(), spare.port(), "", "30s"));
   EXPECT_EQ(send_gets(proxy.port(), 5), std::vector<int>(5, 200));
   primary.status = 500;
   EXPECT_EQ(send_gets(proxy.port(), 5), std::vector<int>(5, 500));  // 5 of 10: the rate is reached
@@ -83,7 +87,7 @@ TEST(Breaker, OpensOnTheFailureRateAndAnswersWithoutTheUpstream) {
 TEST(Breaker, SendsTrafficToTheFallbackClusterWhileOpen) {
   SwitchableUpstream primary;
   FakeUpstream spare([](FakeUpstream::Exchange& ex) { FakeUpstream::reply(ex, 200, "spare"); });
-  Proxy proxy(config(primary.server.port(), spare.port(), "        fallback: { cluster: spare }"));
+  Proxy proxy(config(primary.server.port(), spare.port(), "        fallback: { cluster: spare }", "30s"));
   trip(primary, proxy);
   std::vector<std::string> bodies;
   EXPECT_EQ(send_gets(proxy.port(), 10, &bodies), std::vector<int>(10, 200));
@@ -102,7 +106,8 @@ TEST(Breaker, AnswersTheStaticFallbackWhileOpen) {
   FakeUpstream spare;
   Proxy proxy(config(primary.server.port(), spare.port(),
                      "        fallback: { status: 200, body: '{\"items\":[]}', headers: [{ name: content-type, value: "
-                     "application/json }] }"));
+                     "application/json }] }",
+                     "30s"));
   trip(primary, proxy);
   auto res = http_get(proxy.port(), "/x");
   ASSERT_TRUE(res);
@@ -116,11 +121,11 @@ TEST(Breaker, AnswersTheStaticFallbackWhileOpen) {
 TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   SwitchableUpstream primary;
   FakeUpstream spare;
-  Proxy proxy(config(primary.server.port(), spare.port(), ""));
+  Proxy proxy(config(primary.server.port(), spare.port(), "", "1s"));  // long enough for a slow machine
   trip(primary, proxy);
   primary.status = 200;  // the upstream has recovered
   EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{503});
-  std::this_thread::sleep_for(350ms);
+  std::this_thread::sleep_for(1100ms);
   EXPECT_EQ(send_gets(proxy.port(), 3), std::vector<int>(3, 200));  // the probes
   EXPECT_TRUE(state_is(proxy, 0));
   EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));
@@ -130,9 +135,9 @@ TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
 TEST(Breaker, AFailedProbeOpensItAgain) {
   SwitchableUpstream primary;
   FakeUpstream spare;
-  Proxy proxy(config(primary.server.port(), spare.port(), ""));
+  Proxy proxy(config(primary.server.port(), spare.port(), "", "1s"));  // long enough for a slow machine
   trip(primary, proxy);
-  std::this_thread::sleep_for(350ms);
+  std::this_thread::sleep_for(1100ms);
   EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{500});  // a probe, still failing
   EXPECT_EQ(primary.server.requests(), 11);
   ASSERT_TRUE(state_is(proxy, 1));

@@ -1,8 +1,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <boost/beast/core/string.hpp>
 #include <boost/json/serialize.hpp>
 #include <fstream>
@@ -60,6 +63,7 @@ FileStamp stamp_of(const std::string& path) {
 }
 
 std::shared_ptr<const KeySet> load_keys(const std::string& path) {
+  if (::access(path.c_str(), R_OK) != 0) throw std::runtime_error(std::strerror(errno));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read the file");
   std::stringstream s;

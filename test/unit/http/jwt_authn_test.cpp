@@ -1,10 +1,16 @@
 #include "outrigger/http/filters/jwt_authn.hpp"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
 
 #include "../../integration/support/jwt_signer.hpp"
+#include "test_exchange.hpp"
 
 namespace outrigger::http {
 namespace {
@@ -112,6 +118,172 @@ TEST(JwtClaims, ContainsStringsArraysAndScopes) {
   EXPECT_TRUE(c.contains("scope", "write"));
   EXPECT_TRUE(c.contains("team", "shop"));
   EXPECT_FALSE(c.contains("missing", "x"));
+}
+
+// A temporary directory with a JWKS file, gone with the object.
+struct KeyFile {
+  explicit KeyFile(const std::vector<const JwtKey*>& keys) {
+    char tmpl[] = "/tmp/outrigger-jwt-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    write(keys);
+  }
+  ~KeyFile() { std::filesystem::remove_all(dir); }
+  void write(const std::vector<const JwtKey*>& keys) const { write(testing_support::jwks(keys)); }
+  void write(const std::string& text) const { std::ofstream(path()) << text; }
+  std::string path() const { return dir + "/jwks.json"; }
+  std::string dir;
+};
+
+std::unique_ptr<FilterFactory> build(const std::string& yaml, std::vector<FilterError>& errors) {
+  config::FilterSpec spec{"jwt_authn", std::make_shared<const YAML::Node>(YAML::Load(yaml)), {1, 1}};
+  auto factory = make_jwt_authn_filter(spec, {}, errors);
+  EXPECT_EQ(factory == nullptr, !errors.empty());
+  return factory;
+}
+
+std::string good_claims(const std::string& extra = "") {
+  return "{\"iss\":\"" + kIss + "\",\"sub\":\"alice\",\"aud\":\"orders\",\"exp\":" +
+         std::to_string(std::time(nullptr) + 3600) + extra + "}";
+}
+
+// The filter with provider `corp` (an EC key unless told otherwise) and `rules`.
+struct JwtAuthn {
+  explicit JwtAuthn(const std::string& rules, const std::vector<const JwtKey*>& keys = {})
+      : file(keys.empty() ? std::vector<const JwtKey*>{&key} : keys) {
+    factory = build("type: jwt_authn\nproviders:\n  - { name: corp, issuer: '" + kIss +
+                        "', audiences: [orders], jwks_file: " + file.path() +
+                        ", forward_claims: { sub: x-user, level: x-level, admin: x-admin, groups: x-groups, "
+                        "name: x-name } }\n" +
+                        rules,
+                    errors);
+  }
+  std::optional<LocalResponse> run(testing::TestExchange& t) {
+    return factory->filter_for_worker(0, 1).on_request(t.get());
+  }
+  // The status a request to `target` with `token` gets: 0 when it passes.
+  int status(const std::string& target, const std::string& token = "") {
+    testing::TestExchange t(boost::beast::http::verb::get, target);
+    if (!token.empty()) t.request.set("authorization", "Bearer " + token);
+    const auto r = run(t);
+    return r ? r->status : 0;
+  }
+
+  JwtKey key = JwtKey::ec("k1");
+  KeyFile file;
+  std::vector<FilterError> errors;
+  std::unique_ptr<FilterFactory> factory;
+};
+
+TEST(JwtAuthnFilter, TheFirstMatchingRuleDecides) {
+  JwtAuthn f(R"(rules:
+  - { match: { path: /api/public } }
+  - { match: { prefix: /api/open }, requires: corp, allow_missing: true }
+  - { match: { prefix: /api }, requires: corp })");
+  ASSERT_TRUE(f.factory);
+  EXPECT_EQ(f.status("/api/public"), 0);             // a rule that requires nothing
+  EXPECT_EQ(f.status("/api/public/x"), 401);         // `path` is exact: the /api rule decides
+  EXPECT_EQ(f.status("/api/open/x"), 0);             // allow_missing: no token is fine
+  EXPECT_EQ(f.status("/api/open/x", "a.b.c"), 401);  // ... a bad one is not
+  EXPECT_EQ(f.status("/api/open/x", f.key.sign(good_claims())), 0);
+  EXPECT_EQ(f.status("/api/x?q=/api/public"), 401);  // the query is not the path
+  EXPECT_EQ(f.status("/elsewhere"), 0);              // no rule: no token needed
+}
+
+TEST(JwtAuthnFilter, WithoutRulesEveryRequestNeedsAToken) {
+  JwtAuthn f("");
+  ASSERT_TRUE(f.factory);
+  EXPECT_EQ(f.status("/anything"), 401);
+  EXPECT_EQ(f.status("/anything", f.key.sign(good_claims())), 0);
+}
+
+TEST(JwtAuthnFilter, AnswersWithAnRfc6750Challenge) {
+  JwtAuthn f("rules: [{ match: { prefix: / }, requires: corp }]");
+  testing::TestExchange missing(boost::beast::http::verb::get, "/x");
+  missing.request.set("authorization", "Basic YWxpY2U6c2VjcmV0");  // not a bearer token: missing
+  auto r = f.run(missing);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->reason, "jwt_missing");
+  ASSERT_EQ(r->headers.size(), 1u);
+  EXPECT_EQ(r->headers[0].name, "www-authenticate");
+  EXPECT_EQ(r->headers[0].value, "Bearer realm=\"corp\"");
+
+  testing::TestExchange expired(boost::beast::http::verb::get, "/x");
+  expired.request.set("authorization",
+                      "bearer " + f.key.sign("{\"iss\":\"" + kIss + "\",\"aud\":\"orders\",\"exp\":1000}"));
+  r = f.run(expired);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reason, "jwt_invalid");
+  EXPECT_EQ(r->headers[0].value, "Bearer realm=\"corp\", error=\"invalid_token\", error_description=\"expired\"");
+  EXPECT_FALSE(expired.get().jwt);
+}
+
+TEST(JwtAuthnFilter, ForwardsClaimsAsHeaderTextAndDropsTheToken) {
+  JwtAuthn f("rules: [{ match: { prefix: / }, requires: corp }]");
+  testing::TestExchange t(boost::beast::http::verb::get, "/x");
+  const auto payload = good_claims(R"(,"level":3,"admin":true,"groups":["a","b",7])");
+  t.request.set("authorization", "Bearer " + f.key.sign(payload));
+  t.request.set("x-admin", "spoofed");
+  t.request.set("x-name", "spoofed");  // a claim the token lacks: the client's copy goes all the same
+  EXPECT_FALSE(f.run(t));
+  EXPECT_EQ(t.request["x-user"], "alice");
+  EXPECT_EQ(t.request["x-level"], "3");
+  EXPECT_EQ(t.request["x-admin"], "true");
+  EXPECT_EQ(t.request["x-groups"], "a,b,7");
+  EXPECT_EQ(t.request.count("x-name"), 0u);
+  EXPECT_EQ(t.request.count("authorization"), 0u);
+  ASSERT_TRUE(t.get().jwt);
+  EXPECT_EQ(t.get().jwt->provider, "corp");
+  EXPECT_TRUE(t.get().jwt->contains("groups", "b"));
+}
+
+TEST(JwtAuthnFilter, NeverForwardsAClaimThatWouldBreakTheHeaderBlock) {
+  JwtAuthn f("rules: [{ match: { prefix: / }, requires: corp }]");
+  testing::TestExchange t(boost::beast::http::verb::get, "/x");
+  t.request.set("authorization", "Bearer " + f.key.sign(good_claims(R"(,"name":"eve\r\nx-admin: true")")));
+  t.request.set("x-name", "spoofed");
+  EXPECT_FALSE(f.run(t));
+  EXPECT_EQ(t.request.count("x-name"), 0u);
+  EXPECT_EQ(t.request["x-user"], "alice");
+}
+
+TEST(JwtAuthnFilter, ReadsTheTokenWhereTheProviderSaysAndCanForwardIt) {
+  const auto key = JwtKey::ed25519("d1");
+  KeyFile file({&key});
+  std::vector<FilterError> errors;
+  auto factory = build("{ type: jwt_authn, providers: [{ name: corp, issuer: x, jwks_file: " + file.path() +
+                           ", forward: true, from_headers: [{ name: X-Jwt }] }] }",
+                       errors);
+  ASSERT_TRUE(factory);
+  auto& filter = factory->filter_for_worker(0, 1);
+  const auto token = key.sign("{\"iss\":\"x\"}");
+  testing::TestExchange bearer(boost::beast::http::verb::get, "/");
+  bearer.request.set("authorization", "Bearer " + token);  // not where this provider looks
+  EXPECT_EQ(filter.on_request(bearer.get()).value_or(LocalResponse{}).reason, "jwt_missing");
+  testing::TestExchange t(boost::beast::http::verb::get, "/");
+  t.request.set("x-jwt", token);
+  EXPECT_FALSE(filter.on_request(t.get()));
+  EXPECT_EQ(t.request["x-jwt"], token);  // forward: true
+}
+
+TEST(JwtAuthnFilter, TakesANewKeySetOnRefreshAndKeepsItWhenTheNextIsBroken) {
+  const auto first = JwtKey::rsa("r1"), second = JwtKey::rsa("r2");
+  JwtAuthn f("", {&first});
+  ASSERT_TRUE(f.factory);
+  auto touch = [&](int hours) {  // same inode, maybe the same size: the mtime tells the change
+    std::filesystem::last_write_time(f.file.path(),
+                                     std::filesystem::file_time_type::clock::now() + std::chrono::hours(hours));
+  };
+  EXPECT_EQ(f.status("/", first.sign(good_claims())), 0);
+  f.file.write({&second});
+  touch(1);
+  f.factory->refresh();
+  EXPECT_EQ(f.status("/", second.sign(good_claims())), 0);
+  EXPECT_EQ(f.status("/", first.sign(good_claims())), 401);
+  f.file.write("{\"keys\": [");
+  touch(2);
+  f.factory->refresh();
+  EXPECT_EQ(f.status("/", second.sign(good_claims())), 0);
 }
 
 }  // namespace

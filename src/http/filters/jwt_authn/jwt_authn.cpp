@@ -131,17 +131,21 @@ class JwtFilter final : public Filter {
     for (const auto& [claim, header] : provider.forward_claims) {
       const auto* v = claims->payload.if_contains(claim);
       if (!v) continue;
+      auto set = [&](std::string_view text) {
+        // Beast writes field values as they are: CR or LF in a claim would add headers of its own.
+        if (text.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos) req.set(header, text);
+      };
       if (v->is_string()) {
-        req.set(header, std::string_view(v->as_string()));
+        set(v->as_string());
       } else if (v->is_array()) {
         std::string joined;
         for (const auto& e : v->as_array()) {
           if (!joined.empty()) joined += ',';
           joined += e.is_string() ? std::string(e.as_string()) : boost::json::serialize(e);
         }
-        req.set(header, joined);
+        set(joined);
       } else {
-        req.set(header, boost::json::serialize(*v));
+        set(boost::json::serialize(*v));
       }
     }
     if (!provider.forward) req.erase(source->header);

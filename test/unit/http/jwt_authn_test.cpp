@@ -286,5 +286,64 @@ TEST(JwtAuthnFilter, TakesANewKeySetOnRefreshAndKeepsItWhenTheNextIsBroken) {
   EXPECT_EQ(f.status("/", second.sign(good_claims())), 0);
 }
 
+// The errors a config gets, as "LINE:COLUMN: message" lines; DIR is a
+// directory with jwks.json (good) and broken.json.
+std::string config_errors(std::string yaml) {
+  const auto key = JwtKey::ec("k1");
+  KeyFile file({&key});
+  std::ofstream(file.dir + "/broken.json") << "{\"keys\": [";
+  for (auto at = yaml.find("DIR"); at != std::string::npos; at = yaml.find("DIR")) yaml.replace(at, 3, file.dir);
+  std::vector<FilterError> errors;
+  build(yaml, errors);
+  std::string out;
+  for (const auto& e : errors)
+    out += std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + ": " + e.message + "\n";
+  return out;
+}
+
+TEST(JwtAuthnConfig, AcceptsTheDocumentedShape) {
+  EXPECT_EQ(config_errors(R"(
+type: jwt_authn
+providers:
+  - name: corp
+    issuer: https://auth.example.com
+    audiences: [orders]
+    jwks_file: DIR/jwks.json
+    forward_claims: { sub: x-user, roles: x-user-roles }
+    forward: false
+    from_headers: [{ name: authorization, value_prefix: "Bearer " }]
+rules: [{ match: { prefix: /api }, requires: corp }, { match: { path: /login }, requires: corp, allow_missing: true }]
+)"),
+            "");
+}
+
+TEST(JwtAuthnConfig, SaysWhatIsWrongAndWhere) {
+  auto says = [](const std::string& yaml, const std::string& what) {
+    const auto errors = config_errors(yaml);
+    return errors.find(what) != std::string::npos ? ::testing::AssertionSuccess()
+                                                   : ::testing::AssertionFailure() << errors;
+  };
+  const std::string corp = "{ type: jwt_authn, providers: [{ name: corp, issuer: x, jwks_file: DIR/";
+  EXPECT_TRUE(says("{ type: jwt_authn }", "providers: expected a non-empty list"));
+  EXPECT_TRUE(says("{ type: jwt_authn, providers: [{ name: corp, isuer: x, jwks_file: DIR/jwks.json }] }",
+                   "1:46: jwt_authn: providers[0]: unknown key 'isuer'; did you mean 'issuer'?"));
+  EXPECT_TRUE(says(corp + "jwks.json }], rulez: [] }", "did you mean 'rules'?"));
+  EXPECT_TRUE(
+      says(corp + "jwks.json }], rules: [{ requires: crop }] }", "rules[0].requires: no provider named 'crop'"));
+  EXPECT_TRUE(says(corp + "broken.json }] }", "providers[0].jwks_file: cannot use"));
+  EXPECT_TRUE(says(corp + "none.json }] }", "No such file or directory"));
+  EXPECT_TRUE(says(corp + "jwks.json }, { name: corp, issuer: y, jwks_file: DIR/jwks.json }] }",
+                   "'corp' is already a provider"));
+  for (const char* header : {"[x]", "'x y'", "''"})
+    EXPECT_TRUE(says(corp + "jwks.json, forward_claims: { sub: " + header + " } }] }",
+                     "forward_claims.sub: expected a header name"));
+  EXPECT_TRUE(says(corp + "jwks.json, forward: ture }] }", "providers[0].forward: expected true or false"));
+  EXPECT_TRUE(says(corp + "jwks.json, audiences: [{ a: b }] }] }", "providers[0].audiences: expected a string"));
+  EXPECT_TRUE(says(corp + "jwks.json }], rules: [{ match: { prefix: /a, path: /b } }] }",
+                   "rules[0].match: expected one of 'prefix' or 'path'"));
+  EXPECT_TRUE(says(corp + "jwks.json }], rules: [{ match: { prefix: /a }, allow_missing: 1x }] }",
+                   "rules[0].allow_missing: expected true or false"));
+}
+
 }  // namespace
 }  // namespace outrigger::http

@@ -3,7 +3,9 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <boost/beast/core/string.hpp>
@@ -226,6 +228,20 @@ std::string lower(std::string s) {
   return s;
 }
 
+bool is_header_name(std::string_view s) {  // an RFC 9110 token
+  static constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || specials.find(c) != std::string_view::npos;
+  });
+}
+
+// n as a boolean; false and an error when it is not one.
+bool boolean(FilterYaml& r, const YAML::Node& n, const std::string& where) {
+  bool out = false;
+  if (!n.IsScalar() || !YAML::convert<bool>::decode(n, out)) r.error(n, where + ": expected true or false");
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<FilterFactory> make_jwt_authn_filter(const config::FilterSpec& spec, const FilterContext&,
@@ -247,21 +263,19 @@ std::unique_ptr<FilterFactory> make_jwt_authn_filter(const config::FilterSpec& s
     prov.name = r.string(p, "name", where, true);
     prov.expect.issuer = r.string(p, "issuer", where, true);
     prov.jwks_file = r.string(p, "jwks_file", where, true);
-    if (const auto a = p["audiences"]) {
-      if (a.IsScalar()) {
-        prov.expect.audiences.push_back(a.Scalar());
-      } else if (a.IsSequence()) {
-        for (const auto& v : a) prov.expect.audiences.push_back(v.as<std::string>(""));
-      } else {
-        r.error(a, where + ".audiences: expected a list of strings");
-      }
-    }
+    prov.expect.audiences = r.strings(p["audiences"], where + ".audiences");
     if (const auto f = p["forward_claims"]) {
       if (!f.IsMap()) r.error(f, where + ".forward_claims: expected a mapping of claim to header name");
-      for (const auto& kv : f.IsMap() ? f : YAML::Node())
-        prov.forward_claims.emplace_back(kv.first.as<std::string>(), lower(kv.second.as<std::string>("")));
+      for (const auto& kv : f.IsMap() ? f : YAML::Node()) {
+        const auto claim = kv.first.as<std::string>();
+        if (!kv.second.IsScalar() || !is_header_name(kv.second.Scalar())) {
+          r.error(kv.second, where + ".forward_claims." + claim + ": expected a header name");
+          continue;
+        }
+        prov.forward_claims.emplace_back(claim, lower(kv.second.Scalar()));
+      }
     }
-    if (const auto f = p["forward"]) prov.forward = f.as<bool>(false);
+    if (const auto f = p["forward"]) prov.forward = boolean(r, f, where + ".forward");
     if (const auto h = p["from_headers"]) {
       for (std::size_t k = 0; h.IsSequence() && k < h.size(); ++k) {
         if (!r.keys(h[k], {"name", "value_prefix"}, where + ".from_headers")) continue;
@@ -293,8 +307,13 @@ std::unique_ptr<FilterFactory> make_jwt_authn_filter(const config::FilterSpec& s
     Rule out{"/", "", providers.size(), false};
     if (const auto m = rule["match"]) {
       if (r.keys(m, {"prefix", "path"}, where + ".match")) {
-        if (m["prefix"]) out.prefix = m["prefix"].as<std::string>("");
-        if (m["path"]) out.path = m["path"].as<std::string>("");
+        if (m["prefix"].IsDefined() == m["path"].IsDefined()) {
+          r.error(m, where + ".match: expected one of 'prefix' or 'path'");
+        } else if (m["prefix"]) {
+          out.prefix = r.string(m, "prefix", where + ".match", true);
+        } else {
+          out.path = r.string(m, "path", where + ".match", true);
+        }
       }
     }
     if (const auto req = rule["requires"]) {
@@ -303,7 +322,7 @@ std::unique_ptr<FilterFactory> make_jwt_authn_filter(const config::FilterSpec& s
         if (providers[k].name == name) out.provider = k;
       if (out.provider == providers.size()) r.error(req, where + ".requires: no provider named '" + name + "'");
     }
-    if (const auto a = rule["allow_missing"]) out.allow_missing = a.as<bool>(false);
+    if (const auto a = rule["allow_missing"]) out.allow_missing = boolean(r, a, where + ".allow_missing");
     rules.push_back(std::move(out));
   }
   if (rules.empty() && errors.size() == before && !providers.empty()) {

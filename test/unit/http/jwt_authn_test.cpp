@@ -189,6 +189,16 @@ TEST(JwtAuthnFilter, TheFirstMatchingRuleDecides) {
   EXPECT_EQ(f.status("/elsewhere"), 0);              // no rule: no token needed
 }
 
+TEST(JwtAuthnFilter, RefusesPathsWithAnEncodedSeparator) {
+  JwtAuthn f("rules: [{ match: { prefix: /api }, requires: corp }]");
+  ASSERT_TRUE(f.factory);
+  // Left as sent by the normalisation; an upstream that decodes before it
+  // splits would serve /api without any token having been asked for.
+  EXPECT_EQ(f.status("/x%2F..%2Fapi"), 400);
+  EXPECT_EQ(f.status("/x%5c..%5capi"), 400);
+  EXPECT_EQ(f.status("/x%20y"), 0);  // other encodings are fine
+}
+
 TEST(JwtAuthnFilter, WithoutRulesEveryRequestNeedsAToken) {
   JwtAuthn f("");
   ASSERT_TRUE(f.factory);

@@ -17,6 +17,7 @@
 #include "outrigger/config/loader.hpp"
 #include "outrigger/http/filter_yaml.hpp"
 #include "outrigger/http/filters/jwt_authn.hpp"
+#include "outrigger/http/path.hpp"
 
 namespace outrigger::http {
 
@@ -98,7 +99,11 @@ class JwtFilter final : public Filter {
     for (const auto& p : *providers_)
       for (const auto& [claim, header] : p.forward_claims) req.erase(header);
 
-    const auto path = req.target().substr(0, req.target().find('?'));
+    const auto path = path_of(req.target());
+    // Rules match paths; one with an encoded separator may reach an upstream
+    // as another path than the one matched (/x%2F..%2Fapi as /api): refused,
+    // as the rbac filter does.
+    if (has_encoded_separator(path)) return LocalResponse{400, "bad request path\n", "bad_request"};
     const Rule* rule = nullptr;
     for (const auto& r : *rules_)
       if (r.matches(path)) {

@@ -30,7 +30,7 @@ std::optional<config::Config> load_and_check(const std::string& file) {
   }
   observability::Stats stats(1);
   server::KeptUpstreams kept;
-  auto built = server::build_snapshot(*loaded.config, stats, {}, kept);
+  auto built = server::build_snapshot(*loaded.config, stats, 0, kept);
   if (!built.snapshot) {
     for (const auto& e : built.errors) std::cerr << e << "\n";
     return std::nullopt;

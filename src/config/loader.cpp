@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "yaml_reader.hpp"
+#include "outrigger/config/yaml_reader.hpp"
 
 namespace outrigger::config {
 
@@ -28,12 +28,6 @@ bool is_token(std::string_view s) {
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string fmt_number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
 }
 
 std::string upper(std::string s) {
@@ -97,15 +91,7 @@ class Loader {
       if (v->empty() || v->front() != '/') r_.error(n["collector_path"], path + ".collector_path", "must start with '/'");
       t.collector_path = *v;
     }
-    if (auto v = r_.string(n, "sample_rate", path)) {
-      char* end = nullptr;
-      const double rate = std::strtod(v->c_str(), &end);
-      if (v->empty() || *end || rate < 0 || rate > 1) {
-        r_.error(n["sample_rate"], path + ".sample_rate", "must be a number from 0 to 1");
-      } else {
-        t.sample_rate = rate;
-      }
-    }
+    if (auto v = r_.number(n, "sample_rate", path, 0, 1)) t.sample_rate = *v;
     if (YamlReader::child(n, "propagation")) {
       t.propagation.clear();
       for (const auto& f : r_.strings(n, "propagation", path)) {
@@ -212,14 +198,9 @@ class Loader {
       if (r_.mapping(*b, bp, {"failure_rate", "slow_call_duration", "minimum_requests", "window", "open_duration",
                               "half_open_requests"})) {
         Breaker br;
-        if (auto s = r_.string(*b, "failure_rate", bp)) {
-          char* end = nullptr;
-          const double v = std::strtod(s->c_str(), &end);
-          if (s->empty() || *end || v <= 0 || v > 1) {
-            r_.error((*b)["failure_rate"], bp + ".failure_rate", "must be a number above 0 and at most 1");
-          } else {
-            br.failure_rate = v;
-          }
+        if (auto v = r_.number(*b, "failure_rate", bp, 0, 1)) {
+          if (*v == 0) r_.error((*b)["failure_rate"], bp + ".failure_rate", "must be above 0");
+          br.failure_rate = *v;
         }
         if (auto d = r_.duration(*b, "slow_call_duration", bp)) br.slow_call_duration = *d;
         if (auto v = r_.integer(*b, "minimum_requests", bp, 1, 1'000'000)) br.minimum_requests = static_cast<std::uint32_t>(*v);
@@ -282,19 +263,8 @@ class Loader {
     if (auto b = YamlReader::child(n, "retry_budget")) {
       const auto bp = path + ".retry_budget";
       if (r_.mapping(*b, bp, {"ratio", "min_retries_per_second"})) {
-        auto real = [&](const char* key, double min, double max) -> std::optional<double> {
-          auto s = r_.string(*b, key, bp);
-          if (!s) return std::nullopt;
-          char* end = nullptr;
-          const double v = std::strtod(s->c_str(), &end);
-          if (s->empty() || *end || v < min || v > max) {
-            r_.error((*b)[key], bp + "." + key, "must be a number from " + fmt_number(min) + " to " + fmt_number(max));
-            return std::nullopt;
-          }
-          return v;
-        };
-        if (auto v = real("ratio", 0, 10)) cl.retry_budget.ratio = *v;
-        if (auto v = real("min_retries_per_second", 0, 1e6)) cl.retry_budget.min_retries_per_second = *v;
+        if (auto v = r_.number(*b, "ratio", bp, 0, 10)) cl.retry_budget.ratio = *v;
+        if (auto v = r_.number(*b, "min_retries_per_second", bp, 0, 1e6)) cl.retry_budget.min_retries_per_second = *v;
       }
     }
     if (!cl.name.empty()) {
@@ -328,7 +298,8 @@ class Loader {
   void listener(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
                               "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
-                              "trust_request_headers", "max_authorities", "tls", "forward_client_cert"}))
+                              "trust_request_headers", "max_authorities", "tls", "forward_client_cert",
+                              "path_with_escaped_slashes_action"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -354,6 +325,10 @@ class Loader {
                               : *f == "forward_only"   ? ForwardClientCert::forward_only
                               : *f == "append_forward" ? ForwardClientCert::append_forward
                                                        : ForwardClientCert::sanitize_set;
+    if (auto a = r_.choice(n, "path_with_escaped_slashes_action", path, {"keep", "reject", "unescape"}))
+      l.path_with_escaped_slashes_action = *a == "keep"     ? EscapedSlashes::keep
+                                           : *a == "reject" ? EscapedSlashes::reject
+                                                            : EscapedSlashes::unescape;
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];
@@ -417,7 +392,10 @@ class Loader {
     if (auto f = YamlReader::child(n, "fallback")) {
       const auto fp = path + ".fallback";
       if (f->IsMap() && YamlReader::child(*f, "cluster")) {
-        if (r_.mapping(*f, fp, {"cluster"})) rt.fallback = Fallback{*r_.string(*f, "cluster", fp), std::nullopt};
+        if (r_.mapping(*f, fp, {"cluster"})) {
+          // A list or a mapping here is reported by string(); nothing to fall back to then.
+          if (auto cluster = r_.string(*f, "cluster", fp)) rt.fallback = Fallback{*cluster, std::nullopt};
+        }
       } else {
         rt.fallback = Fallback{"", direct_response(*f, fp)};
       }

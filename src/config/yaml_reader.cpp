@@ -1,6 +1,8 @@
-#include "yaml_reader.hpp"
+#include "outrigger/config/yaml_reader.hpp"
 
 #include <charconv>
+#include <cmath>
+#include <sstream>
 
 #include "outrigger/core/duration.hpp"
 
@@ -91,6 +93,27 @@ std::optional<std::uint64_t> YamlReader::integer(const YAML::Node& parent, const
   }
   if (v < min || v > max) {
     error(*n, join(path, key), "must be from " + std::to_string(min) + " to " + std::to_string(max));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<double> YamlReader::number(const YAML::Node& parent, const char* key, const std::string& path,
+                                        double min, double max) {
+  auto n = child(parent, key);
+  if (!n) return std::nullopt;
+  auto s = scalar(*n, join(path, key));
+  if (!s) return std::nullopt;
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (s->empty() || ec != std::errc() || end != s->data() + s->size() || !std::isfinite(v)) {
+    error(*n, join(path, key), "expected a number, got '" + *s + "'");
+    return std::nullopt;
+  }
+  if (v < min || v > max) {
+    std::ostringstream range;
+    range << "must be a number from " << min << " to " << max;
+    error(*n, join(path, key), range.str());
     return std::nullopt;
   }
   return v;

@@ -1,38 +1,46 @@
 #include <string>
 
+#include "http/filters/jwt_authn/config.hpp"
+#include "http/filters/local_rate_limit/config.hpp"
+#include "http/filters/rbac/config.hpp"
+#include "http/filters/tracing/config.hpp"
 #include "outrigger/config/loader.hpp"
+#include "outrigger/config/yaml_reader.hpp"
 #include "outrigger/http/filter.hpp"
-#include "outrigger/http/filters/jwt_authn.hpp"
-#include "outrigger/http/filters/local_rate_limit.hpp"
-#include "outrigger/http/filters/rbac.hpp"
-#include "outrigger/http/filters/tracing.hpp"
 
 namespace outrigger::http {
 
-// One line per filter type; the factory functions live beside their filters
-// in src/http/filters/<type>/.
-const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types() {
-  static const std::vector<std::pair<std::string_view, FilterFactoryMaker>> types = {
-      {"tracing", make_tracing_filter},
-      {"jwt_authn", make_jwt_authn_filter},
-      {"local_rate_limit", make_local_rate_limit_filter},
-      {"rbac", [](const config::FilterSpec& s, const FilterContext& c, std::vector<FilterError>& e) {
-         return make_rbac_filter(s, c, e);
+namespace {
+// One line per filter type; each factory lives in src/http/filters/<type>/.
+std::vector<FilterType>& registry() {
+  static std::vector<FilterType> types = {
+      {"tracing", make_tracing_factory},
+      {"jwt_authn", make_jwt_authn_factory},
+      {"local_rate_limit", make_local_rate_limit_factory},
+      {"rbac", [](const config::FilterSpec& s, const FilterContext& c, config::YamlReader& y) {
+         return make_rbac_factory(s, c, y);
        }},
   };
   return types;
 }
+}  // namespace
+
+const std::vector<FilterType>& filter_types() { return registry(); }
+
+void add_filter_type(std::string name, FilterFactoryMaker make) {
+  registry().push_back({std::move(name), std::move(make)});
+}
 
 std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, const FilterContext& context,
-                                                   std::vector<FilterError>& errors) {
+                                                   config::YamlReader& yaml) {
   std::vector<std::string_view> names;
-  for (const auto& [name, make] : filter_types()) {
-    if (name == spec.type) return make(spec, context, errors);
-    names.push_back(name);
+  for (const auto& t : filter_types()) {
+    if (t.name == spec.type) return t.make(spec, context, yaml);
+    names.push_back(t.name);
   }
   std::string message = "unknown filter type '" + spec.type + "'";
   if (auto near = config::closest_match(spec.type, names); !near.empty()) message += "; did you mean '" + near + "'?";
-  errors.push_back({spec.mark, std::move(message)});
+  yaml.error(spec.mark, context.path, message);
   return nullptr;
 }
 

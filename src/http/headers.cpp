@@ -93,7 +93,7 @@ ControlHeaders take_control_headers(Fields& f, bool trusted) {
   return out;
 }
 
-void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto,
+void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto, bool trusted,
                             RequestIdGenerator& ids) {
   auto xff = f.find("x-forwarded-for");
   if (xff == f.end()) {
@@ -104,7 +104,13 @@ void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_v
     joined.append(xff->value()).append(", ").append(client_ip);
     f.set("x-forwarded-for", joined);
   }
-  if (f.find("x-forwarded-proto") == f.end()) f.insert("x-forwarded-proto", proto);
+  // What the client's own connection was; a client's claim only from a
+  // listener that trusts its clients (one proxy in front of another).
+  if (auto xfp = f.find("x-forwarded-proto"); xfp == f.end()) {
+    f.insert("x-forwarded-proto", proto);
+  } else if (!trusted) {
+    f.set("x-forwarded-proto", proto);
+  }
   if (f.find("x-request-id") == f.end()) {
     char id[36];
     ids.next(id);

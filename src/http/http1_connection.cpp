@@ -1,16 +1,17 @@
 #include "outrigger/http/http1_connection.hpp"
 
-#include "outrigger/http/write_serialized.hpp"
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <openssl/ssl.h>
-#include <sys/socket.h>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+
+#include "outrigger/http/framing.hpp"
+#include "outrigger/http/write_serialized.hpp"
 
 namespace outrigger::http {
 
@@ -22,11 +23,13 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 constexpr std::size_t kReadChunk = 8 * 1024;
+constexpr auto kRefusalWriteTimeout = std::chrono::seconds(5);  // a client that will not read its 4xx
+constexpr auto kCloseNotifyTimeout = std::chrono::seconds(1);
 }  // namespace
 
 // Everything one request needs, pooled per thread and released between
 // requests, so that an idle keep-alive connection does not carry it (the
-// Exchange lives here, not in serve()'s coroutine frame).
+// Exchange lives here, not in a coroutine frame).
 struct Http1Connection::RequestState {
   bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>> parser;
   std::optional<bhttp::response_serializer<bhttp::buffer_body, Fields>> serializer;
@@ -70,7 +73,7 @@ void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
 }
 
 Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
-    : stream_(std::move(socket)), host_(host), deadline_(stream_.get_executor()) {
+    : stream_(std::move(socket)), host_(host), route_deadline_(host.deadlines()) {
   error_code ec;
   stream_.socket().set_option(tcp::no_delay(true), ec);
   const auto remote = stream_.socket().remote_endpoint(ec);
@@ -79,20 +82,29 @@ Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
 
 Http1Connection::~Http1Connection() { host_.connection_closed(stream_.tls() != nullptr); }
 
-void Http1Connection::release_if_lingering(std::chrono::steady_clock::time_point now,
-                                           std::chrono::steady_clock::duration after) {
-  if (lingering_ && !linger_cancelled_ && now - linger_since_ >= after) {
+void Http1Connection::sweep(Clock::time_point now, Clock::duration linger) {
+  error_code ec;
+  if (phase_ != Phase::active && !timed_out_ && now >= phase_deadline_) {
+    timed_out_ = true;
+    stream_.socket().cancel(ec);
+    return;
+  }
+  if (lingering_ && !linger_cancelled_ && now - linger_since_ >= linger) {
     linger_cancelled_ = true;
-    error_code ec;
     stream_.socket().cancel(ec);
   }
 }
 
 void Http1Connection::close_if_idle() {
-  if (idle_) {
+  if (phase_ == Phase::idle) {
     error_code ec;
     stream_.socket().cancel(ec);
   }
+}
+
+void Http1Connection::close_now() {
+  error_code ec;
+  stream_.socket().close(ec);
 }
 
 awaitable<error_code> Http1Connection::read_more() {
@@ -118,38 +130,51 @@ awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1S
     }
     const auto ec = co_await read_more();
     if (ec) {
-      if (deadline_.expired()) co_return ReadResult::timeout;
+      if (timed_out_) co_return ReadResult::timeout;
       if (buffer_.size() == 0 && !p.got_some()) co_return ReadResult::closed;
       co_return ec == asio::error::eof ? ReadResult::bad_request : ReadResult::closed;
     }
   }
   const auto& req = p.get();
   if (req.target().size() > s.max_request_line_bytes) co_return ReadResult::too_large;
-  if (req.version() == 11 && req.find(bhttp::field::host) == req.end()) co_return ReadResult::bad_request;
   if (req.version() != 10 && req.version() != 11) co_return ReadResult::bad_request;
-  co_return ReadResult::ok;
+  co_return check_header();
+}
+
+// What Beast accepted but a proxy must not pass on (http/framing.hpp).
+Http1Connection::ReadResult Http1Connection::check_header() {
+  auto& p = state_->parser;
+  auto& req = p.get();
+  switch (check_request_framing(req)) {
+    case Framing::ok: break;
+    case Framing::bad_request: return ReadResult::bad_request;
+    case Framing::not_implemented: return ReadResult::not_implemented;
+  }
+  if (!to_origin_form(req)) return ReadResult::bad_request;
+  // Chunk framing already at hand is checked before anything is forwarded.
+  if (p.chunked() && !p.is_done() && buffer_.size() > 0) {
+    const auto held = buffer_.data();
+    if (!chunked_prefix_ok({static_cast<const char*>(held.data()), held.size()})) return ReadResult::bad_request;
+  }
+  return ReadResult::ok;
 }
 
 awaitable<bool> Http1Connection::start_tls(ExchangeHandler& handler, const DownstreamTls& tls) {
   auto& socket = stream_.socket();
   auto& stats = host_.listener_stats();
-  deadline_.arm_after(handler.settings().request_headers_timeout, &socket);
+  enter(Phase::handshake, Clock::now() + handler.settings().request_headers_timeout);
   if (tls.permissive) {
     // A TLS client speaks first with a handshake record (content type 22).
     auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, use_tuple);
     unsigned char first = 0;
     if (ec || ::recv(socket.native_handle(), &first, 1, MSG_PEEK) != 1) co_return false;
-    if (first != 0x16) {
-      deadline_.disarm();
-      co_return true;  // plain HTTP
-    }
+    if (first != 0x16) co_return true;  // plain HTTP
   }
   auto material = tls.context->current();
   auto& ssl = stream_.start_tls(material);
   stats.tls_connections_active.add(1);
   stats.tls_connections_total.inc();
   auto [ec] = co_await ssl.async_handshake(net::TlsStream::server, use_tuple);
-  deadline_.disarm();
   if (ec) {
     stats.count(tls::classify_failure(ssl.native_handle(), ec));
     co_return false;
@@ -174,8 +199,7 @@ awaitable<void> Http1Connection::serve() {
   for (;;) {
     if (buffer_.size() == 0) {
       if (host_.draining()) break;
-      deadline_.arm_after(host_.current_handler()->settings().idle_timeout, &stream_.socket());
-      idle_ = true;
+      enter(Phase::idle, Clock::now() + host_.current_handler()->settings().idle_timeout);
       // A busy keep-alive client sends its next request soon: read straight
       // into a pooled buffer (no syscall when the last read drained the
       // socket). If the connection lingers, the worker's sweep cancels the
@@ -186,7 +210,7 @@ awaitable<void> Http1Connection::serve() {
       linger_cancelled_ = !stream_.tls() && !host_.begin_linger();
       const bool counted_linger = !stream_.tls() && !linger_cancelled_;
       if (!linger_cancelled_) {
-        linger_since_ = std::chrono::steady_clock::now();
+        linger_since_ = Clock::now();
         // Inline rather than read_more(): a nested frame would stay allocated while idle.
         std::size_t n = 0;
         lingering_ = counted_linger;
@@ -195,94 +219,97 @@ awaitable<void> Http1Connection::serve() {
         lingering_ = false;
         if (counted_linger) host_.end_linger();
       }
-      if (ec == asio::error::operation_aborted && linger_cancelled_ && !deadline_.expired() && !host_.draining()) {
+      if (ec == asio::error::operation_aborted && linger_cancelled_ && !timed_out_ && !host_.draining()) {
         buffer_.shrink_to_fit();
         std::tie(ec) = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
       }
-      idle_ = false;
       if (ec) break;
     }
-    const auto start = std::chrono::steady_clock::now();
-    const auto start_wall = std::chrono::system_clock::now();
-    auto handler = host_.current_handler();
-    const auto& settings = handler->settings();
+    if (!co_await serve_request()) break;
+  }
+  co_await finish();
+}
 
-    state_.reset(new (state_pool().take()) RequestState);
-    response_started_ = header_only_ = continue_pending_ = false;
-    keep_alive_ = true;
-    deadline_.arm_after(settings.request_headers_timeout, &stream_.socket());
-    const auto read = co_await read_header(settings);
-    deadline_.disarm();
-    if (read == ReadResult::closed) break;
-    if (read != ReadResult::ok) {
-      co_await refuse(*handler, read);
-      break;
-    }
+awaitable<bool> Http1Connection::serve_request() {
+  const auto start = Clock::now();
+  const auto start_wall = std::chrono::system_clock::now();
+  auto handler = host_.current_handler();
+  const auto& settings = handler->settings();
 
-    auto& req = state_->parser.get();
-    request_version_ = req.version();
-    is_head_ = req.method() == bhttp::verb::head;
-    if (auto e = req.find(bhttp::field::expect); e != req.end()) {
-      continue_pending_ = request_version_ == 11 && beast::iequals(e->value(), "100-continue");
-      req.erase(bhttp::field::expect);
-    }
-    keep_alive_ = req.keep_alive();
+  state_.reset(new (state_pool().take()) RequestState);
+  response_started_ = header_only_ = continue_pending_ = false;
+  keep_alive_ = true;
+  enter(Phase::reading_header, start + settings.request_headers_timeout);
+  const auto read = co_await read_header(settings);
+  enter(Phase::active);
+  if (read == ReadResult::closed) co_return false;
+  if (read != ReadResult::ok) {
+    co_await refuse(*handler, read);
+    co_return false;
+  }
 
-    auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
-    if (stream_.tls()) {
-      ex.downstream_tls = true;
-      ex.peer_identity = peer_->identity;
-      ex.client_cert_xfcc = peer_->xfcc;
-    }
-    ex.request_has_body = !state_->parser.is_done();
-    if (ex.request_has_body && state_->parser.content_length()) ex.request_content_length = *state_->parser.content_length();
-    co_await handler->handle(ex);
-    deadline_.disarm();
-    handler->complete(ex);
-    if (ex.close_connection || !keep_alive_ || !state_->parser.is_done()) {
-      closing_after_response_ = true;
-      break;
-    }
-    state_.reset();
+  auto& req = state_->parser.get();
+  request_version_ = req.version();
+  is_head_ = req.method() == bhttp::verb::head;
+  if (auto e = req.find(bhttp::field::expect); e != req.end()) {
+    continue_pending_ = request_version_ == 11 && beast::iequals(e->value(), "100-continue");
+    req.erase(bhttp::field::expect);
+  }
+  keep_alive_ = req.keep_alive();
+
+  auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
+  ex.protocol = request_version_ == 10 ? "HTTP/1.0" : "HTTP/1.1";
+  if (stream_.tls()) {
+    ex.downstream_tls = true;
+    ex.peer_identity = peer_->identity;
+    ex.client_cert_xfcc = peer_->xfcc;
+  }
+  ex.request_has_body = !state_->parser.is_done();
+  if (ex.request_has_body && state_->parser.content_length()) ex.request_content_length = *state_->parser.content_length();
+  co_await handler->handle(ex);
+  route_deadline_.disarm();
+  handler->complete(ex);
+  if (ex.close_connection || !keep_alive_ || !state_->parser.is_done()) {
+    closing_after_response_ = true;
+    co_return false;
   }
   state_.reset();
+  co_return true;
+}
+
+awaitable<void> Http1Connection::finish() {
+  state_.reset();
   error_code ec;
-  if (auto* tls = stream_.tls(); tls && closing_after_response_ && !deadline_.expired()) {
+  if (auto* tls = stream_.tls(); tls && closing_after_response_ && stream_.socket().is_open()) {
     // close_notify after the last response, so that the client can tell the
     // end from a truncation; bounded, for a client that never answers it.
     // (An idle or draining connection just closes, as a plain one does.)
-    deadline_.arm_after(std::chrono::seconds(1), &stream_.socket());
+    enter(Phase::closing, Clock::now() + kCloseNotifyTimeout);
     std::tie(ec) = co_await tls->async_shutdown(use_tuple);
-    deadline_.disarm();
   }
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   stream_.socket().close(ec);
 }
 
 awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why) {
-  int status = 400;
-  std::string_view reason = "bad_request", body = "bad request\n";
+  LocalReply reply{400, "bad request\n", "bad_request"};
   if (why == ReadResult::too_large) {
-    status = 431;
-    reason = "request_header_too_large";
-    body = "request line or headers too large\n";
+    reply = {431, "request line or headers too large\n", "request_header_too_large"};
   } else if (why == ReadResult::timeout) {
-    status = 408;
-    reason = "request_header_timeout";
-    body = "request headers not received in time\n";
+    reply = {408, "request headers not received in time\n", "request_header_timeout"};
+  } else if (why == ReadResult::not_implemented) {
+    reply = {501, "transfer coding not implemented\n", "not_implemented"};
   }
+  reply.close = true;
   keep_alive_ = false;
   auto& req = state_->parser.get();
   request_version_ = 11;
   is_head_ = false;
-  Exchange ex{req, *this, std::chrono::steady_clock::now(), std::chrono::system_clock::now(), client_ip_};
-  ex.error_reason = reason;
-  ex.close_connection = true;
-  // A short write deadline: a client that will not read its 4xx is not waited for.
-  deadline_.arm_after(std::chrono::seconds(5), &stream_.socket());
-  const auto ec = co_await send_local_reply(status, body, reason, "text/plain", {});
-  deadline_.disarm();
-  ex.status = ec ? 0 : status;
+  Exchange ex{req, *this, Clock::now(), std::chrono::system_clock::now(), client_ip_};
+  ex.error = ProxyError::bad_request;  // refused by the codec, whatever the status says
+  enter(Phase::closing, Clock::now() + kRefusalWriteTimeout);
+  co_await send_local_reply(ex, reply);
+  enter(Phase::active);
   handler.complete(ex);
 }
 
@@ -290,12 +317,12 @@ bool Http1Connection::request_body_done() const { return state_ && state_->parse
 
 awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
   auto& p = state_->parser;
-  if (p.is_done()) co_return BodyRead{{}, 0, true};
+  if (p.is_done()) co_return BodyRead{StreamError::none, 0, true};
   if (continue_pending_) {
     continue_pending_ = false;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
-    if (ec) co_return BodyRead{ec};
+    if (ec) co_return BodyRead{write_error(ec)};
   }
   auto& body = p.get().body();
   for (;;) {
@@ -309,20 +336,25 @@ awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
       body.data = nullptr;
       body.size = 0;
       if (ec == bhttp::error::need_buffer) ec = {};
-      if (got > 0 || p.is_done()) co_return BodyRead{{}, got, p.is_done()};
-      if (ec && ec != bhttp::error::need_more) co_return BodyRead{ec};
+      if (got > 0 || p.is_done()) co_return BodyRead{StreamError::none, got, p.is_done()};
+      if (ec && ec != bhttp::error::need_more) co_return BodyRead{StreamError::malformed};
       if (!ec && n > 0 && buffer_.size() > 0) continue;  // e.g. a chunk header was consumed
     }
     const auto ec = co_await read_more();
-    if (ec) co_return BodyRead{ec == asio::error::eof ? error_code(bhttp::error::partial_message) : ec};
+    if (ec) co_return BodyRead{route_deadline_.expired() ? StreamError::timeout : StreamError::reset};
   }
+}
+
+StreamError Http1Connection::write_error(const error_code& ec) const {
+  if (!ec) return StreamError::none;
+  return route_deadline_.expired() ? StreamError::timeout : StreamError::reset;
 }
 
 bool Http1Connection::header_only_response(int status) const {
   return is_head_ || (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-void Http1Connection::prepare_response(bhttp::response_header<Fields>& h, bool has_length) {
+void Http1Connection::prepare_response(ResponseHeader& h, bool has_length) {
   const bool body_allowed = !header_only_response(h.result_int());
   if (body_allowed && !has_length) {
     if (request_version_ == 11) {
@@ -331,7 +363,7 @@ void Http1Connection::prepare_response(bhttp::response_header<Fields>& h, bool h
       keep_alive_ = false;  // HTTP/1.0: the end of the body is the end of the connection
     }
   }
-  if (host_.draining() || !state_->parser.is_done()) keep_alive_ = false;
+  if (host_.draining() || !state_ || !state_->parser.is_done()) keep_alive_ = false;
   h.version(11);
   if (!keep_alive_) {
     h.set(bhttp::field::connection, "close");
@@ -340,45 +372,41 @@ void Http1Connection::prepare_response(bhttp::response_header<Fields>& h, bool h
   }
 }
 
-awaitable<error_code> Http1Connection::write_response(ResponseMessage& msg) {
+awaitable<StreamError> Http1Connection::write_response(ResponseMessage& msg) {
   if (!state_->serializer) {
     strip_hop_by_hop(msg.base());
     prepare_response(msg.base(), msg.find(bhttp::field::content_length) != msg.end());
     response_started_ = true;
     header_only_ = header_only_response(msg.result_int());
     state_->serializer.emplace(msg);
-    if (header_only_) co_return co_await write_serialized(stream_, *state_->serializer, true);
+    if (header_only_) co_return write_error(co_await write_serialized(stream_, *state_->serializer, true));
   } else if (header_only_) {
-    co_return error_code{};
+    co_return StreamError::none;
   }
-  co_return co_await write_serialized(stream_, *state_->serializer);
+  co_return write_error(co_await write_serialized(stream_, *state_->serializer));
 }
 
-awaitable<error_code> Http1Connection::send_local_reply(int status, std::string_view body,
-                                                        std::string_view error_reason, std::string_view content_type,
-                                                        std::span<const config::HeaderValue> headers) {
-  if (response_started_) co_return error_code(asio::error::already_started);
+awaitable<StreamError> Http1Connection::write_local_reply(ResponseHeader& header, std::string_view body) {
+  if (response_started_) co_return StreamError::reset;
   response_started_ = true;
-  bhttp::response<bhttp::string_body, Fields> res{static_cast<bhttp::status>(status), 11};
-  if (!header_only_response(status) || is_head_) {
-    res.set(bhttp::field::content_type, content_type);
-    res.content_length(body.size());
-  }
-  if (!error_reason.empty()) res.set("x-outrigger-error", error_reason);
-  for (const auto& h : headers) {
-    if (header_only_response(status) && !is_head_ && boost::beast::iequals(h.name, "content-type")) continue;
-    res.set(h.name, h.value);
+  ResponseMessage res(std::move(header));
+  const int status = res.result_int();
+  const bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
+  if (no_body) {
+    res.erase(bhttp::field::content_type);
+    res.erase(bhttp::field::content_length);
+  } else {
+    res.content_length(body.size());  // also for HEAD: what a GET would have carried
   }
   prepare_response(res.base(), true);
-  if (!header_only_response(status)) res.body() = body;
-  bhttp::response_serializer<bhttp::string_body, Fields> sr(res);
-  co_return co_await write_serialized(stream_, sr);
+  const bool send_body = !header_only_response(status) && !body.empty();
+  res.body().data = send_body ? const_cast<char*>(body.data()) : nullptr;
+  res.body().size = send_body ? body.size() : 0;
+  res.body().more = false;
+  bhttp::response_serializer<bhttp::buffer_body, Fields> sr(res);
+  const auto ec = co_await write_serialized(stream_, sr, !send_body);
+  header = std::move(res.base());
+  co_return write_error(ec);
 }
-
-void Http1Connection::arm_deadline(std::chrono::steady_clock::time_point at, tcp::socket* upstream) {
-  deadline_.arm(at, &stream_.socket(), upstream);
-}
-
-void Http1Connection::disarm_deadline() { deadline_.disarm(); }
 
 }  // namespace outrigger::http

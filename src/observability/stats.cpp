@@ -34,6 +34,7 @@ RouteStats* Stats::route(std::string_view direction, std::string_view listener, 
   if (!slot) {
     slot.reset(new RouteStats{std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key),
                               PerWorker<RouteSlice>(workers_)});
+    made([this, key] { routes_.erase(key); });
   }
   return slot.get();
 }
@@ -46,6 +47,7 @@ ListenerStats* Stats::listener(std::string_view name, std::string_view direction
                                              std::string(name), std::string(direction),
                                              PerWorker<ListenerSlice>(workers_), AuthorityStats(workers_)}))
              .first;
+    made([this, key = std::string(name)] { listeners_.erase(key); });
   }
   it->second->direction = std::string(direction);
   return it->second.get();
@@ -58,22 +60,77 @@ ClusterStats* Stats::cluster(std::string_view name) {
              .emplace(std::string(name), std::unique_ptr<ClusterStats>(new ClusterStats{
                                              std::string(name), PerWorker<ClusterSlice>(workers_)}))
              .first;
+    made([this, key = std::string(name)] { clusters_.erase(key); });
   }
   return it->second.get();
 }
 
 TlsMaterialStats* Stats::tls_material(std::string_view listener, std::string_view cluster) {
-  auto& slot = tls_[{std::string(listener), std::string(cluster)}];
-  if (!slot) slot.reset(new TlsMaterialStats{std::string(listener), std::string(cluster)});
+  std::pair<std::string, std::string> key{std::string(listener), std::string(cluster)};
+  auto& slot = tls_[key];
+  if (!slot) {
+    slot.reset(new TlsMaterialStats{key.first, key.second});
+    made([this, key] { tls_.erase(key); });
+  }
   return slot.get();
 }
 
-PerWorker<RbacSlice>* ListenerStats::rbac_policy(std::string_view policy) {
-  auto it = rbac.find(policy);
-  if (it == rbac.end()) {
-    it = rbac.emplace(std::string(policy), std::make_unique<PerWorker<RbacSlice>>(workers.size())).first;
+CounterFamily& Stats::counter_family(std::string_view name, std::string_view help, std::vector<std::string> labels) {
+  auto it = families_.find(name);
+  if (it != families_.end()) {
+    if (it->second->labels_ != labels) throw std::logic_error("metric " + std::string(name) + " declared with other labels");
+    return *it->second;
   }
-  return it->second.get();
+  it = families_
+           .emplace(std::string(name), std::make_unique<CounterFamily>(std::string(name), std::string(help),
+                                                                         std::move(labels), workers_))
+           .first;
+  made([this, key = std::string(name)] { families_.erase(key); });
+  return *it->second;
+}
+
+PerWorker<Counter>* Stats::series(CounterFamily& family, std::vector<std::string> values) {
+  if (values.size() != family.labels_.size())
+    throw std::logic_error("metric " + family.name_ + ": " + std::to_string(values.size()) + " label values for " +
+                           std::to_string(family.labels_.size()) + " labels");
+  auto& slot = family.series_[values];
+  if (!slot) {
+    slot = std::make_unique<PerWorker<Counter>>(workers_);
+    // The family outlives its series: a build that made the family undoes the
+    // series first (undo runs newest first).
+    made([&family, values] { family.series_.erase(values); });
+  }
+  return slot.get();
+}
+
+std::uint64_t Stats::counter_value(std::string_view family, const std::vector<std::string>& values) const {
+  const auto f = families_.find(family);
+  if (f == families_.end()) return 0;
+  const auto s = f->second->series_.find(values);
+  if (s == f->second->series_.end()) return 0;
+  std::uint64_t total = 0;
+  for (unsigned w = 0; w < s->second->size(); ++w) total += (*s->second)[w].value();
+  return total;
+}
+
+void Stats::made(std::function<void()> undo) {
+  if (building_) undo_.push_back(std::move(undo));
+}
+
+void Stats::begin_build() {
+  building_ = true;
+  undo_.clear();
+}
+
+void Stats::commit_build() {
+  building_ = false;
+  undo_.clear();
+}
+
+void Stats::abort_build() {
+  building_ = false;
+  for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
+  undo_.clear();
 }
 
 PerWorker<Counter>* AuthorityStats::find_or_add(std::string_view authority, std::size_t limit) {
@@ -212,19 +269,8 @@ std::string Stats::scrape() const {
   auto bad = family("outrigger_downstream_bad_requests_total",
                     "Requests refused by the codec: malformed (400), too large (431), too slow (408).",
                     MetricType::Counter);
-  auto ratelimit = family("outrigger_ratelimit_decisions_total",
-                          "Requests the local_rate_limit filter let through (allowed) or answered 429 (limited).",
-                          MetricType::Counter);
   for (const auto& [name, l] : listeners_) {
     auto m = with_labels({{"direction", l->direction}, {"listener", l->name}});
-    auto allowed = with_labels({{"direction", l->direction}, {"listener", l->name}, {"decision", "allowed"}});
-    auto limited = with_labels({{"direction", l->direction}, {"listener", l->name}, {"decision", "limited"}});
-    allowed.counter.value =
-        static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.ratelimit_allowed.value(); }));
-    limited.counter.value =
-        static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.ratelimit_limited.value(); }));
-    ratelimit.metric.push_back(std::move(allowed));
-    ratelimit.metric.push_back(std::move(limited));
     auto b = m;
     b.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.bad_requests.value(); }));
     bad.metric.push_back(std::move(b));
@@ -241,15 +287,18 @@ std::string Stats::scrape() const {
       dc_total.metric.push_back(std::move(t));
     }
   }
-  out.push_back(std::move(ratelimit));
 
-  auto jwt = family("outrigger_jwt_authn_total",
-                    "Requests checked by the jwt_authn filter, by result (allowed, or why the token was refused).",
-                    MetricType::Counter);
-  auto rbac = family("outrigger_rbac_decisions_total",
-                     "Decisions of the rbac filter: allowed/denied (enforce mode), shadow_allowed/shadow_denied "
-                     "(shadow mode: what would have been decided), by the policy (role) that matched.",
-                     MetricType::Counter);
+  for (const auto& [name, f] : families_) {
+    auto mf = family(f->name_, f->help_, MetricType::Counter);
+    for (const auto& [values, series] : f->series_) {
+      ClientMetric m;
+      for (std::size_t i = 0; i < values.size(); ++i) m.label.push_back({f->labels_[i], values[i]});
+      m.counter.value = static_cast<double>(sum(*series, [](const Counter& c) { return c.value(); }));
+      mf.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(mf));
+  }
+
   auto handshakes = family("outrigger_tls_handshakes_total", "TLS handshakes completed, by side.",
                            MetricType::Counter);
   auto handshake_failures = family("outrigger_tls_handshake_failures_total",
@@ -257,28 +306,6 @@ std::string Stats::scrape() const {
                                    "expired, identity_mismatch, protocol.",
                                    MetricType::Counter);
   for (const auto& [name, l] : listeners_) {
-    bool used = false;
-    for (std::size_t i = 0; i < kJwtResultNames.size(); ++i) {
-      const auto n = sum(l->workers, [&](const ListenerSlice& s) { return s.jwt[i].value(); });
-      used = used || n > 0;
-    }
-    for (std::size_t i = 0; used && i < kJwtResultNames.size(); ++i) {
-      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"result", kJwtResultNames[i]}});
-      m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.jwt[i].value(); }));
-      jwt.metric.push_back(std::move(m));
-    }
-    for (const auto& [policy, series] : l->rbac) {
-      const std::pair<const char*, Counter RbacSlice::*> decisions[] = {{"allowed", &RbacSlice::allowed},
-                                                                        {"denied", &RbacSlice::denied},
-                                                                        {"shadow_allowed", &RbacSlice::shadow_allowed},
-                                                                        {"shadow_denied", &RbacSlice::shadow_denied}};
-      for (const auto& [decision, member] : decisions) {
-        auto m = with_labels(
-            {{"direction", l->direction}, {"listener", l->name}, {"decision", decision}, {"policy", policy}});
-        m.counter.value = static_cast<double>(sum(*series, [&](const RbacSlice& s) { return (s.*member).value(); }));
-        rbac.metric.push_back(std::move(m));
-      }
-    }
     const auto done = sum(l->workers, [](const ListenerSlice& s) { return s.tls_handshakes.value(); });
     std::array<std::uint64_t, kTlsFailureNames.size()> failed{};
     for (std::size_t i = 0; i < failed.size(); ++i)
@@ -330,8 +357,6 @@ std::string Stats::scrape() const {
     tls_reloads.metric.push_back(std::move(ok));
     tls_reloads.metric.push_back(std::move(bad_reload));
   }
-  out.push_back(std::move(jwt));
-  out.push_back(std::move(rbac));
   out.push_back(std::move(handshakes));
   out.push_back(std::move(handshake_failures));
   out.push_back(std::move(expiry));

@@ -1,5 +1,9 @@
 // config::Config as JSON, for /config_dump. Durations are written as
-// milliseconds ("15000ms") so the dump can be read back as config.
+// milliseconds ("15000ms") so the dump can be read back as config; filters
+// are written as their YAML was (scalars as strings, which YAML reads back
+// the same).
+#include <yaml-cpp/yaml.h>
+
 #include <boost/json.hpp>
 
 #include "outrigger/server/admin.hpp"
@@ -95,6 +99,39 @@ json::object tls_json(const config::Tls& t, bool server) {
   return o;
 }
 
+json::value yaml_json(const YAML::Node& n) {
+  if (n.IsMap()) {
+    json::object o;
+    for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_json(kv.second);
+    return o;
+  }
+  if (n.IsSequence()) {
+    json::array a;
+    for (const auto& v : n) a.push_back(yaml_json(v));
+    return a;
+  }
+  if (n.IsScalar()) return json::string(n.Scalar());
+  return nullptr;
+}
+
+std::string_view propagation_name(config::Propagation p) {
+  switch (p) {
+    case config::Propagation::b3: return "b3";
+    case config::Propagation::b3_single: return "b3_single";
+    case config::Propagation::w3c: return "w3c";
+  }
+  return "b3";
+}
+
+std::string_view escaped_slashes_name(config::EscapedSlashes a) {
+  switch (a) {
+    case config::EscapedSlashes::keep: return "keep";
+    case config::EscapedSlashes::reject: return "reject";
+    case config::EscapedSlashes::unescape: return "unescape";
+  }
+  return "keep";
+}
+
 std::string_view forward_client_cert_name(config::ForwardClientCert f) {
   switch (f) {
     case config::ForwardClientCert::sanitize: return "sanitize";
@@ -112,7 +149,7 @@ std::string config_to_json(const config::Config& c) {
   for (const auto& l : c.listeners) {
     json::array routes, filters;
     for (const auto& r : l.routes) routes.push_back(route_json(r));
-    for (const auto& f : l.filters) filters.push_back(json::object{{"type", f.type}});
+    for (const auto& f : l.filters) filters.push_back(f.node ? yaml_json(*f.node) : json::object{{"type", f.type}});
     json::object listener{
         {"name", l.name},
         {"address", l.address.to_string()},
@@ -124,6 +161,7 @@ std::string config_to_json(const config::Config& c) {
         {"trust_request_headers", l.trust_request_headers},
         {"max_authorities", l.max_authorities},
         {"forward_client_cert", forward_client_cert_name(l.forward_client_cert)},
+        {"path_with_escaped_slashes_action", escaped_slashes_name(l.path_with_escaped_slashes_action)},
         {"filters", std::move(filters)},
         {"routes", std::move(routes)}};
     if (l.tls) listener["tls"] = tls_json(*l.tls, true);
@@ -198,6 +236,18 @@ std::string config_to_json(const config::Config& c) {
       {"access_log", std::move(access_log)},
       {"listeners", std::move(listeners)},
       {"clusters", std::move(clusters)}};
+  if (const auto& t = c.tracing) {
+    json::array propagation;
+    for (auto p : t->propagation) propagation.push_back(json::string(propagation_name(p)));
+    root["tracing"] = json::object{{"service_name", t->service_name},
+                                   {"collector_cluster", t->collector_cluster},
+                                   {"collector_path", t->collector_path},
+                                   {"sample_rate", t->sample_rate},
+                                   {"propagation", std::move(propagation)},
+                                   {"max_queue_spans", t->max_queue_spans},
+                                   {"flush_interval", duration(t->flush_interval)},
+                                   {"max_batch_spans", t->max_batch_spans}};
+  }
   return json::serialize(root);
 }
 

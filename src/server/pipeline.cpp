@@ -1,22 +1,45 @@
 #include "outrigger/server/pipeline.hpp"
 
 #include <boost/beast/http/field.hpp>
+#include <random>
 
 #include "outrigger/http/path.hpp"
-#include <random>
 
 namespace outrigger::server {
 
 namespace bhttp = boost::beast::http;
+using http::ProxyError;
+
+namespace {
+http::awaitable<void> reply_error(http::Exchange& ex, ProxyError e) {
+  ex.error = e;
+  const auto reply = http::local_reply_for(e);  // named: GCC 12 mishandles temporaries in co_await
+  co_await http::send_local_reply(ex, reply);
+}
+
+std::vector<std::unique_ptr<http::Filter>> make_filters(const ListenerRuntime& listener, unsigned worker) {
+  std::vector<std::unique_ptr<http::Filter>> out;
+  for (const auto& f : listener.filters) out.push_back(f->make_filter(worker));
+  return out;
+}
+}  // namespace
 
 Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener,
-                   router::WorkerContext& worker)
+                   router::WorkerContext& worker, upstream::WorkerUpstreams& upstreams)
     : snapshot_(std::move(snapshot)),
       listener_(listener),
       worker_(worker),
+      filters_(make_filters(listener, worker.index)),
+      pools_(snapshot_->clusters.size()),
       listener_stats_(listener.stats->workers[worker.index]) {
-  const auto workers = std::max(1u, snapshot_->config.workers);
-  for (const auto& f : listener_.filters) filters_.push_back(&f->filter_for_worker(worker_.index, workers));
+  for (const auto& route : listener_.routes.routes()) {
+    auto take = [&](const router::RouteTarget& t) {
+      auto& p = pools_[t.cluster->index()];
+      if (!p) p = upstreams.pools_for(*t.cluster);
+    };
+    for (const auto& t : route.targets) take(t);
+    if (route.fallback) take(*route.fallback);
+  }
   if (snapshot_->spans && snapshot_->config.tracing)
     tracer_ = std::make_unique<observability::WorkerTracer>(*snapshot_->config.tracing, *snapshot_->spans,
                                                              worker_.index, std::random_device{}());
@@ -26,146 +49,74 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
   ex.listener_stats = &listener_stats_;
   forward_client_cert(ex);
-  // One spelling of the path for routes, filters and the upstream.
-  switch (http::normalize_target(ex.request.target(), normalized_)) {
-    case http::TargetCheck::unchanged: break;
-    case http::TargetCheck::normalized: ex.request.target(normalized_); break;
-    case http::TargetCheck::invalid:
-      ex.close_connection = true;
-      ex.error_reason = "bad_request";
-      ex.status = co_await ex.downstream.send_local_reply(400, "bad request\n", "bad_request") ? 0 : 400;
-      co_return;
-  }
+  if (!normalize_target(ex)) co_return co_await reply_error(ex, ProxyError::bad_request);
   const auto* route = listener_.routes.match(ex.request);
-  if (!route) {
-    co_await router::reply_error(ex, http::ProxyError::no_route);
-    co_return;
+  const router::RouteTarget* target = nullptr;
+  if (route) {
+    ex.route = route->config;
+    ex.route_name = route->config->name;
+    target = route->targets.empty() ? nullptr : &route->pick(worker_.random);
+    ex.route_stats = target ? target->stats : route->stats;
   }
-  ex.route_name = route->config->name;
-  const router::RouteTarget* target = route->targets.empty() ? nullptr : &route->pick(worker_.random);
-  ex.route_stats = target ? target->stats : route->stats;
-
-  for (auto* f : filters_) {
-    if (auto reply = f->on_request(ex)) {
-      ex.error_reason = reply->reason;
-      const auto ec =
-          co_await ex.downstream.send_local_reply(reply->status, reply->body, reply->reason, "text/plain", reply->headers);
-      ex.status = ec ? 0 : reply->status;
-      co_return;
-    }
-  }
-
-  // An open breaker answers at once, without touching the upstream.
-  upstream::CircuitBreaker* breaker = target ? target->cluster->breaker() : nullptr;
-  auto admission = upstream::CircuitBreaker::Admission::allowed;
-  if (breaker && (admission = breaker->admit(ex.start)) == upstream::CircuitBreaker::Admission::rejected) {
-    breaker = nullptr;
-    const auto& fallback = route->config->fallback;
-    if (route->fallback) {
-      target = &*route->fallback;
-      ex.route_stats = target->stats;
-    } else if (fallback && fallback->response) {
-      ex.error_reason = "circuit_open";
-      const auto& r = *fallback->response;
-      const auto ec = co_await ex.downstream.send_local_reply(r.status, r.body, "", "text/plain", r.headers);
-      ex.status = ec ? 0 : r.status;
-      ex.bytes_sent = ec ? 0 : r.body.size();
-      co_return;
-    } else {
-      co_await router::reply_error(ex, http::ProxyError::circuit_open);
-      co_return;
-    }
-  }
-
+  if (auto reply = co_await filters_.on_request(ex)) co_return co_await http::send_local_reply(ex, *reply);
+  if (!route) co_return co_await reply_error(ex, ProxyError::no_route);
   if (const auto& direct = route->config->direct_response) {
-    const auto ec = co_await ex.downstream.send_local_reply(direct->status, direct->body, "", "text/plain", direct->headers);
-    ex.status = ec ? 0 : direct->status;
-    ex.bytes_sent = ec ? 0 : direct->body.size();
-    co_return;
+    const http::LocalReply reply{direct->status, direct->body, {}, direct->headers};
+    co_return co_await http::send_local_reply(ex, reply);
   }
-
   ex.control = http::take_control_headers(ex.request.base(), listener_.config->trust_request_headers);
-  co_await router::forward(ex, *route->config, *target, filters_, worker_);
-  if (breaker) {
-    const auto now = std::chrono::steady_clock::now();
-    const auto slow = breaker->config().slow_call_duration;
-    using Outcome = upstream::CircuitBreaker::Outcome;
-    auto outcome = Outcome::success;
-    if (ex.error == http::ProxyError::downstream_reset || ex.error == http::ProxyError::overflow)
-      outcome = Outcome::ignored;  // says nothing about the upstream
-    else if (ex.status == 0 || ex.status >= 500 || (slow.count() > 0 && now - ex.start >= slow))
-      outcome = Outcome::failure;
-    breaker->record(admission, outcome, now);
+  co_await proxy(ex, *route, *target);
+}
+
+http::awaitable<void> Pipeline::proxy(http::Exchange& ex, const router::CompiledRoute& route,
+                                      const router::RouteTarget& target) {
+  const auto* to = &target;
+  upstream::Admission::Ticket ticket;
+  auto verdict = to->cluster->admission().admit(ticket, ex.start, to->cluster->stats().workers[worker_.index]);
+  if (verdict == upstream::Admission::Verdict::breaker_open && route.fallback) {
+    // An open breaker answers at once, without touching the upstream: here
+    // by another cluster...
+    to = &*route.fallback;
+    ex.route_stats = to->stats;
+    verdict = to->cluster->admission().admit(ticket, ex.start, to->cluster->stats().workers[worker_.index]);
   }
+  if (verdict == upstream::Admission::Verdict::breaker_open) {
+    if (const auto& fallback = route.config->fallback; fallback && fallback->response) {
+      // ... by the route's own response...
+      const auto& r = *fallback->response;
+      http::LocalReply reply{r.status, r.body, "circuit_open", r.headers};
+      reply.reason_header = false;
+      co_return co_await http::send_local_reply(ex, reply);
+    }
+    co_return co_await reply_error(ex, ProxyError::circuit_open);  // ... or a 503
+  }
+  if (verdict == upstream::Admission::Verdict::overflow) co_return co_await reply_error(ex, ProxyError::overflow);
+  co_await router::forward(ex, {*route.config, *listener_.config, *to->cluster, *pools_[to->cluster->index()], ticket},
+                           worker_);
+  const auto now = std::chrono::steady_clock::now();
+  ticket.finish(ex.status, ex.error, now, now - ex.start);
+}
+
+bool Pipeline::normalize_target(http::Exchange& ex) {
+  // One spelling of the path for routes, filters and the upstream.
+  switch (http::normalize_target(ex.request.target(), listener_.config->path_with_escaped_slashes_action, normalized_)) {
+    case http::TargetCheck::unchanged: return true;
+    case http::TargetCheck::normalized: ex.request.target(normalized_); return true;
+    case http::TargetCheck::invalid: break;
+  }
+  return false;
 }
 
 void Pipeline::complete(http::Exchange& ex) {
   const auto elapsed =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - ex.start);
-  if (ex.route_stats) {
-    ex.route_stats->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
-  } else {
-    if (ex.error == http::ProxyError::none && ex.status >= 400) listener_stats_.bad_requests.inc();
-    listener_.no_route_stats->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
-  }
-
+  ex.listener = listener_.config->name;
+  if (ex.error == ProxyError::bad_request) listener_stats_.bad_requests.inc();
+  auto* series = ex.route_stats ? ex.route_stats : listener_.no_route_stats;
+  series->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
   if (listener_.config->max_authorities) count_authority(ex.request[bhttp::field::host]);
-
-  if (ex.traced && *ex.trace.sampled) {
-    observability::Span span;
-    span.trace_high = ex.trace.trace_high;
-    span.trace_low = ex.trace.trace_low;
-    span.trace_128 = ex.trace.trace_128;
-    span.id = ex.server_span_id;
-    span.parent_id = ex.trace.span_id;
-    span.server = true;
-    span.debug = ex.trace.debug;
-    span.timestamp_us = observability::epoch_us(ex.start_wall);
-    span.duration_us = elapsed.count();
-    span.status = ex.status;
-    span.method.assign(ex.request.method_string());
-    span.path.assign(ex.request.target());
-    span.route.assign(ex.route_name);
-    span.cluster.assign(ex.cluster_name);
-    span.error.assign(ex.error_reason);
-    span.peer_identity.assign(ex.peer_identity);
-    boost::system::error_code ec;
-    const auto ip = boost::asio::ip::make_address(ex.downstream_ip, ec);
-    if (!ec) observability::set_remote(span, ip, 0);
-    ex.tracer->record(span);
-  }
-
-  if (auto* log = snapshot_->access_log.get()) {
-    const auto& req = ex.request;
-    observability::AccessLogEntry e;
-    e.start_time = ex.start_wall;
-    e.duration = elapsed;
-    e.method = req.method_string();
-    e.path = req.target();
-    e.protocol = req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
-    e.response_code = ex.status;
-    e.error = ex.error_reason;
-    e.bytes_received = ex.bytes_received;
-    e.bytes_sent = ex.bytes_sent;
-    e.forwarded_for = req["x-forwarded-for"];
-    e.user_agent = req[bhttp::field::user_agent];
-    e.request_id = req["x-request-id"];
-    e.authority = req[bhttp::field::host];
-    e.upstream_host = ex.upstream_host;
-    e.route = ex.route_name;
-    e.cluster = ex.cluster_name;
-    e.listener = listener_.config->name;
-    e.downstream_address = ex.downstream_ip;
-    observability::HexId trace_id, span_id;  // in place: no allocation
-    if (ex.traced) {
-      trace_id = observability::hex_trace_id(ex.trace);
-      span_id = observability::hex_id(ex.server_span_id);
-      e.trace_id = trace_id.view();
-      e.span_id = span_id.view();
-    }
-    e.peer_identity = ex.peer_identity;
-    log->write(e);
-  }
+  if (ex.traced && *ex.trace.sampled) ex.tracer->record(observability::server_span(ex, ex.request, elapsed));
+  if (auto* log = snapshot_->access_log.get()) observability::log_exchange(*log, ex, ex.request, elapsed);
 }
 
 // x-forwarded-client-cert, as Envoy does it: a client without a verified

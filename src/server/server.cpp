@@ -40,12 +40,6 @@ struct Server::Impl {
   bool draining = false;
   bool stopped = false;
 
-  std::vector<asio::any_io_executor> executors() {
-    std::vector<asio::any_io_executor> out;
-    for (auto& w : workers) out.push_back(w->executor());
-    return out;
-  }
-
   void wait_signal();
   void watch_files();
   std::vector<std::string> do_reload(config::Config next);
@@ -82,20 +76,18 @@ Server::Server(config::Config config, ServerOptions options)
 
 Server::~Server() {
   impl_->reporter.reset();
-  for (auto& w : impl_->workers) w->stop();
-  for (auto& w : impl_->workers) w->release();
+  impl_->workers.clear();  // each stops, closes what it owns on its own thread, and joins
   impl_->current.reset();
   impl_->upstreams = {};
-  impl_->workers.clear();
 }
 
 void Server::start() {
   auto& s = *impl_;
   const unsigned n = std::max(1u, s.initial.workers);
-  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i));
+  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n));
 
   s.upstreams.checks_on = s.io.get_executor();
-  auto built = build_snapshot(s.initial, s.stats, s.executors(), s.upstreams);
+  auto built = build_snapshot(s.initial, s.stats, n, s.upstreams);
   if (!built.snapshot) {
     std::string all;
     for (const auto& e : built.errors) all += e + "\n";
@@ -185,7 +177,7 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
   if (next.workers == 0) next.workers = current->config.workers;
   auto errors = restart_only_changes(current->config, next);
   if (errors.empty()) {
-    auto built = build_snapshot(std::move(next), stats, executors(), upstreams);
+    auto built = build_snapshot(std::move(next), stats, static_cast<unsigned>(workers.size()), upstreams);
     errors = std::move(built.errors);
     if (built.snapshot) {
       current = built.snapshot;

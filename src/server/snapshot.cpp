@@ -7,7 +7,7 @@
 #include <random>
 
 #include "outrigger/config/loader.hpp"
-#include "outrigger/upstream/connection_pool.hpp"
+#include "outrigger/config/yaml_reader.hpp"
 
 namespace outrigger::server {
 
@@ -45,36 +45,16 @@ std::optional<tcp::endpoint> resolve(const core::Address& a, std::string& why) {
   return results.begin()->endpoint();
 }
 
-std::vector<std::shared_ptr<upstream::ClusterPools>> pools_for(const config::Cluster& c,
-                                                               const std::vector<upstream::Endpoint>& endpoints,
-                                                               observability::ClusterStats& stats,
-                                                               const std::vector<asio::any_io_executor>& workers,
-                                                               KeptUpstreams& kept) {
-  std::vector<std::shared_ptr<upstream::ClusterPools>> pools;
-  auto old = kept.pools.find(c.name);
-  const bool reuse = old != kept.pools.end() && old->second.size() == workers.size() &&
-                     std::all_of(old->second.begin(), old->second.end(),
-                                 [&](const auto& p) { return p->serves(c, endpoints); });
-  for (unsigned w = 0; w < workers.size(); ++w) {
-    pools.push_back(reuse ? old->second[w]
-                          : std::make_shared<upstream::ClusterPools>(workers[w], c, endpoints, stats.workers[w], stats.load,
-                                                                     std::random_device{}(),
-                                                                     static_cast<unsigned>(workers.size())));
-  }
-  return pools;
-}
-
 }  // namespace
 
-BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
-                           const std::vector<asio::any_io_executor>& workers, KeptUpstreams& kept) {
+BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsigned workers, KeptUpstreams& kept) {
   BuildResult result;
+  stats.begin_build();
   auto snap = std::make_shared<Snapshot>();
   snap->config = std::move(cfg);
   const auto& config = snap->config;
   Errors errors{config.file, result.errors};
 
-  decltype(KeptUpstreams::pools) next_pools;
   std::vector<std::pair<observability::ClusterStats*, std::shared_ptr<observability::EndpointSet>>> endpoint_sets;
   std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;
   for (const auto& c : config.clusters) {
@@ -90,11 +70,6 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     }
     if (endpoints.size() != c.endpoints.size()) continue;
     auto* cstats = stats.cluster(c.name);
-    std::vector<std::shared_ptr<upstream::ClusterPools>> worker_pools;
-    if (!workers.empty()) {
-      worker_pools = pools_for(c, endpoints, *cstats, workers, kept);
-      next_pools[c.name] = worker_pools;
-    }
     // Health and ejections stay with the cluster while its endpoints do.
     std::vector<std::string> names;
     for (const auto& e : endpoints) names.push_back(e.name);
@@ -102,7 +77,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
                             ? cstats->endpoints
                             : std::make_shared<observability::EndpointSet>(std::move(names));
     endpoint_sets.emplace_back(cstats, endpoint_set);
-    auto cluster = std::make_shared<upstream::Cluster>(c, std::move(endpoints), cstats, std::move(worker_pools),
+    auto cluster = std::make_shared<upstream::Cluster>(snap->clusters.size(), c, std::move(endpoints), cstats,
                                                        std::move(endpoint_set));
     if (c.tls) {
       try {
@@ -133,12 +108,14 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
         errors.add(l.tls->mark, fmt::format("listeners.{}.{}", l.name, e.what()));
       }
     }
-    for (const auto& spec : l.filters) {
-      std::vector<http::FilterError> ferrors;
-      auto f = http::make_filter_factory(spec, http::FilterContext{l.name, rt->stats}, ferrors);
-      for (auto& e : ferrors) errors.add(e.mark, fmt::format("listeners.{}.filters: {}", l.name, e.message));
-      if (f) rt->filters.push_back(std::move(f));
+    std::vector<config::Diagnostic> filter_errors;
+    config::YamlReader yaml(config.file, filter_errors);
+    for (std::size_t i = 0; i < l.filters.size(); ++i) {
+      const http::FilterContext context{fmt::format("listeners.{}.filters[{}]", l.name, i), l.name, rt->direction,
+                                        &stats, std::max(1u, workers)};
+      if (auto f = http::make_filter_factory(l.filters[i], context, yaml)) rt->filters.push_back(std::move(f));
     }
+    for (const auto& e : filter_errors) result.errors.push_back(e.to_string());
     std::vector<router::CompiledRoute> routes;
     for (const auto& r : l.routes) {
       router::CompiledRoute cr;
@@ -175,7 +152,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
 
   if (config.access_log.enabled) {
     try {
-      if (!workers.empty()) {
+      if (workers > 0) {
         snap->access_log = observability::AccessLog::create(config.access_log);
       } else if (auto why = observability::AccessLog::validate_format(config.access_log.text_format);
                  config.access_log.format == config::AccessLogFormat::text && !why.empty()) {
@@ -186,9 +163,13 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     }
   }
 
-  if (!result.errors.empty()) return result;
-  if (!workers.empty()) {
-    kept.pools = std::move(next_pools);
+  if (!result.errors.empty()) {
+    snap.reset();  // what points at the new series goes first
+    stats.abort_build();
+    return result;
+  }
+  stats.commit_build();
+  if (workers > 0) {
     for (auto& [cstats, set] : endpoint_sets) cstats->endpoints = set;
     // A cluster that no longer has outlier detection puts ejected endpoints back.
     for (const auto& c : snap->clusters) {
@@ -223,11 +204,10 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats,
     old.clear();
     for (auto* checker : fresh) checker->start();
   }
-  if (snap->config.tracing && !workers.empty()) {
-    const auto per_worker = std::max<std::size_t>(1, snap->config.tracing->max_queue_spans / workers.size());
-    if (!kept.spans || kept.spans->capacity_per_worker != per_worker || kept.spans->queues.size() != workers.size())
-      kept.spans = std::make_shared<observability::SpanQueues>(static_cast<unsigned>(workers.size()), per_worker,
-                                                               stats.tracing());
+  if (snap->config.tracing && workers > 0) {
+    const auto per_worker = std::max<std::size_t>(1, snap->config.tracing->max_queue_spans / workers);
+    if (!kept.spans || kept.spans->capacity_per_worker != per_worker || kept.spans->queues.size() != workers)
+      kept.spans = std::make_shared<observability::SpanQueues>(workers, per_worker, stats.tracing());
     snap->spans = kept.spans;
   }
   result.snapshot = std::move(snap);

@@ -5,15 +5,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
 #include <random>
-
-#include "outrigger/http/http1_connection.hpp"
-#include "outrigger/upstream/connection_pool.hpp"
 
 namespace outrigger::server {
 
@@ -41,6 +37,7 @@ class Worker::Slot final : public http::ConnectionHost {
   std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
   bool draining() const override { return worker_.draining_; }
   http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
+  core::DeadlineQueue& deadlines() override { return worker_.deadlines_; }
   bool begin_linger() override {
     if (worker_.lingering_ >= kMaxLingering) return false;
     ++worker_.lingering_;
@@ -49,8 +46,8 @@ class Worker::Slot final : public http::ConnectionHost {
   void end_linger() override { --worker_.lingering_; }
   observability::ListenerSlice& listener_stats() override { return *stats_; }
   void connection_closed(bool tls) override {
-    if (stats_) stats_->connections_active.add(-1);
-    if (stats_ && tls) stats_->tls_connections_active.add(-1);
+    stats_->connections_active.add(-1);
+    if (tls) stats_->tls_connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -70,13 +67,16 @@ class Worker::Slot final : public http::ConnectionHost {
       stats_->connections_total.inc();
       auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this);
       worker_.connections_.push_back(*c);
-      asio::co_spawn(worker_.io_, serve(std::move(c)), asio::detached);
+      auto& connection = *c;
+      // The completion handler owns the connection: it lives exactly as long
+      // as its coroutine (one frame, no wrapper).
+      asio::co_spawn(worker_.io_, connection.serve(), [owned = std::move(c)](std::exception_ptr e) {
+        if (e) spdlog::error("connection ended by an exception");
+      });
     }
   }
 
  private:
-  static asio::awaitable<void> serve(std::unique_ptr<http::Http1Connection> c) { co_await c->serve(); }
-
   Worker& worker_;
   std::string name_;
   tcp::acceptor acceptor_;
@@ -84,20 +84,14 @@ class Worker::Slot final : public http::ConnectionHost {
   observability::ListenerSlice* stats_ = nullptr;
 };
 
-Worker::Worker(unsigned index) : index_(index) {
+Worker::Worker(unsigned index, unsigned workers)
+    : index_(index), upstreams_(io_.get_executor(), deadlines_, index, workers) {
   context_.index = index;
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
   context_.random = core::Random(std::random_device{}() ^ (std::uint64_t(index) << 40));
 }
 
-Worker::~Worker() { release(); }
-
-void Worker::release() {
-  stop();
-  io_.destroy_handlers();  // suspended connections end here, while their objects exist
-  for (auto& slot : slots_) slot->set_pipeline(nullptr, nullptr);
-  snapshot_.reset();
-}
+Worker::~Worker() { stop(); }
 
 std::uint16_t Worker::bind(const std::string& listener, const tcp::endpoint& endpoint) {
   auto slot = std::make_unique<Slot>(*this, listener);
@@ -119,22 +113,25 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
   for (auto& slot : slots_) {
     const auto* l = snapshot_->listener(slot->name());
     if (!l) continue;  // reloads keep the listener set; see Server::reload
-    slot->set_pipeline(std::make_shared<Pipeline>(snapshot_, *l, context_), &l->stats->workers[index_]);
+    // The old pipeline goes when its last request ends; with it go the pools
+    // no newer pipeline took over (closed here, on this thread).
+    slot->set_pipeline(std::make_shared<Pipeline>(snapshot_, *l, context_, upstreams_), &l->stats->workers[index_]);
   }
 }
 
 void Worker::start(std::shared_ptr<const Snapshot> snapshot) {
+  work_.emplace(io_.get_executor());
   apply(std::move(snapshot));
   for (auto& slot : slots_) asio::co_spawn(io_, slot->accept_loop(), asio::detached);
+  sweep_timer_ = std::make_unique<asio::steady_timer>(io_);
   asio::co_spawn(io_, sweep(), asio::detached);
-  thread_ = std::thread([this] {
-    auto guard = asio::make_work_guard(io_);
-    io_.run();
-  });
+  thread_ = std::thread([this] { io_.run(); });
 }
 
 void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
-  asio::post(io_, [this, s = std::move(snapshot)]() mutable { apply(std::move(s)); });
+  asio::post(io_, [this, s = std::move(snapshot)]() mutable {
+    if (!stopping_) apply(std::move(s));
+  });
 }
 
 void Worker::drain() {
@@ -146,25 +143,34 @@ void Worker::drain() {
   });
 }
 
+void Worker::shutdown() {
+  stopping_ = draining_ = true;
+  boost::system::error_code ec;
+  for (auto& slot : slots_) slot->acceptor().close(ec);
+  if (sweep_timer_) sweep_timer_->cancel();
+  for (auto& c : connections_) c.close_now();
+  upstreams_.shutdown();
+  deadlines_.shutdown();
+  work_.reset();  // io_.run() returns once every coroutine has ended
+}
+
 void Worker::stop() {
   if (!thread_.joinable()) return;
-  io_.stop();
+  asio::post(io_, [this] { shutdown(); });
   thread_.join();
-  // Coroutines still suspended are destroyed with the io_context; connections
-  // unlink themselves from connections_ as they go.
+  for (auto& slot : slots_) slot->set_pipeline(nullptr, nullptr);
+  snapshot_.reset();
 }
 
 asio::awaitable<void> Worker::sweep() {
   constexpr auto kTick = std::chrono::milliseconds(100);
-  asio::steady_timer timer(io_);
   for (unsigned tick = 0;; ++tick) {
-    timer.expires_after(kTick);
-    auto [ec] = co_await timer.async_wait(use_tuple);
-    if (ec) co_return;
+    sweep_timer_->expires_after(kTick);
+    auto [ec] = co_await sweep_timer_->async_wait(use_tuple);
+    if (ec || stopping_) co_return;
     const auto now = std::chrono::steady_clock::now();
-    for (auto& c : connections_) c.release_if_lingering(now, kTick);
-    if (tick % 10 == 0)
-      for (const auto& c : snapshot_->clusters) c->pools(index_).sweep(now);
+    for (auto& c : connections_) c.sweep(now, kTick);
+    if (tick % 10 == 0) upstreams_.sweep(now);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "outrigger/upstream/load_balancer.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 namespace outrigger::upstream {
 
@@ -51,6 +52,34 @@ std::size_t LoadBalancer::pick(std::span<const std::uint32_t> active) {
   }
   current_[best] -= total_;
   return best;
+}
+
+std::optional<std::size_t> choose_endpoint(LoadBalancer& balancer, std::span<const std::uint32_t> active,
+                                           const observability::EndpointSet& state, bool guarded,
+                                           TriedEndpoints& tried) {
+  const auto& endpoints = state.data;
+  const auto now_ms = guarded ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch())
+                                    .count()
+                              : std::int64_t{0};
+  auto fresh = [&](std::size_t i) { return endpoints[i].available(now_ms) && !tried.contains(i); };
+  std::size_t index = balancer.pick(active);
+  for (int i = 0; i < 3 && !fresh(index); ++i) index = balancer.pick(active);
+  if (!endpoints[index].available(now_ms)) {
+    std::optional<std::size_t> found;
+    for (std::size_t k = 1; k <= endpoints.size() && !found; ++k) {
+      const auto j = (index + k) % endpoints.size();
+      if (endpoints[j].available(now_ms)) found = j;
+    }
+    for (std::size_t k = 0; k < endpoints.size() && !found; ++k) {  // panic mode
+      const auto j = (index + k) % endpoints.size();
+      if (endpoints[j].healthy.load(std::memory_order_relaxed)) found = j;
+    }
+    if (!found) return std::nullopt;
+    index = *found;
+  }
+  tried.add(index);
+  return index;
 }
 
 }  // namespace outrigger::upstream

@@ -125,7 +125,7 @@ TEST(Breaker, HalfOpensAfterTheOpenDurationAndClosesOnSuccessfulProbes) {
   trip(primary, proxy);
   primary.status = 200;  // the upstream has recovered
   EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{503});
-  std::this_thread::sleep_for(1100ms);
+  std::this_thread::sleep_for(1100ms);  // the open duration passes: the breaker's own clock, no event to wait for
   EXPECT_EQ(send_gets(proxy.port(), 3), std::vector<int>(3, 200));  // the probes
   EXPECT_TRUE(state_is(proxy, 0));
   EXPECT_EQ(send_gets(proxy.port(), 20), std::vector<int>(20, 200));
@@ -137,7 +137,7 @@ TEST(Breaker, AFailedProbeOpensItAgain) {
   FakeUpstream spare;
   Proxy proxy(config(primary.server.port(), spare.port(), "", "1s"));  // long enough for a slow machine
   trip(primary, proxy);
-  std::this_thread::sleep_for(1100ms);
+  std::this_thread::sleep_for(1100ms);  // the open duration passes: the breaker's own clock
   EXPECT_EQ(send_gets(proxy.port(), 1), std::vector<int>{500});  // a probe, still failing
   EXPECT_EQ(primary.server.requests(), 11);
   ASSERT_TRUE(state_is(proxy, 1));

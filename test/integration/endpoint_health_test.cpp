@@ -80,7 +80,7 @@ TEST(OutlierDetection, EjectsAFailingEndpointAndTakesItBack) {
 
   // Its time is up: it takes traffic again.
   bad.status = 200;
-  std::this_thread::sleep_for(450ms);
+  EXPECT_TRUE(eventually([&] { return !endpoint_json(proxy, bad).at("ejected").as_bool(); }));
   EXPECT_EQ(send_gets(proxy.port(), 10), std::vector<int>(10, 200));
   EXPECT_GE(bad.traffic, 3 + 4);
   EXPECT_TRUE(has(metrics(proxy), healthy_series(bad) + "1"));

@@ -115,7 +115,10 @@ TEST(JwtAuthn, ReloadsTheKeySetWhenItsFileChanges) {
   EXPECT_EQ(p.get("/api/x", old_key.sign(token_claims())), 401);
   // A broken file is refused; the keys in force stay.
   write_file_atomically(p.jwks_path, "{\"keys\": [ broken");
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(eventually([&] {
+    return has(metrics(*p.proxy),
+               "outrigger_jwt_jwks_reloads_total{direction=\"inbound\",listener=\"ingress\",provider=\"corp\",result=\"failure\"} 1");
+  })) << metrics(*p.proxy);
   EXPECT_EQ(p.get("/api/x", new_key.sign(token_claims())), 200);
 }
 

@@ -210,7 +210,10 @@ clusters:
   std::stringstream text;
   text << in.rdbuf();
   const auto dashboard = json::parse(text.str());
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));  // two more scrapes: rate() needs two samples
+  // Two more scrapes: rate() needs two samples after the traffic.
+  const auto scrapes = [&] { return prom.scalar("count_over_time(up{job=\"outrigger\"}[5m])").value_or(0); };
+  const double seen = scrapes();
+  for (int i = 0; i < 200 && scrapes() < seen + 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   int queries = 0;
   for (const auto& panel : dashboard.at("panels").as_array()) {
     for (const auto& target : panel.at("targets").as_array()) {

@@ -46,7 +46,8 @@ TEST(RateLimit, AnswersTooManyRequestsThenRecovers) {
   EXPECT_EQ(limited["retry-after"], "1");
   EXPECT_EQ(limited["x-outrigger-error"], "rate_limited");
   EXPECT_EQ(app.requests(), 3);  // the refused one never reached the upstream
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // one token back (2/s), not two
+  // The refill is the feature's own clock: 600 ms bring one token back (2/s), not two.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
   EXPECT_EQ(get(s), 200);
   EXPECT_EQ(get(s), 429);
   std::string text;  // the last response may reach us a moment before it is counted

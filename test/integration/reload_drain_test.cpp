@@ -43,7 +43,7 @@ TEST(Reload, NewConfigTakesOverWithoutDroppingInFlightOrKeepAliveRequests) {
   ASSERT_EQ(keep_alive.read_response()->body(), "old");
 
   auto in_flight = std::async(std::launch::async, [&] { return http_get(proxy.port(), "/slow"); });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(eventually([&] { return up.requests() == 1; }));  // in flight upstream
   EXPECT_TRUE(proxy.server().reload(parse_config(config(up.port(), "new"))).empty());
 
   auto slow = in_flight.get();
@@ -77,8 +77,33 @@ TEST(Reload, RejectsAConfigThatDoesNotBuild) {
   bad.listeners[0].filters.push_back({"no_such_filter", nullptr, {3, 5}});
   const auto errors = proxy.server().reload(std::move(bad));
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0], "test.yaml:3:5: listeners.ingress.filters: unknown filter type 'no_such_filter'");
+  EXPECT_EQ(errors[0], "test.yaml:3:5: listeners.ingress.filters[0]: unknown filter type 'no_such_filter'");
   EXPECT_EQ(http_get(proxy.port(), "/hello")->body(), "old");
+}
+
+TEST(Reload, ARejectedConfigLeavesNoMetricSeriesBehind) {
+  FakeUpstream up;
+  Proxy proxy(config(up.port(), "old"));
+  auto bad = parse_config(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 2
+log_level: off
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    filters: [{ type: local_rate_limit, tokens_per_second: 5 }, { type: no_such_filter }]
+    routes:
+      - { name: brand_new_route, match: { prefix: / }, cluster: brand_new_cluster }
+clusters:
+  - { name: brand_new_cluster, endpoints: [127.0.0.1:{UP}] }
+)",
+                               {{"UP", std::to_string(up.port())}}));
+  bad.listeners[0].address = parse_config(config(up.port(), "old")).listeners[0].address;
+  ASSERT_FALSE(proxy.server().reload(std::move(bad)).empty());
+  const auto text = metrics(proxy);
+  EXPECT_EQ(text.find("brand_new"), std::string::npos) << text;
+  EXPECT_EQ(text.find("outrigger_ratelimit_decisions_total{"), std::string::npos) << text;
+  EXPECT_NE(text.find("route=\"hello\""), std::string::npos);  // the serving config's series stay
 }
 
 TEST(Drain, FinishesInFlightRequestsWithConnectionCloseThenStops) {
@@ -87,7 +112,7 @@ TEST(Drain, FinishesInFlightRequestsWithConnectionCloseThenStops) {
   const auto port = proxy.port();
   auto s = Socket::connect(port);
   ASSERT_TRUE(s.send(request_text("GET", "/slow")));
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(eventually([&] { return up.requests() == 1; }));
   const auto start = std::chrono::steady_clock::now();
   auto code = std::async(std::launch::async, [&] { return proxy.drain_and_wait(); });
   auto res = s.read_response();

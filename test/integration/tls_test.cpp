@@ -337,13 +337,19 @@ TEST(Tls, RotationUnderLoadLosesNoRequest) {
       }
     });
   }
-  std::this_thread::sleep_for(300ms);
+  // Load runs before, between and after the swaps: each step waits for more
+  // requests to have succeeded.
+  auto more_ok = [&](int n) {
+    const int target = ok + n;
+    return eventually([&] { return ok >= target; });
+  };
+  EXPECT_TRUE(more_ok(20));
   auto [cert2, key2] = pki.issue_pem({.uris = {kServer}});
   volume.update(cert2, key2, ca);
-  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(more_ok(20));
   auto [cert3, key3] = pki.issue_pem({.uris = {kServer}});
   volume.update(cert3, key3, ca);
-  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(more_ok(20));
   stop = true;
   for (auto& t : load) t.join();
 

@@ -137,6 +137,14 @@ struct Tls {
 // What a listener does with the x-forwarded-client-cert header (Envoy's options).
 enum class ForwardClientCert { sanitize, forward_only, append_forward, sanitize_set };
 
+// What a listener does with a request path that holds an encoded '/' or '\'
+// (%2F, %5C; Envoy's path_with_escaped_slashes_action). keep: leave them
+// encoded, as data inside a segment (routes see them as sent; an upstream that
+// decodes before it splits sees other segments, so rbac and jwt_authn refuse
+// such paths); reject: answer 400; unescape: decode them into separators
+// before the path is normalised, routed and forwarded.
+enum class EscapedSlashes { keep, reject, unescape };
+
 struct Listener {
   std::string name;
   core::Address address;
@@ -151,6 +159,7 @@ struct Listener {
   std::size_t max_authorities = 0;     // > 0: count requests per Host, for this many distinct values
   std::optional<Tls> tls;
   ForwardClientCert forward_client_cert = ForwardClientCert::sanitize;
+  EscapedSlashes path_with_escaped_slashes_action = EscapedSlashes::keep;
   Mark mark;
 };
 

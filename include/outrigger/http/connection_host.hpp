@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 
+#include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
 #include "outrigger/tls/context.hpp"
@@ -38,7 +39,8 @@ class ExchangeHandler {
   virtual const DownstreamTls* tls() const { return nullptr; }
   // Produces the response through ex.downstream.
   virtual awaitable<void> handle(Exchange& ex) = 0;
-  // The exchange is over (also for requests the codec refused): metrics, access log.
+  // The exchange is over (also for requests the codec refused, which it
+  // answered through http::send_local_reply): metrics, spans, access log.
   virtual void complete(Exchange& ex) = 0;
 };
 
@@ -50,6 +52,8 @@ class ConnectionHost {
   virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
   virtual bool draining() const = 0;
   virtual RequestIdGenerator& request_ids() = 0;
+  // The worker's deadlines (route timeouts).
+  virtual core::DeadlineQueue& deadlines() = 0;
   virtual void connection_closed(bool tls) = 0;
   // This worker's slice of the listener's series.
   virtual observability::ListenerSlice& listener_stats() = 0;

@@ -1,41 +1,50 @@
 // One request and its response as the filter chain and the router see it,
-// whatever codec carries it. The codec owns the messages; the exchange
-// borrows them and collects what the access log and the metrics report.
+// whatever codec carries it (Pingora's Session). The codec owns the messages
+// and implements Downstream; the exchange borrows them and adds the record
+// of what happened (observability::ExchangeRecord), the matched route, and a
+// typed slot for the filters' per-request state.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <optional>
-#include <span>
 #include <string_view>
 
 #include "outrigger/config/config.hpp"
+#include "outrigger/http/filter_state.hpp"
 #include "outrigger/http/headers.hpp"
-#include "outrigger/http/proxy_error.hpp"
-#include "outrigger/observability/stats.hpp"
-#include "outrigger/observability/tracing.hpp"
+#include "outrigger/http/local_reply.hpp"
+#include "outrigger/observability/exchange_record.hpp"
 
 namespace outrigger::http {
 
 using RequestMessage = boost::beast::http::request<boost::beast::http::buffer_body, Fields>;
 using ResponseMessage = boost::beast::http::response<boost::beast::http::buffer_body, Fields>;
+using RequestHeader = boost::beast::http::request_header<Fields>;
+using ResponseHeader = boost::beast::http::response_header<Fields>;
 using boost::asio::awaitable;
 using boost::system::error_code;
 
+// How a read or a write on a stream of the exchange ended.
+enum class StreamError : std::uint8_t {
+  none,
+  malformed,  // the peer's framing is broken (a bad chunk size, data past a chunk)
+  reset,      // the peer closed or reset the connection
+  timeout,    // the route deadline passed
+};
+
 struct BodyRead {
-  error_code ec;
+  StreamError error = StreamError::none;
   std::size_t bytes = 0;
-  bool done = false;  // the request body is complete (after these bytes)
+  bool done = false;  // the body is complete (after these bytes)
 };
 
 // The downstream side of an exchange, implemented by a codec (HTTP/1.1 now,
-// an HTTP/2 stream later).
+// an HTTP/2 stream next).
 class Downstream {
  public:
   virtual ~Downstream() = default;
@@ -46,66 +55,53 @@ class Downstream {
   virtual bool request_body_done() const = 0;
 
   // Writes what msg holds: the header on the first call, then whatever
-  // msg.body() points at (set body().more = false on the last piece). The
-  // codec fixes the framing (Content-Length, chunked, close-delimited) and
-  // the connection headers; msg must outlive the response.
-  virtual awaitable<error_code> write_response(ResponseMessage& msg) = 0;
+  // msg.body() points at (body().more = false on the last piece). The codec
+  // fixes the framing (Content-Length, chunked, close-delimited) and the
+  // connection headers; msg must outlive the response.
+  virtual awaitable<StreamError> write_response(ResponseMessage& msg) = 0;
+  // A whole response made by the proxy (through http::send_local_reply only).
+  virtual awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) = 0;
   virtual bool response_started() const = 0;
 
-  // A response made by the proxy itself (errors, direct responses), with
-  // optional extra headers (a content-type among them wins over content_type).
-  virtual awaitable<error_code> send_local_reply(int status, std::string_view body, std::string_view error_reason,
-                                                 std::string_view content_type = "text/plain",
-                                                 std::span<const config::HeaderValue> headers = {}) = 0;
-
-  // The route timeout: at `at`, pending reads and writes on the downstream
-  // and on `upstream` fail with operation_aborted and deadline_expired() is true.
-  virtual void arm_deadline(std::chrono::steady_clock::time_point at, boost::asio::ip::tcp::socket* upstream) = 0;
+  // The route deadline: at `at`, pending reads and writes of this side fail
+  // with StreamError::timeout. (Each upstream try has its own deadline.)
+  virtual void arm_deadline(std::chrono::steady_clock::time_point at) = 0;
   virtual void disarm_deadline() = 0;
-  virtual bool deadline_expired() const = 0;
 };
 
-struct JwtClaims;  // outrigger/http/jwt_claims.hpp
+class FilterChain;
 
-struct Exchange {
+struct Exchange : observability::ExchangeRecord {
   Exchange(RequestMessage& req, Downstream& down, std::chrono::steady_clock::time_point start_time,
            std::chrono::system_clock::time_point start_wall_time, std::string_view client_ip)
-      : request(req), downstream(down), start(start_time), start_wall(start_wall_time), downstream_ip(client_ip) {}
+      : request(req), downstream(down) {
+    start = start_time;
+    start_wall = start_wall_time;
+    downstream_ip = client_ip;
+  }
 
   RequestMessage& request;  // header as received, edited for the upstream; body streamed through downstream
   Downstream& downstream;
-  std::chrono::steady_clock::time_point start;
-  std::chrono::system_clock::time_point start_wall;
-  std::string_view downstream_ip;
   bool request_has_body = false;                         // set by the codec
   std::optional<std::uint64_t> request_content_length;  // set by the codec; none for chunked
-  // The downstream connection's TLS, set by the codec for the connection's life.
-  bool downstream_tls = false;
-  std::string_view peer_identity;  // the verified client certificate's SPIFFE ID (else its first DNS SAN); empty without mTLS
-  std::string_view client_cert_xfcc;  // the client certificate as an x-forwarded-client-cert element (By=..;Hash=..;URI=..)
 
-  // Filled in as the exchange proceeds.
-  int status = 0;
+  const config::Route* route = nullptr;  // the matched route; null when none matched
+  ControlHeaders control;                // the client's x-outrigger-* overrides (trusted listeners only)
   ProxyError error = ProxyError::none;
-  std::string_view error_reason;  // set with error, or by a filter's local reply
-  std::string_view route_name;
-  observability::RouteStats* route_stats = nullptr;  // the matched route's series
-  std::string_view cluster_name;
-  std::string_view upstream_host;
-  std::uint64_t bytes_received = 0;
-  std::uint64_t bytes_sent = 0;
   bool close_connection = false;  // the codec must close after this exchange
-  ControlHeaders control;         // the client's x-outrigger-* overrides (trusted listeners only)
-  std::shared_ptr<const JwtClaims> jwt;  // set by jwt_authn when the request's token verified
-  observability::ListenerSlice* listener_stats = nullptr;  // this worker's slice of the listener's series
 
-  // Tracing: set by the pipeline when the config traces; `traced` once the
-  // tracing filter has taken or started a context.
-  observability::WorkerTracer* tracer = nullptr;
-  bool traced = false;
-  bool trace_headers_absent = false;  // none arrived: the first injection need not look for old ones
-  observability::TraceContext trace;
-  std::uint64_t server_span_id = 0;
+  // The filters of this exchange, and how many have seen its request:
+  // their on_response sees every response, local replies included.
+  FilterChain* filters = nullptr;
+  std::size_t filters_ran = 0;
+  FilterState state;  // filters' per-request state, by type
 };
+
+// Every response the proxy makes goes through here (errors, direct
+// responses, filter denials, fallbacks, codec refusals): the filters that
+// saw the request see the response header, the record gets the status and
+// the body bytes, and the codec frames it. Nothing is sent when a response
+// has started; the connection is closed instead.
+awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply);
 
 }  // namespace outrigger::http

@@ -1,8 +1,14 @@
 // The HTTP filter interface and registry. A filter type is one folder under
-// src/http/filters/<type>/: a config struct parsed once from YAML by its
-// factory, a Filter made per request from it, and one registry entry keyed by
-// the YAML `type`. Filters run in config order before the router; a filter
-// answers locally by returning a LocalResponse, or lets the exchange go on.
+// src/http/filters/<type>/: a config parsed once from YAML by its factory
+// (config.hpp/.cpp, with the metrics it counts), the Filter each worker makes
+// from it (filter.hpp/.cpp), one line in src/http/filter_registry.cpp keyed by
+// the YAML `type`, and a test file. Nothing else changes.
+//
+// Filters run in config order, after the route match and before the router
+// (or the direct response): each may edit the request, answer it (a
+// LocalReply), or suspend first (co_await: a timer, a remote check) without
+// blocking the worker. Every response, local replies included, passes the
+// on_response of every filter that saw the request, in reverse order.
 #pragma once
 
 #include <functional>
@@ -16,33 +22,52 @@
 #include "outrigger/config/config.hpp"
 #include "outrigger/http/exchange.hpp"
 
+namespace outrigger::config {
+class YamlReader;  // outrigger/config/yaml_reader.hpp: filter configs include it
+}
+namespace outrigger::observability {
+class Stats;
+}
+
 namespace outrigger::http {
 
-struct LocalResponse {
-  int status = 403;
-  std::string_view body;
-  std::string_view reason;                    // x-outrigger-error
-  std::span<const config::HeaderValue> headers;  // more response headers; must outlive the reply
-};
+// What a filter decides about a request: go on (nullopt) or answer it.
+using FilterResult = std::optional<LocalReply>;
 
+// One worker's filter for one config: it may keep per-worker state (token
+// buckets, counters, caches) without a lock; what belongs to one request
+// goes in ex.state, since requests interleave whenever one suspends.
 class Filter {
  public:
   virtual ~Filter() = default;
   // Request headers are in ex.request; they may be edited.
-  virtual std::optional<LocalResponse> on_request(Exchange& ex) = 0;
-  // Response headers, before they go downstream; they may be edited.
-  virtual void on_response(Exchange& /*ex*/, ResponseMessage& /*response*/) {}
+  virtual awaitable<FilterResult> on_request(Exchange& ex) = 0;
+  // The response header, before it goes downstream; it may be edited.
+  virtual void on_response(Exchange& /*ex*/, ResponseHeader& /*response*/) {}
+  // Body hooks (observers): called for each piece as it passes, when
+  // observes_bodies() says so. The last piece has end set.
+  virtual bool observes_bodies() const { return false; }
+  virtual void on_request_body(Exchange& /*ex*/, std::span<const char> /*data*/, bool /*end*/) {}
+  virtual void on_response_body(Exchange& /*ex*/, std::span<const char> /*data*/, bool /*end*/) {}
 };
 
-// Made once per config load from a FilterSpec; shared by every request.
+// Where a filter's factory is built: its listener, and the metrics registry
+// in which it declares the series it counts (resolved here, once per config).
+struct FilterContext {
+  std::string path;  // where the filter's YAML is, for messages: "listeners.ingress.filters[0]"
+  std::string_view listener;
+  std::string_view direction;            // "inbound" or "outbound"
+  observability::Stats* stats = nullptr;  // never null in a running proxy; may be in unit tests
+  unsigned workers = 1;
+};
+
+// Made once per config load from a FilterSpec; shared by every worker.
 class FilterFactory {
  public:
   virtual ~FilterFactory() = default;
-  // Per-exchange filter object; may return the same stateless object every time.
-  virtual Filter& filter_for_request() = 0;
-  // The filter a worker's pipeline uses (called once per worker and config, on
-  // that worker's thread). Filters with per-worker state override it.
-  virtual Filter& filter_for_worker(unsigned /*worker*/, unsigned /*workers*/) { return filter_for_request(); }
+  // The filter of worker `worker` (of `workers`), made on that worker's
+  // thread when the config reaches it.
+  virtual std::unique_ptr<Filter> make_filter(unsigned worker) const = 0;
   // Called on the main thread every `file_watch_interval` while this config
   // serves: a filter that reads files (a JWKS, say) reloads the ones that
   // changed here, and must hand the result to the workers without making them
@@ -50,28 +75,58 @@ class FilterFactory {
   virtual void refresh() {}
 };
 
-// A problem found while building a filter from its YAML, with its position.
-struct FilterError {
-  config::Mark mark;
-  std::string message;
+// The usual factory: a const Config shared by the workers' filters, each
+// made as FilterT(config, worker).
+template <class Config, class FilterT>
+class SharedConfigFactory final : public FilterFactory {
+ public:
+  explicit SharedConfigFactory(std::shared_ptr<const Config> config) : config_(std::move(config)) {}
+  std::unique_ptr<Filter> make_filter(unsigned worker) const override {
+    return std::make_unique<FilterT>(config_, worker);
+  }
+  const Config& config() const { return *config_; }
+
+ private:
+  std::shared_ptr<const Config> config_;
 };
 
-// Where a filter is built: its listener, and that listener's metric series
-// (for series a filter resolves at load time, e.g. one per rbac policy).
-struct FilterContext {
-  std::string_view listener;
-  observability::ListenerStats* stats = nullptr;  // never null in a running proxy; may be in unit tests
-};
-
-using FilterFactoryMaker = std::function<std::unique_ptr<FilterFactory>(
-    const config::FilterSpec&, const FilterContext&, std::vector<FilterError>& errors)>;
+// Builds a factory from the filter's YAML (spec.node), reporting problems
+// through `yaml` (positioned, with the filter's path); null when it cannot.
+using FilterFactoryMaker =
+    std::function<std::unique_ptr<FilterFactory>(const config::FilterSpec&, const FilterContext&, config::YamlReader&)>;
 
 // The registry of filter types, keyed by their YAML `type`.
-const std::vector<std::pair<std::string_view, FilterFactoryMaker>>& filter_types();
+struct FilterType {
+  std::string name;
+  FilterFactoryMaker make;
+};
+const std::vector<FilterType>& filter_types();
+// Adds a filter type (a test's, or an embedder's) before any config that
+// names it is built; main thread only.
+void add_filter_type(std::string name, FilterFactoryMaker make);
 
-// Builds the factory for spec, or returns null with errors appended
+// Builds the factory for spec, or returns null with errors reported
 // (including "unknown filter type 'x'", with a suggestion).
 std::unique_ptr<FilterFactory> make_filter_factory(const config::FilterSpec& spec, const FilterContext& context,
-                                                   std::vector<FilterError>& errors);
+                                                   config::YamlReader& yaml);
+
+// One worker's filters of one listener and config, in order.
+class FilterChain {
+ public:
+  explicit FilterChain(std::vector<std::unique_ptr<Filter>> filters);
+  // Runs the filters' on_request until one answers; ex.filters_ran counts
+  // those that ran (the answering one included).
+  awaitable<FilterResult> on_request(Exchange& ex);
+  // The response header through the filters that saw the request, last first.
+  void on_response(Exchange& ex, ResponseHeader& response);
+  bool observes_bodies() const { return observes_bodies_; }
+  void on_request_body(Exchange& ex, std::span<const char> data, bool end);
+  void on_response_body(Exchange& ex, std::span<const char> data, bool end);
+  std::size_t size() const { return filters_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<Filter>> filters_;
+  bool observes_bodies_ = false;
+};
 
 }  // namespace outrigger::http

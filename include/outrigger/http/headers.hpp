@@ -18,10 +18,11 @@ using Fields = core::HttpFields;
 // Transfer-Encoding, Upgrade and every header the Connection header names.
 void strip_hop_by_hop(Fields& f);
 
-// Appends the client address to x-forwarded-for, sets x-forwarded-proto when
-// absent and x-request-id when absent (generated).
+// Appends the client address to x-forwarded-for (as the peers do), sets
+// x-forwarded-proto to `proto` ("http" or "https": the client's connection)
+// unless a trusted client sent one, and x-request-id when absent (generated).
 class RequestIdGenerator;
-void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto,
+void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_view proto, bool trusted,
                             RequestIdGenerator& ids);
 
 // Random version-4 UUIDs from a per-worker generator (not for secrets).

@@ -1,7 +1,13 @@
 // The HTTP/1.1 downstream codec: one coroutine per client connection that
-// reads a request (Beast's parser), hands the exchange to the proxy, writes
-// the response, and loops for keep-alive and pipelining. While a connection
-// is idle it holds no read buffer.
+// reads a request (Beast's parser, then the strict framing checks of
+// http/framing.hpp), hands the exchange to the proxy, writes the response,
+// and loops for keep-alive and pipelining.
+//
+// An idle connection holds no read buffer and no timer: the worker's sweep
+// (every 100 ms) enforces the idle, header-read and handshake timeouts from
+// the phase the connection is in, and gives back the buffer of a read that
+// lingered. Only a request in flight has a deadline in the worker's
+// DeadlineQueue (its route timeout), an intrusive node in this object.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -13,8 +19,8 @@
 #include <string>
 
 #include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/http/connection_host.hpp"
-#include "outrigger/http/deadline.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
 #include "outrigger/net/stream.hpp"
@@ -23,6 +29,7 @@ namespace outrigger::http {
 
 class Http1Connection final : public Downstream, public ConnectionHook {
  public:
+  using Clock = std::chrono::steady_clock;
   // The parser and serializer of the request in progress: taken from a
   // per-thread pool when a request starts and given back when it ends, so an
   // idle connection does not hold them.
@@ -37,38 +44,51 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   awaitable<void> serve();
   // Drain: an idle connection closes now, a busy one after its response.
   void close_if_idle();
-  // Gives back the read buffer of a connection idle for longer than `after`.
-  void release_if_lingering(std::chrono::steady_clock::time_point now, std::chrono::steady_clock::duration after);
+  // Worker shutdown: the connection ends now, whatever it was doing.
+  void close_now();
+  // The worker's sweep: a phase past its deadline is cancelled; a read that
+  // lingered longer than `linger` gives its buffer back.
+  void sweep(Clock::time_point now, Clock::duration linger);
 
   // Downstream
   awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
   bool request_body_done() const override;
-  awaitable<error_code> write_response(ResponseMessage& msg) override;
+  awaitable<StreamError> write_response(ResponseMessage& msg) override;
+  awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) override;
   bool response_started() const override { return response_started_; }
-  awaitable<error_code> send_local_reply(int status, std::string_view body, std::string_view error_reason,
-                                         std::string_view content_type,
-                                         std::span<const config::HeaderValue> headers) override;
-  void arm_deadline(std::chrono::steady_clock::time_point at, boost::asio::ip::tcp::socket* upstream) override;
-  void disarm_deadline() override;
-  bool deadline_expired() const override { return deadline_.expired(); }
+  void arm_deadline(Clock::time_point at) override { route_deadline_.arm(at, &stream_.socket()); }
+  void disarm_deadline() override { route_deadline_.disarm(); }
 
  private:
-  enum class ReadResult { ok, closed, bad_request, too_large, timeout };
+  // What the connection is doing, for the sweep: each phase but `active`
+  // has a deadline there (an active request has its route deadline instead).
+  enum class Phase : std::uint8_t { handshake, idle, reading_header, active, closing };
+  enum class ReadResult { ok, closed, bad_request, too_large, timeout, not_implemented };
+
+  // Serves one request; false when the connection is to close.
+  awaitable<bool> serve_request();
   // The listener's TLS: a handshake (after a look at the first byte when
   // permissive). False when the connection is to close.
   awaitable<bool> start_tls(ExchangeHandler& handler, const DownstreamTls& tls);
   awaitable<ReadResult> read_header(const Http1Settings& s);
+  ReadResult check_header();
   awaitable<error_code> read_more();
-  void prepare_response(boost::beast::http::response_header<Fields>& h, bool has_length);
   awaitable<void> refuse(ExchangeHandler& handler, ReadResult why);
+  awaitable<void> finish();
+  void enter(Phase p, Clock::time_point deadline = Clock::time_point::max()) {
+    phase_ = p;
+    phase_deadline_ = deadline;
+    timed_out_ = false;
+  }
+  void prepare_response(ResponseHeader& h, bool has_length);
   bool header_only_response(int status) const;
-
+  StreamError write_error(const error_code& ec) const;
 
   net::Stream stream_;
   ConnectionHost& host_;
-  Deadline deadline_;
   boost::beast::basic_flat_buffer<core::PooledAllocator<char>> buffer_;
   std::unique_ptr<RequestState, RequestStateRelease> state_;
+  core::Deadline route_deadline_;  // after stream_: unlinked before the socket goes
   std::string client_ip_;
   // What the client's certificate says (TLS connections only).
   struct Peer {
@@ -76,10 +96,12 @@ class Http1Connection final : public Downstream, public ConnectionHook {
     std::string xfcc;
   };
   std::unique_ptr<Peer> peer_;
-  bool idle_ = false;
+  Clock::time_point phase_deadline_ = Clock::time_point::max();
+  Clock::time_point linger_since_;
+  Phase phase_ = Phase::active;
+  bool timed_out_ = false;         // the sweep cancelled the phase's I/O
   bool lingering_ = false;         // idle, with a read pending on a pooled buffer
   bool linger_cancelled_ = false;  // the worker's sweep cancelled that read
-  std::chrono::steady_clock::time_point linger_since_;
   bool keep_alive_ = true;
   bool closing_after_response_ = false;
   bool response_started_ = false;

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "outrigger/config/config.hpp"
+#include "outrigger/observability/exchange_record.hpp"
 
 namespace outrigger::observability {
 
@@ -54,5 +55,9 @@ class AccessLog {
   virtual void write(const AccessLogEntry& entry) = 0;
   virtual void flush() = 0;
 };
+
+// The line of one exchange (its request header as it went upstream).
+void log_exchange(AccessLog& log, const ExchangeRecord& record, const RequestHeader& request,
+                  std::chrono::microseconds elapsed);
 
 }  // namespace outrigger::observability

@@ -92,41 +92,15 @@ enum class TlsFailure : std::uint8_t { no_client_cert, unknown_ca, expired, iden
 inline constexpr std::array<std::string_view, 5> kTlsFailureNames{"no_client_cert", "unknown_ca", "expired",
                                                                   "identity_mismatch", "protocol"};
 
-// How a jwt_authn check ended (the `result` label of outrigger_jwt_authn_total).
-enum class JwtResult : std::uint8_t {
-  allowed,         // a token verified
-  missing,         // a rule required a token and none came
-  malformed,       // not a JWT, or its JSON or base64url is broken
-  bad_signature,   // the signature does not verify, or an algorithm not allowed
-  unknown_key,     // no key in the provider's key set matches the token's kid
-  expired,         // exp is past (60 s leeway)
-  not_yet_valid,   // nbf is ahead (60 s leeway)
-  wrong_issuer,
-  wrong_audience,
-};
-inline constexpr std::array<std::string_view, 9> kJwtResultNames{
-    "allowed", "missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "wrong_issuer",
-    "wrong_audience"};
-
 struct ListenerSlice {
   Gauge connections_active;
   Counter connections_total;
   Gauge tls_connections_active;  // of those, over TLS
   Counter tls_connections_total;
   Counter bad_requests;  // answered 4xx by the codec (malformed, too large, too slow)
-  Counter ratelimit_allowed, ratelimit_limited;  // local_rate_limit decisions
-  Counter tls_handshakes;                        // completed
+  Counter tls_handshakes;  // completed
   std::array<Counter, kTlsFailureNames.size()> tls_failures;  // by TlsFailure
-  std::array<Counter, kJwtResultNames.size()> jwt;            // by JwtResult
   void count(TlsFailure f) { tls_failures[static_cast<std::size_t>(f)].inc(); }
-  void count(JwtResult r) { jwt[static_cast<std::size_t>(r)].inc(); }
-};
-
-// The decisions of a listener's rbac filter that one policy made (the role
-// of the binding that matched, or "default" when none did).
-struct RbacSlice {
-  Counter allowed, denied;                // enforce mode
-  Counter shadow_allowed, shadow_denied;  // shadow mode: what would have been decided
 };
 
 struct ClusterSlice {
@@ -232,11 +206,25 @@ struct ListenerStats {
   std::string name, direction;
   PerWorker<ListenerSlice> workers;
   AuthorityStats authorities;
+};
 
-  // The series of one rbac policy on this listener (main thread: config load;
-  // the scrape also runs there). Kept across reloads; never null.
-  PerWorker<RbacSlice>* rbac_policy(std::string_view policy);
-  std::map<std::string, std::unique_ptr<PerWorker<RbacSlice>>, std::less<>> rbac;
+// A counter family that the component counting it declares itself (a
+// filter, when its config loads): name, help and label names here, series by
+// label values, one slice per worker each. Series are kept across reloads
+// like every other (the same values give the same series).
+class CounterFamily {
+ public:
+  CounterFamily(std::string name, std::string help, std::vector<std::string> labels, unsigned workers)
+      : name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)), workers_(workers) {}
+  const std::string& name() const { return name_; }
+  const std::vector<std::string>& labels() const { return labels_; }
+
+ private:
+  friend class Stats;
+  std::string name_, help_;
+  std::vector<std::string> labels_;
+  unsigned workers_;
+  std::map<std::vector<std::string>, std::unique_ptr<PerWorker<Counter>>> series_;
 };
 
 // One set of TLS files (a listener's or a cluster's; the other name is
@@ -268,6 +256,22 @@ class Stats {
   ListenerStats* listener(std::string_view name, std::string_view direction);
   ClusterStats* cluster(std::string_view name);
   TlsMaterialStats* tls_material(std::string_view listener, std::string_view cluster);
+  // A family declared by its owner (main thread, config load). The same name
+  // gives the same family; its labels must then be the same (std::logic_error).
+  CounterFamily& counter_family(std::string_view name, std::string_view help, std::vector<std::string> labels);
+  // The series of `family` for these label values (one per label). Never null.
+  PerWorker<Counter>* series(CounterFamily& family, std::vector<std::string> values);
+
+  // The total over the workers of one series of a family; 0 when it has none
+  // such (tests and the admin pages).
+  std::uint64_t counter_value(std::string_view family, const std::vector<std::string>& values) const;
+
+  // A config build (main thread): the series it makes are kept only if it
+  // commits, so a rejected config leaves no series of the routes, clusters or
+  // filters it named. Builds do not nest.
+  void begin_build();
+  void commit_build();
+  void abort_build();
 
   void count_reload(bool success);
   unsigned workers() const { return workers_; }
@@ -282,6 +286,10 @@ class Stats {
   std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>> listeners_;
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<TlsMaterialStats>> tls_;
+  std::map<std::string, std::unique_ptr<CounterFamily>, std::less<>> families_;
+  bool building_ = false;
+  std::vector<std::function<void()>> undo_;  // removes what the build in progress made
+  void made(std::function<void()> undo);
   std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
   TracingCounters tracing_;
   std::chrono::system_clock::time_point start_time_;

@@ -1,15 +1,20 @@
-// The terminal step of every listener: sends an exchange to its route's
-// cluster and streams the response back. Failures become local replies
-// through http::local_reply_for (502/503/504 with x-outrigger-error).
+// The terminal step of a listener's pipeline: sends an exchange to its
+// route's cluster, try by try (endpoint choice, a pooled connection, the
+// request out, the response back), with the route's timeout and retry
+// policy. It talks to an http::UpstreamRequest, never to a socket. Failures
+// become local replies (http::local_reply_for: 502/503/504 with
+// x-outrigger-error).
 #pragma once
 
-#include <span>
-
-#include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/core/random.hpp"
 #include "outrigger/http/exchange.hpp"
-#include "outrigger/http/filter.hpp"
 #include "outrigger/http/headers.hpp"
-#include "outrigger/router/route_table.hpp"
+#include "outrigger/upstream/admission.hpp"
+
+namespace outrigger::upstream {
+class Cluster;
+class ClusterPools;
+}  // namespace outrigger::upstream
 
 namespace outrigger::router {
 
@@ -20,12 +25,16 @@ struct WorkerContext {
   core::Random random{0};
 };
 
-// Forwards ex to target.cluster under the route's settings; calls each
-// filter's on_response before the response headers go downstream.
-http::awaitable<void> forward(http::Exchange& ex, const config::Route& route, const RouteTarget& target,
-                              std::span<http::Filter* const> filters, WorkerContext& worker);
+// Where one exchange goes: its route, the admitted cluster, and this
+// worker's pools for it.
+struct Destination {
+  const config::Route& route;
+  const config::Listener& listener;
+  const upstream::Cluster& cluster;
+  upstream::ClusterPools& pools;
+  upstream::Admission::Ticket& ticket;
+};
 
-// Answers ex with reply (status, x-outrigger-error, short body) if nothing was sent yet.
-http::awaitable<void> reply_error(http::Exchange& ex, http::ProxyError error);
+http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext& worker);
 
 }  // namespace outrigger::router

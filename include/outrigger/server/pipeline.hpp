@@ -1,7 +1,9 @@
 // The path of a request through one listener, on one worker:
-//   route match -> filters (in config order) -> direct response | router -> cluster
-// then metrics and the access log. Read Pipeline::handle to see the whole
-// data path in a screen.
+//   target normalisation -> route match -> filters (in config order)
+//   -> no route (404) | direct response | admission (breaker, limits;
+//      fallback when open) -> router -> cluster
+// then metrics, the SERVER span and the access log. Read Pipeline::handle
+// to see the whole data path in a screen.
 #pragma once
 
 #include <array>
@@ -10,14 +12,19 @@
 #include <vector>
 
 #include "outrigger/http/connection_host.hpp"
+#include "outrigger/http/filter.hpp"
 #include "outrigger/router/router.hpp"
 #include "outrigger/server/snapshot.hpp"
+#include "outrigger/upstream/worker_upstreams.hpp"
 
 namespace outrigger::server {
 
 class Pipeline final : public http::ExchangeHandler {
  public:
-  Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener, router::WorkerContext& worker);
+  // On the worker's thread: makes this worker's filters and takes its pools
+  // for the clusters the listener's routes name.
+  Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener, router::WorkerContext& worker,
+           upstream::WorkerUpstreams& upstreams);
 
   const http::Http1Settings& settings() const override { return listener_.settings; }
   const http::DownstreamTls* tls() const override { return listener_.tls ? &*listener_.tls : nullptr; }
@@ -27,10 +34,17 @@ class Pipeline final : public http::ExchangeHandler {
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
 
  private:
+  // The route's cluster (or its fallback), admitted; then the router.
+  http::awaitable<void> proxy(http::Exchange& ex, const router::CompiledRoute& route, const router::RouteTarget& target);
+  bool normalize_target(http::Exchange& ex);
+  void forward_client_cert(http::Exchange& ex);
+  void count_authority(std::string_view host);
+
   std::shared_ptr<const Snapshot> snapshot_;  // keeps the config alive while exchanges use it
   const ListenerRuntime& listener_;
   router::WorkerContext& worker_;
-  std::vector<http::Filter*> filters_;  // one per factory; filters hold no per-request state yet
+  http::FilterChain filters_;
+  std::vector<std::shared_ptr<upstream::ClusterPools>> pools_;  // by cluster index; null for clusters not routed to
   observability::ListenerSlice& listener_stats_;
   std::unique_ptr<observability::WorkerTracer> tracer_;  // null when the config does not trace
 
@@ -43,8 +57,6 @@ class Pipeline final : public http::ExchangeHandler {
   std::array<AuthorityEntry, 8> authorities_;
   std::string normalized_;  // scratch for a request target that needs normalising
   std::size_t next_authority_ = 0;
-  void count_authority(std::string_view host);
-  void forward_client_cert(http::Exchange& ex);
 };
 
 }  // namespace outrigger::server

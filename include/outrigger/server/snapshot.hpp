@@ -1,7 +1,10 @@
 // An immutable, validated view of one config, ready for the request path:
-// compiled routes, filter factories, clusters with their per-worker pools,
-// resolved stats series and the access log. Built off the hot path on the
-// main thread; workers swap to a new one between requests.
+// compiled routes, filter factories, clusters (settings, endpoints, shared
+// limits), resolved stats series and the access log. Built off the hot path
+// on the main thread; workers swap to a new one between requests. It holds
+// no sockets: each worker keeps its own upstream pools
+// (upstream::WorkerUpstreams), so whichever thread drops a snapshot last
+// destroys nothing that belongs to a worker.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -45,12 +48,11 @@ struct Snapshot {
   const ListenerRuntime* listener(std::string_view name) const;
 };
 
-// What survives from one config to the next (main thread only): per-worker
-// pools while a cluster keeps its endpoints and pool settings, and the health
-// checkers while a cluster keeps its endpoints and checks. (Endpoint health
-// itself is kept in observability::ClusterStats.)
+// What survives from one config to the next on the main thread: the health
+// checkers while a cluster keeps its endpoints and checks, and the span
+// queues. (Endpoint health itself is kept in observability::ClusterStats;
+// upstream pools are the workers' own.)
 struct KeptUpstreams {
-  std::map<std::string, std::vector<std::shared_ptr<upstream::ClusterPools>>, std::less<>> pools;
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>, std::less<>> checkers;
   std::optional<boost::asio::any_io_executor> checks_on;  // where health checks run; none: not at all
   std::shared_ptr<observability::SpanQueues> spans;       // kept while max_queue_spans stays the same
@@ -61,9 +63,10 @@ struct BuildResult {
   std::vector<std::string> errors;           // FILE:LINE:COLUMN: message
 };
 
-// `workers` are the executors of the worker threads (one pool set each); with
-// an empty list the snapshot is built for validation only (no pools).
-BuildResult build_snapshot(config::Config config, observability::Stats& stats,
-                           const std::vector<boost::asio::any_io_executor>& workers, KeptUpstreams& kept);
+// For `workers` worker threads; with 0 the snapshot is built for validation
+// only (no access log file, no health checks). A build that fails leaves no
+// metric series behind (Stats::abort_build).
+BuildResult build_snapshot(config::Config config, observability::Stats& stats, unsigned workers,
+                           KeptUpstreams& kept);
 
 }  // namespace outrigger::server

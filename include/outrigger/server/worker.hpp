@@ -1,28 +1,33 @@
 // One worker thread: its own io_context, its own SO_REUSEPORT listener
-// sockets, its own upstream pools and connections. It shares nothing mutable
-// with other workers; the main thread talks to it only by posting to its
-// io_context.
+// sockets, its own client connections, upstream pools and deadline queue. It
+// shares nothing mutable with other workers; the main thread talks to it
+// only by posting to its io_context. Everything a worker owns is destroyed
+// on its thread, or after it has stopped.
 #pragma once
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list.hpp>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/http/http1_connection.hpp"
 #include "outrigger/router/router.hpp"
 #include "outrigger/server/pipeline.hpp"
 #include "outrigger/server/snapshot.hpp"
+#include "outrigger/upstream/worker_upstreams.hpp"
 
 namespace outrigger::server {
 
 class Worker {
  public:
-  explicit Worker(unsigned index);
+  Worker(unsigned index, unsigned workers);
   ~Worker();
 
   // Main thread, before start(): opens this worker's socket for a listener.
@@ -34,38 +39,34 @@ class Worker {
   void publish(std::shared_ptr<const Snapshot> snapshot);
   // Thread-safe: stop accepting, close idle connections, close the others after their response.
   void drain();
+  // Closes everything the worker has open, lets every coroutine end, and
+  // joins the thread. Idempotent.
   void stop();
-  // Stops the thread and drops every coroutine and snapshot reference. The
-  // Server releases all workers before destroying any: a snapshot holds the
-  // upstream pools of every worker, whose sockets must go before the
-  // io_contexts they belong to.
-  void release();
 
   std::size_t open_connections() const { return open_connections_.load(std::memory_order_relaxed); }
-  boost::asio::any_io_executor executor() { return io_.get_executor(); }
 
  private:
   class Slot;
   void apply(std::shared_ptr<const Snapshot> snapshot);
-  // Every 100 ms: lingering client connections give back their read
-  // buffers; every second: idle upstream connections past their timeout close.
+  void shutdown();
+  // Every 100 ms: connection timeouts (idle, header read, handshake), and
+  // lingering client reads give back their buffers; every second: idle
+  // upstream connections past their timeout close.
   boost::asio::awaitable<void> sweep();
 
-  // io_context::shutdown is protected; the worker needs it to destroy its
-  // suspended coroutines while the objects they point at still exist.
-  struct Io : boost::asio::io_context {
-    using io_context::io_context;
-    void destroy_handlers() { shutdown(); }
-  };
-
   unsigned index_;
-  Io io_{1};
+  boost::asio::io_context io_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  core::DeadlineQueue deadlines_{io_.get_executor()};
+  upstream::WorkerUpstreams upstreams_;
   router::WorkerContext context_;
   std::vector<std::unique_ptr<Slot>> slots_;
   boost::intrusive::list<http::Http1Connection, boost::intrusive::constant_time_size<false>> connections_;
   std::shared_ptr<const Snapshot> snapshot_;
+  std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::atomic<std::size_t> open_connections_{0};
   bool draining_ = false;
+  bool stopping_ = false;
   std::size_t lingering_ = 0;  // connections idle with a read buffer (see Http1Connection::serve)
   std::thread thread_;
 };

@@ -213,10 +213,14 @@ void FakeUpstream::accept_loop() {
       return;
     }
     ++connections_;
+    ++open_;
     std::lock_guard lock(mutex_);
     threads_.emplace_back([this, fd] {
-      Socket s(fd);
-      serve(s);
+      {
+        Socket s(fd);
+        serve(s);
+      }
+      --open_;
     });
   }
 }
@@ -245,6 +249,8 @@ void FakeUpstream::serve(Socket& s) {
       const auto n = ::recv(s.fd(), chunk, sizeof chunk, 0);
       if (n <= 0) return;
       buf.append(chunk, static_cast<std::size_t>(n));
+      std::lock_guard lock(mutex_);
+      received_.append(chunk, static_cast<std::size_t>(n));
     }
     Exchange ex{p.release(), s};
     Handler h;
@@ -258,6 +264,11 @@ void FakeUpstream::serve(Socket& s) {
     if (!s.valid()) return;
     if (!ex.request.keep_alive()) return;
   }
+}
+
+std::string FakeUpstream::bytes_received() const {
+  std::lock_guard lock(mutex_);
+  return received_;
 }
 
 Request FakeUpstream::last_request() const {

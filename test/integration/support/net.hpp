@@ -79,9 +79,11 @@ class FakeUpstream {
   ~FakeUpstream();
 
   std::uint16_t port() const { return port_; }
-  int connections() const { return connections_.load(); }
-  int requests() const { return requests_.load(); }
+  int connections() const { return connections_.load(); }       // accepted so far
+  int open_connections() const { return open_.load(); }         // accepted and not closed yet
+  int requests() const { return requests_.load(); }             // complete requests parsed
   Request last_request() const;
+  std::string bytes_received() const;                           // everything read, all connections
 
   void set_handler(Handler h);
   // Replies 200 with a body naming the method, target and body size.
@@ -96,10 +98,11 @@ class FakeUpstream {
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> connections_{0}, requests_{0};
+  std::atomic<int> connections_{0}, requests_{0}, open_{0};
   mutable std::mutex mutex_;
   Handler handler_;
   Request last_;
+  std::string received_;
   std::thread acceptor_;
   std::vector<std::thread> threads_;
 };

@@ -340,7 +340,7 @@ clusters:
   EXPECT_TRUE(has_error(r, "retry.retriable_status_codes: invalid status code '700'"));
   EXPECT_TRUE(has_error(r, "retry.backoff: max must not be below base"));
   EXPECT_TRUE(has_error(r, "routes[1].retry: missing required key 'retry_on'"));
-  EXPECT_TRUE(has_error(r, "retry_budget.ratio: must be a number from 0 to 10"));
+  EXPECT_TRUE(has_error(r, "retry_budget.ratio: expected a number, got 'lots'"));
 }
 
 TEST(ConfigLoader, ReadsBreakerAndFallback) {
@@ -394,12 +394,26 @@ clusters:
     endpoints: [127.0.0.1:1]
     breaker: { failure_rate: 1.5, window: 2m, half_open_requests: 0, open_for: 1s }
 )");
-  EXPECT_TRUE(has_error(r, "breaker.failure_rate: must be a number above 0 and at most 1"));
+  EXPECT_TRUE(has_error(r, "breaker.failure_rate: must be a number from 0 to 1"));
   EXPECT_TRUE(has_error(r, "breaker.window: must be from 1s to 60s"));
   EXPECT_TRUE(has_error(r, "breaker.half_open_requests"));
   EXPECT_TRUE(has_error(r, "breaker: unknown key 'open_for'"));
   EXPECT_TRUE(has_error(r, "unknown cluster 'nowhere'"));
   EXPECT_TRUE(has_error(r, "fallback: unknown key 'status'"));
+}
+
+TEST(ConfigLoader, AFallbackClusterMustBeOneName) {
+  for (const char* fallback : {"{ cluster: [a] }", "{ cluster: { name: a } }"}) {
+    auto r = load(std::string(R"(
+listeners:
+  - name: l
+    address: 127.0.0.1:1
+    routes: [{ cluster: a, fallback: )") + fallback + R"( }]
+clusters: [{ name: a, endpoints: [127.0.0.1:1] }]
+)");
+    EXPECT_FALSE(r.ok()) << fallback;
+    EXPECT_TRUE(has_error(r, "fallback.cluster: expected a single value")) << fallback;
+  }
 }
 
 TEST(ClosestMatch, SuggestsOnlyNearMisses) {

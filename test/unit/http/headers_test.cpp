@@ -33,16 +33,30 @@ TEST(Headers, AppendsToForwardedForAndKeepsRequestId) {
   Fields f;
   f.set("x-forwarded-for", "10.0.0.1");
   f.set("x-request-id", "abc");
-  add_forwarding_headers(f, "127.0.0.1", "http", ids);
+  add_forwarding_headers(f, "127.0.0.1", "http", false, ids);
   EXPECT_EQ(f["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
   EXPECT_EQ(f["x-forwarded-proto"], "http");
   EXPECT_EQ(f["x-request-id"], "abc");
 }
 
+TEST(Headers, ForwardedProtoSaysWhatTheClientConnectionWasUnlessTrusted) {
+  RequestIdGenerator ids(1);
+  Fields untrusted, trusted, absent;
+  untrusted.set("x-forwarded-proto", "https");
+  trusted.set("x-forwarded-proto", "https");
+  add_forwarding_headers(untrusted, "10.0.0.1", "http", false, ids);
+  add_forwarding_headers(trusted, "10.0.0.1", "http", true, ids);
+  add_forwarding_headers(absent, "10.0.0.1", "https", false, ids);
+  EXPECT_EQ(untrusted["x-forwarded-proto"], "http");  // a client's claim is replaced
+  EXPECT_EQ(trusted["x-forwarded-proto"], "https");   // a trusted proxy in front said so
+  EXPECT_EQ(absent["x-forwarded-proto"], "https");
+  EXPECT_EQ(untrusted.count("x-forwarded-proto"), 1u);  // one field, not two
+}
+
 TEST(Headers, GeneratesRequestIdWhenAbsent) {
   RequestIdGenerator ids(1);
   Fields f;
-  add_forwarding_headers(f, "::1", "http", ids);
+  add_forwarding_headers(f, "::1", "http", false, ids);
   EXPECT_EQ(f["x-forwarded-for"], "::1");
   EXPECT_EQ(f["x-request-id"].size(), 36u);
 }

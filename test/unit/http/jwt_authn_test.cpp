@@ -1,4 +1,5 @@
-#include "outrigger/http/filters/jwt_authn.hpp"
+#include "http/filters/jwt_authn/config.hpp"
+#include "outrigger/http/jwt_claims.hpp"
 
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
@@ -15,7 +16,7 @@
 namespace outrigger::http {
 namespace {
 
-using observability::JwtResult;
+using jwt::JwtResult;
 using testing_support::JwtKey;
 
 const auto kNow = std::chrono::system_clock::from_time_t(1'800'000'000);
@@ -134,11 +135,10 @@ struct KeyFile {
   std::string dir;
 };
 
-std::unique_ptr<FilterFactory> build(const std::string& yaml, std::vector<FilterError>& errors) {
-  config::FilterSpec spec{"jwt_authn", std::make_shared<const YAML::Node>(YAML::Load(yaml)), {1, 1}};
-  auto factory = make_jwt_authn_filter(spec, {}, errors);
-  EXPECT_EQ(factory == nullptr, !errors.empty());
-  return factory;
+std::unique_ptr<testing::FilterHarness> build(const std::string& yaml) {
+  auto h = std::make_unique<testing::FilterHarness>(yaml);
+  EXPECT_EQ(h->factory == nullptr, !h->errors.empty());
+  return h;
 }
 
 std::string good_claims(const std::string& extra = "") {
@@ -150,16 +150,14 @@ std::string good_claims(const std::string& extra = "") {
 struct JwtAuthn {
   explicit JwtAuthn(const std::string& rules, const std::vector<const JwtKey*>& keys = {})
       : file(keys.empty() ? std::vector<const JwtKey*>{&key} : keys) {
-    factory = build("type: jwt_authn\nproviders:\n  - { name: corp, issuer: '" + kIss +
+    h = build("type: jwt_authn\nproviders:\n  - { name: corp, issuer: '" + kIss +
                         "', audiences: [orders], jwks_file: " + file.path() +
                         ", forward_claims: { sub: x-user, level: x-level, admin: x-admin, groups: x-groups, "
                         "name: x-name } }\n" +
-                        rules,
-                    errors);
+                        rules);
+    factory = h->factory.get();
   }
-  std::optional<LocalResponse> run(testing::TestExchange& t) {
-    return factory->filter_for_worker(0, 1).on_request(t.get());
-  }
+  FilterResult run(testing::TestExchange& t) { return h->on_request(t.get()); }
   // The status a request to `target` with `token` gets: 0 when it passes.
   int status(const std::string& target, const std::string& token = "") {
     testing::TestExchange t(boost::beast::http::verb::get, target);
@@ -170,8 +168,8 @@ struct JwtAuthn {
 
   JwtKey key = JwtKey::ec("k1");
   KeyFile file;
-  std::vector<FilterError> errors;
-  std::unique_ptr<FilterFactory> factory;
+  std::unique_ptr<testing::FilterHarness> h;
+  FilterFactory* factory = nullptr;
 };
 
 TEST(JwtAuthnFilter, TheFirstMatchingRuleDecides) {
@@ -214,9 +212,8 @@ TEST(JwtAuthnFilter, AnswersWithAnRfc6750Challenge) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 401);
   EXPECT_EQ(r->reason, "jwt_missing");
-  ASSERT_EQ(r->headers.size(), 1u);
-  EXPECT_EQ(r->headers[0].name, "www-authenticate");
-  EXPECT_EQ(r->headers[0].value, "Bearer realm=\"corp\"");
+  EXPECT_EQ(r->extra.name, "www-authenticate");
+  EXPECT_EQ(r->extra.value, "Bearer realm=\"corp\"");
 
   testing::TestExchange expired(boost::beast::http::verb::get, "/x");
   expired.request.set("authorization",
@@ -224,8 +221,10 @@ TEST(JwtAuthnFilter, AnswersWithAnRfc6750Challenge) {
   r = f.run(expired);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->reason, "jwt_invalid");
-  EXPECT_EQ(r->headers[0].value, "Bearer realm=\"corp\", error=\"invalid_token\", error_description=\"expired\"");
-  EXPECT_FALSE(expired.get().jwt);
+  EXPECT_EQ(r->extra.value, "Bearer realm=\"corp\", error=\"invalid_token\", error_description=\"expired\"");
+  EXPECT_FALSE(expired.get().state.get<JwtClaims>());
+  EXPECT_EQ(f.h->count("outrigger_jwt_authn_total", {"inbound", "ingress", "expired"}), 1u);
+  EXPECT_EQ(f.h->count("outrigger_jwt_authn_total", {"inbound", "ingress", "missing"}), 1u);
 }
 
 TEST(JwtAuthnFilter, ForwardsClaimsAsHeaderTextAndDropsTheToken) {
@@ -242,9 +241,10 @@ TEST(JwtAuthnFilter, ForwardsClaimsAsHeaderTextAndDropsTheToken) {
   EXPECT_EQ(t.request["x-groups"], "a,b,7");
   EXPECT_EQ(t.request.count("x-name"), 0u);
   EXPECT_EQ(t.request.count("authorization"), 0u);
-  ASSERT_TRUE(t.get().jwt);
-  EXPECT_EQ(t.get().jwt->provider, "corp");
-  EXPECT_TRUE(t.get().jwt->contains("groups", "b"));
+  const auto* claims = t.get().state.get<JwtClaims>();
+  ASSERT_TRUE(claims);
+  EXPECT_EQ(claims->provider, "corp");
+  EXPECT_TRUE(claims->contains("groups", "b"));
 }
 
 TEST(JwtAuthnFilter, NeverForwardsAClaimThatWouldBreakTheHeaderBlock) {
@@ -260,19 +260,16 @@ TEST(JwtAuthnFilter, NeverForwardsAClaimThatWouldBreakTheHeaderBlock) {
 TEST(JwtAuthnFilter, ReadsTheTokenWhereTheProviderSaysAndCanForwardIt) {
   const auto key = JwtKey::ed25519("d1");
   KeyFile file({&key});
-  std::vector<FilterError> errors;
-  auto factory = build("{ type: jwt_authn, providers: [{ name: corp, issuer: x, jwks_file: " + file.path() +
-                           ", forward: true, from_headers: [{ name: X-Jwt }] }] }",
-                       errors);
-  ASSERT_TRUE(factory);
-  auto& filter = factory->filter_for_worker(0, 1);
+  auto h = build("{ type: jwt_authn, providers: [{ name: corp, issuer: x, jwks_file: " + file.path() +
+                 ", forward: true, from_headers: [{ name: X-Jwt }] }] }");
+  ASSERT_TRUE(h->factory);
   const auto token = key.sign("{\"iss\":\"x\"}");
   testing::TestExchange bearer(boost::beast::http::verb::get, "/");
   bearer.request.set("authorization", "Bearer " + token);  // not where this provider looks
-  EXPECT_EQ(filter.on_request(bearer.get()).value_or(LocalResponse{}).reason, "jwt_missing");
+  EXPECT_EQ(h->on_request(bearer.get()).value_or(LocalReply{}).reason, "jwt_missing");
   testing::TestExchange t(boost::beast::http::verb::get, "/");
   t.request.set("x-jwt", token);
-  EXPECT_FALSE(filter.on_request(t.get()));
+  EXPECT_FALSE(h->on_request(t.get()));
   EXPECT_EQ(t.request["x-jwt"], token);  // forward: true
 }
 
@@ -303,12 +300,7 @@ std::string config_errors(std::string yaml) {
   KeyFile file({&key});
   std::ofstream(file.dir + "/broken.json") << "{\"keys\": [";
   for (auto at = yaml.find("DIR"); at != std::string::npos; at = yaml.find("DIR")) yaml.replace(at, 3, file.dir);
-  std::vector<FilterError> errors;
-  build(yaml, errors);
-  std::string out;
-  for (const auto& e : errors)
-    out += std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + ": " + e.message + "\n";
-  return out;
+  return build(yaml)->error_text();
 }
 
 TEST(JwtAuthnConfig, AcceptsTheDocumentedShape) {
@@ -336,7 +328,7 @@ TEST(JwtAuthnConfig, SaysWhatIsWrongAndWhere) {
   const std::string corp = "{ type: jwt_authn, providers: [{ name: corp, issuer: x, jwks_file: DIR/";
   EXPECT_TRUE(says("{ type: jwt_authn }", "providers: expected a non-empty list"));
   EXPECT_TRUE(says("{ type: jwt_authn, providers: [{ name: corp, isuer: x, jwks_file: DIR/jwks.json }] }",
-                   "1:46: jwt_authn: providers[0]: unknown key 'isuer'; did you mean 'issuer'?"));
+                   "1:46: filters[0].providers[0]: unknown key 'isuer'; did you mean 'issuer'?"));
   EXPECT_TRUE(says(corp + "jwks.json }], rulez: [] }", "did you mean 'rules'?"));
   EXPECT_TRUE(
       says(corp + "jwks.json }], rules: [{ requires: crop }] }", "rules[0].requires: no provider named 'crop'"));
@@ -348,7 +340,7 @@ TEST(JwtAuthnConfig, SaysWhatIsWrongAndWhere) {
     EXPECT_TRUE(says(corp + "jwks.json, forward_claims: { sub: " + header + " } }] }",
                      "forward_claims.sub: expected a header name"));
   EXPECT_TRUE(says(corp + "jwks.json, forward: ture }] }", "providers[0].forward: expected true or false"));
-  EXPECT_TRUE(says(corp + "jwks.json, audiences: [{ a: b }] }] }", "providers[0].audiences: expected a string"));
+  EXPECT_TRUE(says(corp + "jwks.json, audiences: [{ a: b }] }] }", "providers[0].audiences[0]: expected a single value"));
   EXPECT_TRUE(says(corp + "jwks.json }], rules: [{ match: { prefix: /a, path: /b } }] }",
                    "rules[0].match: expected one of 'prefix' or 'path'"));
   EXPECT_TRUE(says(corp + "jwks.json }], rules: [{ match: { prefix: /a }, allow_missing: 1x }] }",

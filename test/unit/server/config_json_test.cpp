@@ -1,6 +1,8 @@
 // /config_dump writes a config that loads back as the same config.
 #include <gtest/gtest.h>
 
+#include <yaml-cpp/yaml.h>
+
 #include "outrigger/config/loader.hpp"
 #include "outrigger/server/admin.hpp"
 
@@ -9,10 +11,22 @@ namespace {
 
 constexpr std::string_view kEverything = R"(
 workers: 2
+tracing: { service_name: shop, collector_cluster: spare, sample_rate: 0.25, propagation: [w3c, b3], max_queue_spans: 500,
+           flush_interval: 250ms, max_batch_spans: 50 }
 listeners:
   - name: ingress
     address: 127.0.0.1:8080
     trust_request_headers: true
+    path_with_escaped_slashes_action: unescape
+    filters:
+      - { type: tracing }
+      - type: local_rate_limit
+        tokens_per_second: 10
+        key: x-user
+      - type: rbac
+        mode: shadow
+        roles: { reader: [{ methods: [GET], paths: ["/api/*"] }] }
+        bindings: [{ role: reader, principals: [{ source_ip: 10.0.0.0/8 }, { any: true }] }]
     routes:
       - name: api
         match: { prefix: /api, methods: [GET], headers: [{ name: x-v, exact: "2" }] }
@@ -56,6 +70,20 @@ TEST(ConfigDump, LoadsBackAsTheSameConfig) {
   EXPECT_NE(dump.find("\"fallback\""), std::string::npos);
   EXPECT_NE(dump.find("\"retriable_status_codes\":[409]"), std::string::npos);
   EXPECT_NE(dump.find("\"trust_request_headers\":true"), std::string::npos);
+  EXPECT_NE(dump.find("\"path_with_escaped_slashes_action\":\"unescape\""), std::string::npos);
+  // Filters as they were written, tracing whole.
+  EXPECT_NE(dump.find("{\"type\":\"local_rate_limit\",\"tokens_per_second\":\"10\",\"key\":\"x-user\"}"),
+            std::string::npos)
+      << dump;
+  EXPECT_NE(dump.find("\"source_ip\":\"10.0.0.0/8\""), std::string::npos);
+  EXPECT_NE(dump.find("\"propagation\":[\"w3c\",\"b3\"]"), std::string::npos);
+  EXPECT_NE(dump.find("\"flush_interval\":\"250ms\""), std::string::npos);
+  const auto& reloaded = *again.config;
+  ASSERT_EQ(reloaded.listeners[0].filters.size(), 3u);
+  EXPECT_EQ(reloaded.listeners[0].filters[2].type, "rbac");
+  EXPECT_EQ((*reloaded.listeners[0].filters[2].node)["mode"].as<std::string>(), "shadow");
+  ASSERT_TRUE(reloaded.tracing);
+  EXPECT_EQ(reloaded.tracing->sample_rate, 0.25);
 }
 
 }  // namespace

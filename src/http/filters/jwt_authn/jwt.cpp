@@ -7,12 +7,12 @@
 #include <boost/json/parse.hpp>
 #include <stdexcept>
 
-#include "outrigger/http/filters/jwt_authn.hpp"
+#include "http/filters/jwt_authn/jwt.hpp"
 
 namespace outrigger::http::jwt {
 
 namespace json = boost::json;
-using observability::JwtResult;
+
 
 std::string base64url_decode(std::string_view in, bool& ok) {
   static constexpr auto table = [] {

@@ -1,5 +1,7 @@
 // Typed reads from yaml-cpp nodes that record a positioned error instead of
-// throwing, so that the loader reports every problem in one pass.
+// throwing, so that every problem is reported in one pass. The one reader of
+// YAML: the config loader uses it, and so do filter factories for their own
+// keys (one style of unknown-key, did-you-mean, number and duration errors).
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -43,6 +45,9 @@ class YamlReader {
                                                     const std::string& path);
   std::optional<std::uint64_t> integer(const YAML::Node& parent, const char* key, const std::string& path,
                                        std::uint64_t min, std::uint64_t max);
+  // A real number from min to max.
+  std::optional<double> number(const YAML::Node& parent, const char* key, const std::string& path, double min,
+                               double max);
   std::optional<bool> boolean(const YAML::Node& parent, const char* key, const std::string& path);
   std::optional<core::Address> address(const YAML::Node& parent, const char* key, const std::string& path,
                                        bool allow_zero_port, bool required);
@@ -60,9 +65,12 @@ class YamlReader {
   }
   static std::string index(const std::string& path, std::size_t i) { return path + "[" + std::to_string(i) + "]"; }
 
- private:
+  // A scalar's text; an error for a mapping or a list.
   std::optional<std::string> scalar(const YAML::Node& n, const std::string& path);
+  const std::string& file() const { return file_; }
+  std::size_t error_count() const { return errors_.size(); }
 
+ private:
   const std::string& file_;
   std::vector<Diagnostic>& errors_;
 };

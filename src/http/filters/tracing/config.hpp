@@ -4,17 +4,16 @@
 // exchange. The router then injects a child context into every upstream try
 // and records a CLIENT span for each; the pipeline records the SERVER span
 // when the exchange ends. Place it first in the chain, so that requests other
-// filters answer are traced too.
+// filters answer are traced too. It takes no settings of its own.
 #pragma once
 
 #include <memory>
-#include <vector>
 
 #include "outrigger/http/filter.hpp"
 
 namespace outrigger::http {
 
-std::unique_ptr<FilterFactory> make_tracing_filter(const config::FilterSpec& spec, const FilterContext& context,
-                                                   std::vector<FilterError>& errors);
+std::unique_ptr<FilterFactory> make_tracing_factory(const config::FilterSpec& spec, const FilterContext& context,
+                                                    config::YamlReader& yaml);
 
 }  // namespace outrigger::http

@@ -1,0 +1,29 @@
+// One try of an exchange through an upstream request: the request out
+// (header, then the body as the client sends it, or the buffered copy), the
+// response header in, and, once the router keeps that response, its body
+// streamed back to the client. Each step says how it went; the router
+// (router.cpp) decides what follows.
+#pragma once
+
+#include "outrigger/http/exchange.hpp"
+#include "outrigger/http/upstream_request.hpp"
+#include "outrigger/router/retry_state.hpp"
+
+namespace outrigger::router {
+
+enum class TryResult {
+  ok,             // this step went through
+  not_processed,  // the upstream took none of it (a stale connection) and it can be sent again: a fresh try
+  failed,         // ex.error says why; nothing was sent downstream
+  aborted,        // the client went away, or the response broke after it started
+};
+
+// Sends the request: the header, then the buffered body or the client's as it comes.
+http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamRequest& upstream, RetryState& retry);
+// Waits for the response header (upstream.response()).
+http::awaitable<TryResult> receive_response(http::Exchange& ex, http::UpstreamRequest& upstream,
+                                            const RetryState& retry);
+// The response goes downstream: its header through the filters, then its body.
+http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream);
+
+}  // namespace outrigger::router

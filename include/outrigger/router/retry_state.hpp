@@ -1,0 +1,62 @@
+// The retry decision of one exchange: the route's policy (adjusted by a
+// trusted client's x-outrigger-retry-on / -max-retries), the request body
+// kept for resending when the policy can retry it, and whether a failed try
+// may be followed by another: attempts left, time left before the route
+// deadline, the retry budget, and the cluster's max_retries.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "outrigger/config/config.hpp"
+#include "outrigger/core/random.hpp"
+#include "outrigger/http/exchange.hpp"
+#include "outrigger/upstream/admission.hpp"
+#include "outrigger/upstream/retry_budget.hpp"
+
+namespace outrigger::router {
+
+class RetryState {
+ public:
+  using Clock = std::chrono::steady_clock;
+  RetryState(const http::Exchange& ex, const config::Route& route, Clock::time_point route_deadline);
+
+  // Reads the whole request body when the policy may resend it (an
+  // idempotent method, by default, whose body fits retry_buffer_limit).
+  // Otherwise nothing is read: the body streams on the first try.
+  // A failure is returned as the error to answer with.
+  http::awaitable<http::ProxyError> buffer_body(http::Exchange& ex);
+
+  bool active() const { return policy_ != nullptr; }
+  // The request body is at hand (buffered), so a try can be sent again.
+  bool body_buffered() const { return buffered_; }
+  std::string& body() { return body_; }
+
+  bool retriable(int status) const;
+  bool retriable(http::ProxyError e) const;
+  // Takes a retry if attempts, time (its back-off included), the budget and
+  // max_retries allow one now; backoff() then says how long to wait first.
+  bool grant(upstream::RetryBudget& budget, upstream::Admission::Ticket& ticket, observability::ClusterSlice& stats,
+             core::Random& random);
+  std::chrono::milliseconds backoff() const { return backoff_; }
+
+  std::uint32_t attempt() const { return attempt_; }
+  void next_attempt() { ++attempt_; }
+  Clock::time_point route_deadline() const { return route_deadline_; }
+  // The deadline of the try about to start (per_try_timeout, capped by the route's).
+  Clock::time_point try_deadline(Clock::time_point now) const;
+
+ private:
+  std::optional<config::RetryPolicy> adjusted_;  // a copy, when control headers changed it
+  const config::RetryPolicy* policy_ = nullptr;  // null: no retries
+  std::size_t buffer_limit_;
+  Clock::time_point route_deadline_;
+  std::uint32_t attempt_ = 1;
+  std::uint32_t max_attempts_ = 1;
+  std::chrono::milliseconds backoff_{0};
+  bool buffered_ = false;
+  std::string body_;
+};
+
+}  // namespace outrigger::router

@@ -1,0 +1,114 @@
+#include "outrigger/router/relay.hpp"
+
+#include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/http/filter.hpp"
+
+namespace outrigger::router {
+
+using http::ProxyError;
+using http::StreamError;
+using http::UpstreamError;
+
+namespace {
+
+ProxyError proxy_error(UpstreamError e) {
+  switch (e) {
+    case UpstreamError::timeout: return ProxyError::timeout;
+    case UpstreamError::protocol: return ProxyError::upstream_protocol;
+    case UpstreamError::none:
+    case UpstreamError::not_processed:
+    case UpstreamError::reset: break;
+  }
+  return ProxyError::upstream_reset;
+}
+
+// An upstream failure before anything went downstream.
+TryResult failed(http::Exchange& ex, UpstreamError e, bool resendable) {
+  if (e == UpstreamError::not_processed && resendable) return TryResult::not_processed;
+  ex.error = proxy_error(e);
+  return TryResult::failed;
+}
+
+// The client's side failed.
+TryResult downstream_failed(http::Exchange& ex, StreamError e) {
+  ex.error = e == StreamError::timeout ? ProxyError::timeout : ProxyError::downstream_reset;
+  return e == StreamError::timeout && !ex.downstream.response_started() ? TryResult::failed : TryResult::aborted;
+}
+
+}  // namespace
+
+http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamRequest& upstream, RetryState& retry) {
+  auto& req = ex.request;
+  std::optional<core::BufferPool::Buffer> buf;
+  // A request that can be sent again: its body (if any) is buffered, or it
+  // has none; a streamed one can only while nothing of its body was read.
+  const bool buffered = retry.body_buffered();
+  auto resendable = [&] { return buffered || ex.bytes_received == 0; };
+  req.body().data = buffered && !retry.body().empty() ? retry.body().data() : nullptr;
+  req.body().size = buffered ? retry.body().size() : 0;
+  req.body().more = ex.request_has_body && !buffered;
+  for (;;) {
+    if (const auto e = co_await upstream.write_request(req); e != UpstreamError::none)
+      co_return failed(ex, e, resendable());
+    if (!req.body().more) co_return TryResult::ok;
+    if (!buf) buf.emplace(core::thread_buffer_pool().get());
+    const auto r = co_await ex.downstream.read_body(buf->data(), buf->size());
+    if (r.error == StreamError::malformed) {
+      // Broken framing mid-stream: the upstream must never see this request
+      // complete, and the client connection cannot be read any further.
+      upstream.abandon();
+      ex.error = ProxyError::bad_request;
+      co_return TryResult::failed;
+    }
+    if (r.error != StreamError::none) {
+      upstream.abandon();
+      co_return downstream_failed(ex, r.error);
+    }
+    ex.bytes_received += r.bytes;
+    if (ex.filters && ex.filters->observes_bodies()) ex.filters->on_request_body(ex, {buf->data(), r.bytes}, r.done);
+    req.body().data = r.bytes ? buf->data() : nullptr;
+    req.body().size = r.bytes;
+    req.body().more = !r.done;
+  }
+}
+
+http::awaitable<TryResult> receive_response(http::Exchange& ex, http::UpstreamRequest& upstream,
+                                            const RetryState& retry) {
+  const auto e = co_await upstream.read_response_header();
+  if (e == UpstreamError::none) co_return TryResult::ok;
+  co_return failed(ex, e, retry.body_buffered() || !ex.request_has_body);
+}
+
+http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream) {
+  auto& res = upstream.response();
+  if (ex.filters) ex.filters->on_response(ex, res.base());
+  ex.status = res.result_int();
+  const bool hooks = ex.filters && ex.filters->observes_bodies();
+
+  // The header goes out with the first piece of the body.
+  res.body().data = nullptr;
+  res.body().size = 0;
+  res.body().more = true;
+  std::optional<core::BufferPool::Buffer> buf;
+  for (;;) {
+    if (!buf) buf.emplace(core::thread_buffer_pool().get());
+    const auto piece = co_await upstream.read_response_body(buf->data(), buf->size());
+    if (piece.error != UpstreamError::none) {
+      // The client sees a truncated response (or, if nothing went yet, an error).
+      ex.error = proxy_error(piece.error);
+      co_return ex.downstream.response_started() ? TryResult::aborted : TryResult::failed;
+    }
+    if (hooks) ex.filters->on_response_body(ex, {piece.bytes ? buf->data() : nullptr, piece.bytes}, piece.done);
+    res.body().data = piece.bytes ? buf->data() : nullptr;
+    res.body().size = piece.bytes;
+    res.body().more = !piece.done;
+    if (const auto w = co_await ex.downstream.write_response(res); w != StreamError::none) {
+      ex.error = w == StreamError::timeout ? ProxyError::timeout : ProxyError::downstream_reset;
+      co_return TryResult::aborted;
+    }
+    ex.bytes_sent += piece.bytes;
+    if (piece.done) co_return TryResult::ok;
+  }
+}
+
+}  // namespace outrigger::router

@@ -16,17 +16,16 @@ struct DeadlineQueue::Timer {
 };
 
 void Deadline::arm(Clock::time_point at, boost::asio::ip::tcp::socket* guard) {
-  if (is_linked()) unlink();
   expired_ = false;
   guard_ = guard;
   at_ = at;
-  if (at != Clock::time_point::max()) queue_->insert(*this);
-}
-
-void Deadline::disarm() {
-  if (is_linked()) unlink();
-  guard_ = nullptr;
-  at_ = Clock::time_point::max();
+  if (at == Clock::time_point::max()) return;
+  if (is_linked()) {
+    if (key_ <= at) return;  // later than where it is queued: re-queued when the queue gets there
+    unlink();
+  }
+  key_ = at;
+  queue_->insert(*this);
 }
 
 DeadlineQueue::DeadlineQueue(const boost::asio::any_io_executor& ex) : timer_(std::make_shared<Timer>(ex)) {
@@ -48,7 +47,7 @@ void DeadlineQueue::shutdown() {
 void DeadlineQueue::insert(Deadline& d) {
   if (stopped_) return;
   set_.insert(d);
-  if (!timer_->waiting || d.at_ < timer_->waiting_for) wait_for(d.at_);
+  if (!timer_->waiting || d.key_ < timer_->waiting_for) wait_for(d.key_);
 }
 
 void DeadlineQueue::wait_for(Clock::time_point at) {
@@ -65,9 +64,15 @@ void DeadlineQueue::wait_for(Clock::time_point at) {
 }
 
 void DeadlineQueue::fire(Clock::time_point now) {
-  while (!set_.empty() && set_.begin()->at_ <= now) {
+  while (!set_.empty() && set_.begin()->key_ <= now) {
     auto& d = *set_.begin();
     set_.erase(set_.begin());
+    if (d.at_ == Clock::time_point::max()) continue;  // disarmed since it was queued
+    if (d.at_ > now) {  // moved later since it was queued
+      d.key_ = d.at_;
+      set_.insert(d);
+      continue;
+    }
     d.expired_ = true;
     d.at_ = Clock::time_point::max();
     if (auto* s = std::exchange(d.guard_, nullptr)) {
@@ -75,7 +80,7 @@ void DeadlineQueue::fire(Clock::time_point now) {
       s->cancel(ignored);
     }
   }
-  if (!set_.empty()) wait_for(set_.begin()->at_);
+  if (!set_.empty()) wait_for(set_.begin()->key_);
 }
 
 }  // namespace outrigger::core

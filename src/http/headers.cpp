@@ -2,6 +2,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <array>
 #include <charconv>
 
 #include "outrigger/config/config.hpp"
@@ -38,19 +39,30 @@ bool has_token(std::string_view list, std::string_view token) {
 }
 
 void strip_hop_by_hop(Fields& f) {
-  // Headers named by Connection first; the Connection header itself may repeat.
-  for (auto it = f.find(http::field::connection); it != f.end() && it->name() == http::field::connection; ++it) {
-    for_each_token(it->value(), [&](std::string_view name) {
-      if (!boost::beast::iequals(name, "close") && !boost::beast::iequals(name, "keep-alive")) f.erase(name);
-    });
+  // One pass, by the field names Beast already resolved: most messages carry
+  // none of these, or only Connection: keep-alive.
+  std::string named;  // the headers a Connection header names (rare), comma-separated
+  for (auto it = f.begin(); it != f.end();) {
+    switch (it->name()) {
+      case http::field::connection:
+        for_each_token(it->value(), [&](std::string_view name) {
+          if (boost::beast::iequals(name, "close") || boost::beast::iequals(name, "keep-alive")) return;
+          named.append(name).push_back(',');
+        });
+        [[fallthrough]];
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+      case http::field::trailer:
+      case http::field::transfer_encoding:
+      case http::field::upgrade:
+        it = f.erase(it);
+        break;
+      default:
+        ++it;
+    }
   }
-  f.erase(http::field::connection);
-  f.erase(http::field::keep_alive);
-  f.erase(http::field::proxy_connection);
-  f.erase(http::field::te);
-  f.erase(http::field::trailer);
-  f.erase(http::field::transfer_encoding);
-  f.erase(http::field::upgrade);
+  for_each_token(named, [&](std::string_view name) { f.erase(name); });
 }
 
 namespace {
@@ -119,16 +131,26 @@ void add_forwarding_headers(Fields& f, std::string_view client_ip, std::string_v
 }
 
 void RequestIdGenerator::next(char* out) {
-  static constexpr char hex[] = "0123456789abcdef";
+  // Two hex digits per byte from a table: 16 bytes, 4 dashes.
+  static constexpr auto kHex = [] {
+    std::array<char, 512> t{};
+    constexpr char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 256; ++i) {
+      t[2 * i] = digits[i >> 4];
+      t[2 * i + 1] = digits[i & 15];
+    }
+    return t;
+  }();
   std::uint64_t hi = random_.next(), lo = random_.next();
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
   lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
   int pos = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out[pos++] = '-';
-    const std::uint64_t word = i < 16 ? hi : lo;
-    const int shift = 60 - 4 * (i % 16);
-    out[pos++] = hex[(word >> shift) & 0xf];
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[pos++] = '-';
+    const std::uint64_t word = i < 8 ? hi : lo;
+    const auto byte = static_cast<unsigned>((word >> (56 - 8 * (i % 8))) & 0xff);
+    out[pos++] = kHex[2 * byte];
+    out[pos++] = kHex[2 * byte + 1];
   }
 }
 

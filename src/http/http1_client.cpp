@@ -50,13 +50,6 @@ UpstreamError Http1Client::failure() const {
   return UpstreamError::reset;
 }
 
-awaitable<boost::system::error_code> Http1Client::read_more() {
-  auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
-  buffer_.commit(n);
-  if (n > 0) got_response_ = true;
-  co_return ec;
-}
-
 awaitable<UpstreamError> Http1Client::write_request(RequestMessage& req) {
   if (!serializer_) {
     head_ = req.method() == bhttp::verb::head;
@@ -81,7 +74,11 @@ awaitable<UpstreamError> Http1Client::read_response_header() {
         if (parser_->is_header_done()) break;
         if (ec && ec != bhttp::error::need_more) co_return UpstreamError::protocol;
       }
-      if (co_await read_more()) co_return failure();
+      // Read in place (not a helper coroutine: one frame fewer per read).
+      auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+      buffer_.commit(n);
+      if (n > 0) got_response_ = true;
+      if (ec) co_return failure();
     }
     const int status = parser_->get().result_int();
     if (status < 100 || status >= 200 || status == 101) co_return UpstreamError::none;
@@ -106,7 +103,8 @@ awaitable<UpstreamBodyRead> Http1Client::read_response_body(char* buf, std::size
       if (got > 0 || p.is_done()) co_return UpstreamBodyRead{UpstreamError::none, got, p.is_done()};
       if (!ec && n > 0 && buffer_.size() > 0) continue;  // a chunk header was consumed
     }
-    const auto ec = co_await read_more();
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+    buffer_.commit(n);
     if (ec == asio::error::eof && p.need_eof()) {
       error_code ignored;
       p.put_eof(ignored);

@@ -188,40 +188,68 @@ awaitable<bool> Http1Connection::start_tls(ExchangeHandler& handler, const Downs
   co_return true;
 }
 
+void Http1Connection::run(std::unique_ptr<Http1Connection> connection) {
+  auto& c = *connection;
+  asio::co_spawn(c.stream_.get_executor(), c.serve(), [owned = std::move(connection)](std::exception_ptr e) mutable {
+    if (e) return;  // the connection goes with its coroutine (never expected: errors are values)
+    if (owned->parked_) park(std::move(owned));
+  });
+}
+
+void Http1Connection::park(std::unique_ptr<Http1Connection> connection) {
+  auto& c = *connection;
+  c.stream_.socket().async_wait(tcp::socket::wait_read, [owned = std::move(connection)](error_code ec) mutable {
+    owned->parked_ = false;
+    // Cancelled: the idle timeout, a drain, or the worker's end. The connection closes here.
+    if (ec || owned->timed_out_ || owned->host_.draining()) return;
+    owned->resumed_ = true;
+    run(std::move(owned));
+  });
+}
+
 awaitable<void> Http1Connection::serve() {
-  if (auto handler = host_.current_handler(); const auto* tls = handler->tls()) {
-    if (!co_await start_tls(*handler, *tls)) {
-      error_code ec;
-      stream_.socket().close(ec);
-      co_return;
+  if (!started_) {
+    started_ = true;
+    if (auto handler = host_.current_handler(); const auto* tls = handler->tls()) {
+      if (!co_await start_tls(*handler, *tls)) {
+        error_code ec;
+        stream_.socket().close(ec);
+        co_return;
+      }
     }
   }
   for (;;) {
     if (buffer_.size() == 0) {
       if (host_.draining()) break;
-      enter(Phase::idle, Clock::now() + host_.current_handler()->settings().idle_timeout);
+      const auto now = Clock::now();
+      enter(Phase::idle, now + host_.settings().idle_timeout);
       // A busy keep-alive client sends its next request soon: read straight
       // into a pooled buffer (no syscall when the last read drained the
       // socket). If the connection lingers, the worker's sweep cancels the
-      // read and it waits for readiness holding no buffer at all.
+      // read and it parks. TLS may hold decrypted bytes that a wait on the
+      // socket would not see: a TLS connection always waits with a read.
+      // A parked connection that just woke has bytes waiting: it reads them
+      // at once, room to linger or not.
+      const bool woken = std::exchange(resumed_, false);
+      const bool may_park = !stream_.tls();
+      const bool counted = may_park && !woken && host_.begin_linger();
+      const bool reads = counted || woken || !may_park;
       error_code ec = asio::error::operation_aborted;
-      // TLS may hold decrypted bytes that a wait on the socket would not
-      // see: a TLS connection always waits with a read (and a buffer).
-      linger_cancelled_ = !stream_.tls() && !host_.begin_linger();
-      const bool counted_linger = !stream_.tls() && !linger_cancelled_;
-      if (!linger_cancelled_) {
-        linger_since_ = Clock::now();
+      linger_cancelled_ = !reads;
+      if (reads) {
+        linger_since_ = now;
         // Inline rather than read_more(): a nested frame would stay allocated while idle.
         std::size_t n = 0;
-        lingering_ = counted_linger;
+        lingering_ = counted;
         std::tie(ec, n) = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
         buffer_.commit(n);
         lingering_ = false;
-        if (counted_linger) host_.end_linger();
+        if (counted) host_.end_linger();
       }
       if (ec == asio::error::operation_aborted && linger_cancelled_ && !timed_out_ && !host_.draining()) {
         buffer_.shrink_to_fit();
-        std::tie(ec) = co_await stream_.socket().async_wait(tcp::socket::wait_read, use_tuple);
+        parked_ = true;  // the wait goes on without this coroutine (see park)
+        co_return;
       }
       if (ec) break;
     }

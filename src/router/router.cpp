@@ -82,7 +82,7 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
   if (deadline != Clock::time_point::max())
     connect_timeout = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start),
                                  std::chrono::milliseconds(1), connect_timeout);
-  auto acquired = co_await to.pools.acquire(endpoint, to.cluster.admission(), connect_timeout, to.cluster.tls());
+  auto acquired = co_await to.pools.acquire(endpoint, to.cluster.admission(), start + connect_timeout, to.cluster.tls());
   using Failure = upstream::Acquired::Failure;
   if (acquired.failure == Failure::overflow || acquired.failure == Failure::stopped) {
     ex.error = acquired.failure == Failure::overflow ? ProxyError::overflow : ProxyError::downstream_reset;
@@ -147,7 +147,7 @@ http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext&
     co_await http::send_local_reply(ex, reply);
     co_return;
   }
-  to.pools.retry_budget().record_request(Clock::now());
+  to.pools.retry_budget().record_request(ex.start);
 
   const bool guarded = to.cluster.outlier_detector() || to.cluster.config().health_check;
   upstream::TriedEndpoints tried;

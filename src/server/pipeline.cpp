@@ -58,7 +58,10 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     target = route->targets.empty() ? nullptr : &route->pick(worker_.random);
     ex.route_stats = target ? target->stats : route->stats;
   }
-  if (auto reply = co_await filters_.on_request(ex)) co_return co_await http::send_local_reply(ex, *reply);
+  ex.filters = &filters_;
+  if (filters_.size() > 0) {
+    if (auto reply = co_await filters_.on_request(ex)) co_return co_await http::send_local_reply(ex, *reply);
+  }
   if (!route) co_return co_await reply_error(ex, ProxyError::no_route);
   if (const auto& direct = route->config->direct_response) {
     const http::LocalReply reply{direct->status, direct->body, {}, direct->headers};

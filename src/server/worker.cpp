@@ -35,6 +35,7 @@ class Worker::Slot final : public http::ConnectionHost {
   }
 
   std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
+  const http::Http1Settings& settings() override { return pipeline_->settings(); }
   bool draining() const override { return worker_.draining_; }
   http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
   core::DeadlineQueue& deadlines() override { return worker_.deadlines_; }
@@ -67,12 +68,7 @@ class Worker::Slot final : public http::ConnectionHost {
       stats_->connections_total.inc();
       auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this);
       worker_.connections_.push_back(*c);
-      auto& connection = *c;
-      // The completion handler owns the connection: it lives exactly as long
-      // as its coroutine (one frame, no wrapper).
-      asio::co_spawn(worker_.io_, connection.serve(), [owned = std::move(c)](std::exception_ptr e) {
-        if (e) spdlog::error("connection ended by an exception");
-      });
+      http::Http1Connection::run(std::move(c));
     }
   }
 

@@ -53,8 +53,7 @@ bool looks_dead(tcp::socket& s) {
 }
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> EndpointPool::take_idle() {
-  const auto now = std::chrono::steady_clock::now();
+std::unique_ptr<UpstreamConnection> EndpointPool::take_idle(std::chrono::steady_clock::time_point now) {
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
@@ -188,10 +187,10 @@ asio::awaitable<Acquired> ClusterPools::connect(std::size_t i, std::chrono::mill
   co_return out;
 }
 
-asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admission,
-                                                std::chrono::milliseconds connect_timeout, const tls::Context* tls) {
+asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admission, Clock::time_point deadline,
+                                                const tls::Context* tls) {
   auto& pool = *endpoints_[i];
-  const auto deadline = Clock::now() + connect_timeout;
+  auto now = Clock::now();
   // Leaves the pending queue however this coroutine ends.
   struct Queued {
     Admission& admission;
@@ -205,13 +204,13 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admiss
   for (;;) {
     if (stopped_) co_return Acquired{{}, Acquired::Failure::stopped};
     Acquired out;
-    if (auto c = pool.take_idle()) {
+    if (auto c = pool.take_idle(now)) {
       queued.leave();
       out.lease.pool_ = &pool;
       out.lease.connection_ = std::move(c);
     } else if (admission.take_connection()) {
       queued.leave();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
       out = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls);
     } else {
       if (!queued.in) {
@@ -223,6 +222,7 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admiss
         stats_.overflow_connections.inc();
         co_return Acquired{{}, Acquired::Failure::overflow};
       }
+      now = Clock::now();
       continue;
     }
     if (out.lease) {

@@ -11,6 +11,7 @@
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
+#   BASELINE_BIN=path test/bench/run.sh   # also an older Outrigger ("baseline"), for an A/B in one run
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -147,6 +148,20 @@ for p in "$hap_port" "$ngx_port" "$out_port"; do wait_port "$p"; done
 declare -A port_of=([direct]=$up_port [haproxy]=$hap_port [nginx]=$ngx_port [outrigger]=$out_port)
 declare -A pid_of=([direct]=$(cat "$work/up/nginx.pid") [haproxy]=$hap_pid [nginx]=$ngx_pid [outrigger]=$out_pid)
 targets=(direct haproxy nginx outrigger)
+memory_targets=(haproxy nginx outrigger)
+if [ -n "${BASELINE_BIN:-}" ]; then  # the same config on other ports, for an A/B in this run
+  base_port=$(free_port)
+  base_admin=$(free_port)
+  sed -e "s/127.0.0.1:$out_admin/127.0.0.1:$base_admin/" -e "s/127.0.0.1:$out_port/127.0.0.1:$base_port/" \
+    "$work/outrigger.yaml" >"$work/baseline.yaml"
+  "$BASELINE_BIN" run -c "$work/baseline.yaml" 2>"$work/baseline.log" &
+  pid_of[baseline]=$!
+  pids+=($!)
+  port_of[baseline]=$base_port
+  wait_port "$base_port"
+  targets+=(baseline)
+  memory_targets+=(baseline)
+fi
 declare -A admin_of_trace
 
 # Tracing overhead: the same Outrigger with the tracing filter, sampling 1 % and
@@ -185,7 +200,7 @@ CONF
   targets=(outrigger trace_0.01 trace_1)
 fi
 declare -A idle_rss
-for t in haproxy nginx outrigger; do idle_rss[$t]=$(status_kb "${pid_of[$t]}" VmRSS); done
+for t in "${memory_targets[@]}"; do idle_rss[$t]=$(status_kb "${pid_of[$t]}" VmRSS); done
 
 load() {
   local ticks
@@ -236,13 +251,18 @@ load() {
     "$(awk -v a="${m[outrigger.rps]}" -v b="${m[haproxy.rps]}" 'BEGIN {print a / b}')"
   printf 'Outrigger / NGINX:   CPU per request %.2f\n' \
     "$(awk -v a="${m[outrigger.cpu]}" -v b="${m[nginx.cpu]}" 'BEGIN {print a / b}')"
+  if [ -n "${BASELINE_BIN:-}" ]; then
+    printf 'Baseline / HAProxy:  CPU per request %.2f; Outrigger / baseline %.3f\n' \
+      "$(awk -v a="${m[baseline.cpu]}" -v b="${m[haproxy.cpu]}" 'BEGIN {print a / b}')" \
+      "$(awk -v a="${m[outrigger.cpu]}" -v b="${m[baseline.cpu]}" 'BEGIN {print a / b}')"
+  fi
 }
 
 memory() {
   echo >&2
   echo "memory: $IDLE_CONNS idle keep-alive connections after one request each" >&2
   printf '\n| proxy | idle RSS (MB) | per idle keep-alive connection (KB) |\n|---|---|---|\n'
-  for t in haproxy nginx outrigger; do
+  for t in "${memory_targets[@]}"; do
     local pid=${pid_of[$t]} before after
     before=$(status_kb "$pid" VmRSS)
     python3 "$here/idle_conns.py" "${port_of[$t]}" "$IDLE_CONNS" "$work/$t.ready" 60 &

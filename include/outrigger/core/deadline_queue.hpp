@@ -4,11 +4,14 @@
 // passes, the queue cancels the socket the deadline guards, so the pending
 // read or write fails with operation_aborted and its owner sees expired().
 //
-// The queue's timer waits for the earliest deadline. Arming a deadline later
-// than that one, or disarming any, touches no timer: a wake-up that finds
-// nothing due just waits again for what is left. Idle and header-read
-// timeouts are not here: the worker's sweep enforces them (an idle
-// connection holds no timer state at all).
+// Lazy, as HAProxy's timers are: a deadline moved later, or disarmed, stays
+// where it was queued (no tree operation, no timer operation); when the queue
+// reaches it, it is queued again at its new time, or dropped. A connection
+// arms its route deadline once per request, and the same timeout from a
+// later start is always later: per request this costs a few stores. The
+// queue's one timer waits for the earliest queued deadline. Idle and
+// header-read timeouts are not here: the worker's sweep enforces them (an
+// idle connection holds no timer state at all).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -32,19 +35,23 @@ class Deadline : public boost::intrusive::set_base_hook<boost::intrusive::link_m
   // At `at`, cancel `guard` (and mark this deadline expired); replaces any
   // earlier arming. Clock::time_point::max() disarms.
   void arm(Clock::time_point at, boost::asio::ip::tcp::socket* guard);
-  void disarm();
-  bool armed() const { return is_linked(); }
+  void disarm() {
+    guard_ = nullptr;
+    at_ = Clock::time_point::max();  // stays queued until the queue reaches it
+  }
+  bool armed() const { return at_ != Clock::time_point::max(); }
   bool expired() const { return expired_; }
   Clock::time_point at() const { return at_; }
 
  private:
   friend class DeadlineQueue;
   struct Earlier {
-    bool operator()(const Deadline& a, const Deadline& b) const { return a.at_ < b.at_; }
+    bool operator()(const Deadline& a, const Deadline& b) const { return a.key_ < b.key_; }
   };
   DeadlineQueue* queue_;
   boost::asio::ip::tcp::socket* guard_ = nullptr;
-  Clock::time_point at_{Clock::time_point::max()};
+  Clock::time_point at_{Clock::time_point::max()};   // when it fires; max: disarmed
+  Clock::time_point key_{Clock::time_point::max()};  // where it is queued (at most at_); fixed while queued
   bool expired_ = false;
 };
 
@@ -56,7 +63,7 @@ class DeadlineQueue {
   DeadlineQueue(const DeadlineQueue&) = delete;
   DeadlineQueue& operator=(const DeadlineQueue&) = delete;
 
-  std::size_t size() const { return set_.size(); }  // O(n): for tests
+  std::size_t size() const { return set_.size(); }  // queued, disarmed ones included; O(n): for tests
   // The worker stops: nothing fires any more and the timer waits no longer,
   // so that the io_context can run out of work.
   void shutdown();

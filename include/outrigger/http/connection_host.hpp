@@ -50,6 +50,8 @@ class ConnectionHost {
   virtual ~ConnectionHost() = default;
   // The handler of the config snapshot in force now.
   virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
+  // Its settings, without taking a reference to it.
+  virtual const Http1Settings& settings() = 0;
   virtual bool draining() const = 0;
   virtual RequestIdGenerator& request_ids() = 0;
   // The worker's deadlines (route timeouts).

@@ -87,7 +87,7 @@ class FilterState {
   static constexpr std::size_t kInline = 256;
   alignas(std::max_align_t) std::byte buffer_[kInline];
   std::size_t used_ = 0;
-  std::array<Entry, 8> entries_{};
+  std::array<Entry, 8> entries_;  // the first count_ are in use (not zeroed: an exchange is made per request)
   std::size_t count_ = 0;
 };
 

@@ -45,7 +45,6 @@ class Http1Client final : public UpstreamRequest {
   using Serializer = boost::beast::http::request_serializer<boost::beast::http::buffer_body, Fields>;
   using Parser = boost::beast::http::response_parser<boost::beast::http::buffer_body, core::SmallAllocator<char>>;
 
-  awaitable<boost::system::error_code> read_more();
   UpstreamError failure() const;
 
   net::Stream stream_;  // TCP, or TLS when the cluster has a `tls` block

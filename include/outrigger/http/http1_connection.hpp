@@ -3,10 +3,14 @@
 // http/framing.hpp), hands the exchange to the proxy, writes the response,
 // and loops for keep-alive and pipelining.
 //
-// An idle connection holds no read buffer and no timer: the worker's sweep
-// (every 100 ms) enforces the idle, header-read and handshake timeouts from
-// the phase the connection is in, and gives back the buffer of a read that
-// lingered. Only a request in flight has a deadline in the worker's
+// A busy keep-alive connection reads its next request straight into a pooled
+// buffer. One that stays idle longer (the worker's sweep, every 100 ms, cancels
+// that read) parks: its coroutine ends, and a plain wait for readability,
+// holding only the connection, takes over until the client speaks again; then
+// a new coroutine starts. A parked connection costs its socket, this object
+// and one pending wait: no coroutine frame, no buffer, no timer. The sweep
+// also enforces the idle, header-read and handshake timeouts from the phase the
+// connection is in. Only a request in flight has a deadline in the worker's
 // DeadlineQueue (its route timeout), an intrusive node in this object.
 #pragma once
 
@@ -41,7 +45,9 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   Http1Connection(boost::asio::ip::tcp::socket socket, ConnectionHost& host);
   ~Http1Connection() override;
 
-  awaitable<void> serve();
+  // Serves the connection until it closes; it owns itself meanwhile (its
+  // coroutine's completion, or its parked wait, holds it).
+  static void run(std::unique_ptr<Http1Connection> connection);
   // Drain: an idle connection closes now, a busy one after its response.
   void close_if_idle();
   // Worker shutdown: the connection ends now, whatever it was doing.
@@ -65,6 +71,9 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   enum class Phase : std::uint8_t { handshake, idle, reading_header, active, closing };
   enum class ReadResult { ok, closed, bad_request, too_large, timeout, not_implemented };
 
+  // Until the connection closes or parks.
+  awaitable<void> serve();
+  static void park(std::unique_ptr<Http1Connection> connection);
   // Serves one request; false when the connection is to close.
   awaitable<bool> serve_request();
   // The listener's TLS: a handshake (after a look at the first byte when
@@ -100,6 +109,9 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   Clock::time_point linger_since_;
   Phase phase_ = Phase::active;
   bool timed_out_ = false;         // the sweep cancelled the phase's I/O
+  bool started_ = false;           // TLS (if any) is set up: a resumed coroutine skips it
+  bool parked_ = false;            // the coroutine ended to wait without a frame
+  bool resumed_ = false;           // the parked wait saw the socket readable
   bool lingering_ = false;         // idle, with a read pending on a pooled buffer
   bool linger_cancelled_ = false;  // the worker's sweep cancelled that read
   bool keep_alive_ = true;

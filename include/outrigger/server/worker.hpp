@@ -55,7 +55,9 @@ class Worker {
   boost::asio::awaitable<void> sweep();
 
   unsigned index_;
-  boost::asio::io_context io_{1};
+  // Only this thread touches its sockets: the reactor's per-socket locking
+  // is off (the main thread only posts, which stays locked).
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   core::DeadlineQueue deadlines_{io_.get_executor()};
   upstream::WorkerUpstreams upstreams_;

@@ -83,7 +83,7 @@ class EndpointPool {
   ~EndpointPool();
 
   // An idle connection that still looks usable, or null.
-  std::unique_ptr<UpstreamConnection> take_idle();
+  std::unique_ptr<UpstreamConnection> take_idle(std::chrono::steady_clock::time_point now);
   // Keeps a connection for reuse when the pool has room and its limits allow.
   void give_back(std::unique_ptr<UpstreamConnection> c);
   // Closes connections idle for longer than the idle timeout.
@@ -126,9 +126,9 @@ class ClusterPools : public AutoUnlinkHook {
 
   // A connection to endpoint i: an idle one, a new one if `admission` grants
   // a slot, or, when all slots are taken, the next one freed on this worker,
-  // waiting in the bounded pending queue for at most connect_timeout.
-  boost::asio::awaitable<Acquired> acquire(std::size_t i, Admission& admission,
-                                           std::chrono::milliseconds connect_timeout, const tls::Context* tls);
+  // waiting in the bounded pending queue; all by `deadline` (the connect timeout).
+  boost::asio::awaitable<Acquired> acquire(std::size_t i, Admission& admission, Clock::time_point deadline,
+                                           const tls::Context* tls);
   // Waits (a retry's back-off); ends early when the worker stops.
   boost::asio::awaitable<void> sleep(std::chrono::milliseconds d);
 

@@ -76,6 +76,21 @@ TEST(DeadlineQueue, FiresEachAtItsTimeAndNeverADisarmedOne) {
   EXPECT_LT(rc.at, ra.at);
   EXPECT_GE(rb.at - start, 300ms);  // only the test's own cancel ended it
   EXPECT_FALSE(db.expired());
+  EXPECT_EQ(q.size(), 0u);  // the disarmed one was dropped when the queue reached it
+}
+
+TEST(DeadlineQueue, ADeadlineMovedLaterStaysQueuedWhereItWas) {
+  asio::io_context io;
+  DeadlineQueue q(io.get_executor());
+  Pair p(io);
+  Deadline d(q);
+  const auto start = Clock::now();
+  for (int i = 1; i <= 100; ++i) d.arm(start + 50ms + std::chrono::milliseconds(i), &p.near);  // as per request
+  EXPECT_EQ(q.size(), 1u);
+  Read r(p.near);
+  io.run_for(2s);
+  ASSERT_TRUE(r.done);
+  EXPECT_GE(r.at - start, 150ms);  // the last arming counts, not the first
   EXPECT_EQ(q.size(), 0u);
 }
 

@@ -40,6 +40,7 @@ class Host final : public ConnectionHost {
  public:
   explicit Host(asio::io_context& io) : deadlines_(io.get_executor()) {}
   std::shared_ptr<ExchangeHandler> current_handler() override { return handler; }
+  const Http1Settings& settings() override { return handler->settings(); }
   bool draining() const override { return false; }
   RequestIdGenerator& request_ids() override { return ids_; }
   core::DeadlineQueue& deadlines() override { return deadlines_; }
@@ -73,7 +74,7 @@ struct Connection : ::testing::Test {
     client.connect(a.local_endpoint());
     auto c = std::make_unique<Http1Connection>(a.accept(), host);
     connection = c.get();
-    asio::co_spawn(io, connection->serve(), [owned = std::move(c)](std::exception_ptr) {});
+    Http1Connection::run(std::move(c));
   }
   void TearDown() override {
     if (connection) connection->close_now();  // the coroutine ends before the host it points at

@@ -27,7 +27,7 @@ struct TestIo : asio::io_context {
 // (A coroutine's arguments live in its frame; a lambda's captures would not.)
 asio::awaitable<void> acquire_into(std::optional<Acquired>& out, ClusterPools& pools, Admission& admission,
                                    std::chrono::milliseconds timeout) {
-  out = co_await pools.acquire(0, admission, timeout, nullptr);
+  out = co_await pools.acquire(0, admission, std::chrono::steady_clock::now() + timeout, nullptr);
 }
 
 struct Pools : ::testing::Test {

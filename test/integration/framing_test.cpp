@@ -139,7 +139,7 @@ TEST_F(Framing, ResetsTheUpstreamWhenChunksBreakMidStream) {
   // The upstream's connection is closed without the last chunk: it never saw a complete request.
   EXPECT_TRUE(eventually([&] { return up.open_connections() == 0; }));
   EXPECT_EQ(up.requests(), 0);
-  EXPECT_EQ(up.bytes_received().find("0\r\n\r\n"), std::string::npos);
+  EXPECT_EQ(up.bytes_received().find("\r\n0\r\n\r\n"), std::string::npos) << printable(up.bytes_received());
 }
 
 TEST_F(Framing, RefusesTwoHostsOrAHostThatDisagreesWithTheTarget) {

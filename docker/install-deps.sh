@@ -8,7 +8,7 @@ build="g++ cmake make pkg-config ccache \
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev \
   libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev"
 test="$build libgtest-dev libgmock-dev curl prometheus"
-bench="$build wrk haproxy nginx-light procps curl"
+bench="$build wrk haproxy nginx-light procps curl python3-h11"
 case "$what" in
   build) pkgs=$build ;;
   test) pkgs=$test ;;

@@ -10,6 +10,7 @@
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
+#   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 #   BASELINE_BIN=path test/bench/run.sh   # also an older Outrigger ("baseline"), for an A/B in one run
 set -euo pipefail
@@ -28,6 +29,9 @@ if [ -z "${OUTRIGGER_BIN:-}" ]; then
 fi
 if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos.py
   exec timeout 900 python3 "$here/chaos.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
+  exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
 fi
 if [ "$what" = tls ]; then  # mTLS against HAProxy: test/bench/tls.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/tls.sh"
@@ -283,5 +287,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing]" >&2; exit 2 ;;
 esac

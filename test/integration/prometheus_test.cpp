@@ -242,7 +242,7 @@ clusters:
     EXPECT_EQ(result.at("status").as_string(), "success") << expr << "\n" << json::serialize(result);
     ++examples;
   }
-  EXPECT_GE(examples, 29);
+  EXPECT_GE(examples, 30);
   // The headline panel has data.
   const auto rate = prom.scalar("sum(rate(outrigger_requests_total{route=\"api\"}[1m]))");
   ASSERT_TRUE(rate);

@@ -101,6 +101,55 @@ TEST_F(Framing, RefusesObfuscatedTransferEncodingsInsteadOfFramingByLength) {
   EXPECT_TRUE(refused(kPost + "Content_Length: 5\r\n\r\nhello"));
 }
 
+TEST_F(Framing, NoByteAroundChunkedMakesTheUpstreamFrameTheBodyOtherwise) {
+  // Each byte before, after and inside "chunked", beside a Content-Length that
+  // frames the body otherwise: read as chunked the body is empty and a second
+  // request follows; read by length it is one body. Only the plain word (and
+  // the whitespace a field value may have around it) frames as chunked; every
+  // other spelling is refused, so no request hides in a body.
+  const std::string chunked = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string length = std::to_string(chunked.size() - 2);
+  int forwarded = 0;
+  for (int b = 0; b < 256; ++b) {
+    if (b == '\n') continue;
+    const std::string byte(1, static_cast<char>(b));
+    for (const auto& value : {byte + "chunked", "chunked" + byte, "chun" + byte + "ked"}) {
+      const auto [status, closed] =
+          send(kPost + "Transfer-Encoding: " + value + "\r\nContent-Length: " + length + "\r\n\r\n" + chunked);
+      if (status == 400 || status == 501) continue;
+      ++forwarded;
+      ADD_FAILURE() << "status " << status << " for Transfer-Encoding: " << printable(value);
+    }
+  }
+  EXPECT_EQ(forwarded, 0);
+  EXPECT_EQ(up.requests(), 0);
+  EXPECT_TRUE(up.bytes_received().empty());
+
+  // Alone, only "chunked" with the whitespace a field may carry around it
+  // frames as chunked; every other spelling is refused.
+  for (int b = 0; b < 256; ++b) {
+    if (b == '\n') continue;
+    const std::string byte(1, static_cast<char>(b));
+    const bool blank = b == ' ' || b == '\t';
+    for (const auto& [value, valid] : {std::pair{byte + "chunked", blank}, std::pair{"chunked" + byte, blank},
+                                       std::pair{"chun" + byte + "ked", false}}) {
+      const auto before = up.requests();
+      auto s = Socket::connect(proxy.port());
+      ASSERT_TRUE(s.send(kPost + "Transfer-Encoding: " + value + "\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+      auto res = s.read_response();
+      ASSERT_TRUE(res) << printable(value);
+      if (valid) {
+        EXPECT_EQ(res->result_int(), 200) << printable(value);
+        EXPECT_EQ(res->body(), "POST /api 5") << printable(value);
+        EXPECT_EQ(up.requests(), before + 1);
+      } else {
+        EXPECT_TRUE(res->result_int() == 400 || res->result_int() == 501) << printable(value);
+        EXPECT_EQ(up.requests(), before) << printable(value);
+      }
+    }
+  }
+}
+
 TEST_F(Framing, RefusesContentLengthsThatAreNotOneNumber) {
   for (const std::string fields : {"Content-Length: 5, 5\r\n", "Content-Length: 5\r\nContent-Length: 5\r\n",
                                    "Content-Length: 5\r\nContent-Length: 6\r\n", "Content-Length: +5\r\n",

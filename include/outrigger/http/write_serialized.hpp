@@ -57,8 +57,11 @@ boost::asio::awaitable<boost::system::error_code> write_serialized(AsyncWriteStr
       break;
     }
     if (ec) break;
-    auto [wec, n] =
-        co_await asio::async_write(socket, std::span(iov.data(), count), asio::as_tuple(asio::use_awaitable));
+    // One buffer (the usual: a header and a small body, copied together) takes
+    // Asio's single-buffer write, cheaper than the buffer-sequence one.
+    auto [wec, n] = count == 1 ? co_await asio::async_write(socket, asio::buffer(iov[0]), asio::as_tuple(asio::use_awaitable))
+                               : co_await asio::async_write(socket, std::span(iov.data(), count),
+                                                            asio::as_tuple(asio::use_awaitable));
     if (wec) {
       ec = wec;
       break;

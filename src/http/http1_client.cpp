@@ -4,6 +4,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include "outrigger/http/body_parse.hpp"
 #include "outrigger/http/write_serialized.hpp"
 
 namespace outrigger::http {
@@ -87,22 +88,10 @@ awaitable<UpstreamError> Http1Client::read_response_header() {
 
 awaitable<UpstreamBodyRead> Http1Client::read_response_body(char* buf, std::size_t size) {
   auto& p = *parser_;
-  auto& body = p.get().body();
   while (!p.is_done()) {
-    if (buffer_.size() > 0) {
-      body.data = buf;
-      body.size = size;
-      error_code ec;
-      const auto n = p.put(buffer_.data(), ec);
-      buffer_.consume(n);
-      const std::size_t got = size - body.size;
-      body.data = nullptr;
-      body.size = 0;
-      if (ec == bhttp::error::need_buffer) ec = {};
-      if (ec && ec != bhttp::error::need_more) co_return UpstreamBodyRead{UpstreamError::protocol};
-      if (got > 0 || p.is_done()) co_return UpstreamBodyRead{UpstreamError::none, got, p.is_done()};
-      if (!ec && n > 0 && buffer_.size() > 0) continue;  // a chunk header was consumed
-    }
+    const auto parsed = parse_body(p, buffer_, buf, size);
+    if (parsed.kind == ParsedBody::malformed) co_return UpstreamBodyRead{UpstreamError::protocol};
+    if (parsed.kind == ParsedBody::piece) co_return UpstreamBodyRead{UpstreamError::none, parsed.bytes, p.is_done()};
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
     buffer_.commit(n);
     if (ec == asio::error::eof && p.need_eof()) {

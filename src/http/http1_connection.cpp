@@ -10,6 +10,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/serializer.hpp>
 
+#include "outrigger/http/body_parse.hpp"
 #include "outrigger/http/framing.hpp"
 #include "outrigger/http/write_serialized.hpp"
 
@@ -352,22 +353,10 @@ awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
     if (ec) co_return BodyRead{write_error(ec)};
   }
-  auto& body = p.get().body();
   for (;;) {
-    if (buffer_.size() > 0) {
-      body.data = buf;
-      body.size = size;
-      error_code ec;
-      const auto n = p.put(buffer_.data(), ec);
-      buffer_.consume(n);
-      const std::size_t got = size - body.size;
-      body.data = nullptr;
-      body.size = 0;
-      if (ec == bhttp::error::need_buffer) ec = {};
-      if (got > 0 || p.is_done()) co_return BodyRead{StreamError::none, got, p.is_done()};
-      if (ec && ec != bhttp::error::need_more) co_return BodyRead{StreamError::malformed};
-      if (!ec && n > 0 && buffer_.size() > 0) continue;  // e.g. a chunk header was consumed
-    }
+    const auto parsed = parse_body(p, buffer_, buf, size);
+    if (parsed.kind == ParsedBody::piece) co_return BodyRead{StreamError::none, parsed.bytes, p.is_done()};
+    if (parsed.kind == ParsedBody::malformed) co_return BodyRead{StreamError::malformed};
     const auto ec = co_await read_more();
     if (ec) co_return BodyRead{route_deadline_.expired() ? StreamError::timeout : StreamError::reset};
   }

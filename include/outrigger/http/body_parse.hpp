@@ -1,0 +1,38 @@
+// Feeds the bytes a codec has read to Beast's parser of a message with a
+// buffer_body, so that the body lands in the caller's buffer: shared by the
+// server and the client codecs. Included only by them.
+#pragma once
+
+#include <boost/beast/http/error.hpp>
+#include <cstddef>
+
+namespace outrigger::http {
+
+struct ParsedBody {
+  enum Kind { piece, need_input, malformed } kind;
+  std::size_t bytes = 0;  // with piece: the body bytes now in `out` (0 when the body ended without more)
+};
+
+// `in` is the codec's read buffer (consumed as parsed); `out` receives body bytes.
+template <class Parser, class DynamicBuffer>
+ParsedBody parse_body(Parser& p, DynamicBuffer& in, char* out, std::size_t size) {
+  auto& body = p.get().body();
+  while (in.size() > 0) {
+    body.data = out;
+    body.size = size;
+    boost::system::error_code ec;
+    const auto n = p.put(in.data(), ec);
+    in.consume(n);
+    const std::size_t got = size - body.size;
+    body.data = nullptr;
+    body.size = 0;
+    if (ec == boost::beast::http::error::need_buffer) ec = {};
+    if (got > 0 || p.is_done()) return {ParsedBody::piece, got};
+    if (ec && ec != boost::beast::http::error::need_more) return {ParsedBody::malformed};
+    if (ec || n == 0) break;  // the rest needs more bytes
+    // else framing (a chunk header) was consumed and more is at hand
+  }
+  return {ParsedBody::need_input};
+}
+
+}  // namespace outrigger::http

@@ -56,7 +56,8 @@ TEST(Tls, MutualTlsCarriesTheClientIdentityUpstream) {
   ASSERT_TRUE(client.connected()) << client.error();
   EXPECT_EQ(client.alpn(), "http/1.1");
   EXPECT_EQ(client.get("/a", {{"x-forwarded-client-cert", "URI=spiffe://forged"}}), 200);
-  EXPECT_EQ(client.get("/b"), 200);  // keep-alive over TLS
+  EXPECT_EQ(client.get("/b", {{"x-forwarded-proto", "http"}}), 200);  // keep-alive over TLS
+  EXPECT_EQ(app.last_request()["x-forwarded-proto"], "https");  // what the client's connection was, not its claim
   const std::string xfcc(app.last_request()["x-forwarded-client-cert"]);
   EXPECT_NE(xfcc.find("By=" + kServer + ";Hash="), std::string::npos) << xfcc;
   EXPECT_NE(xfcc.find(";URI=" + kWeb), std::string::npos) << xfcc;
@@ -82,9 +83,11 @@ clusters:
 )",
                    {{"APP", std::to_string(app.port())}}));
   auto s = Socket::connect(proxy.port());
-  ASSERT_TRUE(s.send(request_text("GET", "/", {{"x-forwarded-client-cert", "URI=spiffe://forged"}})));
+  ASSERT_TRUE(s.send(request_text("GET", "/", {{"x-forwarded-client-cert", "URI=spiffe://forged"},
+                                               {"x-forwarded-proto", "https"}})));
   ASSERT_TRUE(s.read_response());
   EXPECT_EQ(app.last_request().count("x-forwarded-client-cert"), 0u);
+  EXPECT_EQ(app.last_request()["x-forwarded-proto"], "http");  // an untrusted client's claim is replaced
 }
 
 TEST(Tls, RefusesAndCountsBadClientCertificates) {

@@ -172,6 +172,8 @@ class Loader {
       cl.connect_timeout = *d;
     }
     if (auto t = YamlReader::child(n, "tls")) cl.tls = tls(*t, path + ".tls", false);
+    if (auto p = protocol(n, path)) cl.protocol = *p;
+    if (auto h = YamlReader::child(n, "http2")) cl.http2 = http2(*h, path + ".http2", true);
     if (auto p = YamlReader::child(n, "connection_pool")) {
       const auto pp = path + ".connection_pool";
       if (r_.mapping(*p, pp, {"max_idle_per_endpoint", "idle_timeout", "max_requests_per_connection"})) {
@@ -295,11 +297,41 @@ class Loader {
     return t;
   }
 
+  std::optional<Protocol> protocol(const YAML::Node& n, const std::string& path) {
+    const auto p = r_.choice(n, "protocol", path, {"auto", "http1", "http2"});
+    if (!p) return std::nullopt;
+    return *p == "auto" ? Protocol::auto_detect : *p == "http1" ? Protocol::http1 : Protocol::http2;
+  }
+
+  // A listener's (server) or a cluster's (client) `http2:` block.
+  Http2 http2(const YAML::Node& n, const std::string& path, bool client) {
+    Http2 h;
+    const bool ok = client ? r_.mapping(n, path, {"max_concurrent_streams", "initial_stream_window_size",
+                                                   "initial_connection_window_size", "max_header_list_size",
+                                                   "ping_interval", "ping_timeout"})
+                           : r_.mapping(n, path, {"max_concurrent_streams", "initial_stream_window_size",
+                                                   "initial_connection_window_size", "max_header_list_size"});
+    if (!ok) return h;
+    constexpr std::uint64_t kMaxWindow = (1u << 31) - 1;
+    if (auto v = r_.integer(n, "max_concurrent_streams", path, 1, kMaxWindow)) h.max_concurrent_streams = static_cast<std::uint32_t>(*v);
+    if (auto v = r_.integer(n, "initial_stream_window_size", path, 65535, kMaxWindow))
+      h.initial_stream_window_size = static_cast<std::uint32_t>(*v);
+    if (auto v = r_.integer(n, "initial_connection_window_size", path, 65535, kMaxWindow))
+      h.initial_connection_window_size = static_cast<std::uint32_t>(*v);
+    if (auto v = r_.integer(n, "max_header_list_size", path, 1024, 16 << 20)) h.max_header_list_size = static_cast<std::uint32_t>(*v);
+    if (auto d = r_.duration(n, "ping_interval", path)) h.ping_interval = *d;
+    if (auto d = r_.duration(n, "ping_timeout", path)) {
+      if (d->count() == 0) r_.error(n["ping_timeout"], path + ".ping_timeout", "must be greater than 0");
+      h.ping_timeout = *d;
+    }
+    return h;
+  }
+
   void listener(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
                               "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
                               "trust_request_headers", "max_authorities", "tls", "forward_client_cert",
-                              "path_with_escaped_slashes_action"}))
+                              "path_with_escaped_slashes_action", "protocol", "http2"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -329,6 +361,8 @@ class Loader {
       l.path_with_escaped_slashes_action = *a == "keep"     ? EscapedSlashes::keep
                                            : *a == "reject" ? EscapedSlashes::reject
                                                             : EscapedSlashes::unescape;
+    if (auto p = protocol(n, path)) l.protocol = *p;
+    if (auto h = YamlReader::child(n, "http2")) l.http2 = http2(*h, path + ".http2", false);
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];

@@ -15,9 +15,16 @@ struct DeadlineQueue::Timer {
   Clock::time_point waiting_for = Clock::time_point::max();
 };
 
+void Deadline::arm(Clock::time_point at, void (*on_expiry)(void*), void* context) {
+  arm(at, nullptr);
+  on_expiry_ = on_expiry;
+  context_ = context;
+}
+
 void Deadline::arm(Clock::time_point at, boost::asio::ip::tcp::socket* guard) {
   expired_ = false;
   guard_ = guard;
+  on_expiry_ = nullptr;
   at_ = at;
   if (at == Clock::time_point::max()) return;
   if (is_linked()) {
@@ -79,6 +86,7 @@ void DeadlineQueue::fire(Clock::time_point now) {
       boost::system::error_code ignored;
       s->cancel(ignored);
     }
+    if (auto* f = std::exchange(d.on_expiry_, nullptr)) f(d.context_);
   }
   if (!set_.empty()) wait_for(set_.begin()->key_);
 }

@@ -12,7 +12,9 @@
 
 #include "outrigger/http/body_parse.hpp"
 #include "outrigger/http/framing.hpp"
+#include "outrigger/http/http2_session.hpp"
 #include "outrigger/http/write_serialized.hpp"
+#include "outrigger/tls/context.hpp"
 
 namespace outrigger::http {
 
@@ -84,6 +86,10 @@ Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
 Http1Connection::~Http1Connection() { host_.connection_closed(stream_.tls() != nullptr); }
 
 void Http1Connection::sweep(Clock::time_point now, Clock::duration linger) {
+  if (h2_) {
+    h2_->sweep(now);
+    return;
+  }
   error_code ec;
   if (phase_ != Phase::active && !timed_out_ && now >= phase_deadline_) {
     timed_out_ = true;
@@ -97,6 +103,10 @@ void Http1Connection::sweep(Clock::time_point now, Clock::duration linger) {
 }
 
 void Http1Connection::close_if_idle() {
+  if (h2_) {
+    h2_->drain();  // GOAWAY: the streams in flight finish
+    return;
+  }
   if (phase_ == Phase::idle) {
     error_code ec;
     stream_.socket().cancel(ec);
@@ -114,7 +124,7 @@ awaitable<error_code> Http1Connection::read_more() {
   co_return ec;
 }
 
-awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const Http1Settings& s) {
+awaitable<Http1Connection::ReadResult> Http1Connection::read_header(const CodecSettings& s) {
   auto& p = state_->parser;
   const std::size_t limit = s.max_request_line_bytes + s.max_request_headers_bytes;
   p.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(limit, UINT32_MAX)));
@@ -217,6 +227,13 @@ awaitable<void> Http1Connection::serve() {
         stream_.socket().close(ec);
         co_return;
       }
+      // ALPN chose h2; a listener that speaks only HTTP/2 takes a TLS
+      // client that asked for nothing as HTTP/2 too.
+      const auto alpn = stream_.tls() ? tls::alpn_selected(stream_.tls()->native_handle()) : "";
+      if (alpn == "h2" || (stream_.tls() && alpn.empty() && !host_.settings().http1)) {
+        co_await serve_http2();
+        co_return;
+      }
     }
   }
   for (;;) {
@@ -254,9 +271,37 @@ awaitable<void> Http1Connection::serve() {
       }
       if (ec) break;
     }
+    if (std::exchange(first_request_, false) && host_.settings().http2_enabled &&
+        (!host_.settings().http1 || co_await is_http2_preface())) {
+      co_await serve_http2();
+      co_return;
+    }
     if (!co_await serve_request()) break;
   }
   co_await finish();
+}
+
+awaitable<bool> Http1Connection::is_http2_preface() {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  enter(Phase::reading_header, Clock::now() + host_.settings().request_headers_timeout);
+  for (;;) {
+    const auto held = buffer_.data();
+    const std::string_view bytes(static_cast<const char*>(held.data()), std::min(held.size(), kPreface.size()));
+    if (kPreface.substr(0, bytes.size()) != bytes) co_return false;
+    if (bytes.size() == kPreface.size()) co_return true;
+    if (co_await read_more()) co_return false;  // the request reader sees the failure again
+  }
+}
+
+awaitable<void> Http1Connection::serve_http2() {
+  enter(Phase::active);  // the session keeps its own time (Http2Session::sweep)
+  const Http2Peer peer{client_ip_, stream_.tls() != nullptr, peer_ ? std::string_view(peer_->identity) : "",
+                       peer_ ? std::string_view(peer_->xfcc) : ""};
+  h2_ = std::make_unique<Http2Session>(stream_, buffer_, host_, peer);
+  co_await h2_->run();
+  h2_.reset();
+  error_code ec;
+  stream_.socket().close(ec);
 }
 
 awaitable<bool> Http1Connection::serve_request() {
@@ -288,6 +333,7 @@ awaitable<bool> Http1Connection::serve_request() {
 
   auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
   ex.protocol = request_version_ == 10 ? "HTTP/1.0" : "HTTP/1.1";
+  host_.listener_stats().count(observability::HttpProtocol::http1);
   if (stream_.tls()) {
     ex.downstream_tls = true;
     ex.peer_identity = peer_->identity;

@@ -299,6 +299,51 @@ std::string Stats::scrape() const {
     out.push_back(std::move(mf));
   }
 
+  auto by_protocol = family("outrigger_downstream_requests_total",
+                            "Requests (HTTP/2: streams) that clients started, by protocol: http1, http2.",
+                            MetricType::Counter);
+  for (const auto& [name, l] : listeners_) {
+    for (std::size_t i = 0; i < kHttpProtocolNames.size(); ++i) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"protocol", kHttpProtocolNames[i]}});
+      m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.requests[i].value(); }));
+      by_protocol.metric.push_back(std::move(m));
+    }
+  }
+  out.push_back(std::move(by_protocol));
+
+  auto h2_active = family("outrigger_http2_connections_active", "Open HTTP/2 connections, by side.", MetricType::Gauge);
+  auto h2_total = family("outrigger_http2_connections_total", "HTTP/2 connections made, by side.", MetricType::Counter);
+  auto h2_events = family("outrigger_http2_events_total",
+                          "What HTTP/2 connections went through, by side and event: GOAWAY and RST_STREAM sent and "
+                          "received, and each abuse limit that ended a stream or a connection (docs/metrics.md).",
+                          MetricType::Counter);
+  auto http2_series = [&](std::string_view side, std::string_view listener, std::string_view cluster,
+                          const auto& workers, auto slice) {
+    const auto total = sum(workers, [&](const auto& s) { return slice(s).connections_total.value(); });
+    if (total == 0) return;
+    auto a = with_labels({{"side", std::string(side)}, {"listener", std::string(listener)}, {"cluster", std::string(cluster)}});
+    auto t = a;
+    a.gauge.value = static_cast<double>(sum(workers, [&](const auto& s) { return slice(s).connections_active.value(); }));
+    t.counter.value = static_cast<double>(total);
+    h2_active.metric.push_back(std::move(a));
+    h2_total.metric.push_back(std::move(t));
+    for (std::size_t i = 0; i < kHttp2EventNames.size(); ++i) {
+      auto e = with_labels({{"side", std::string(side)},
+                            {"listener", std::string(listener)},
+                            {"cluster", std::string(cluster)},
+                            {"event", std::string(kHttp2EventNames[i])}});
+      e.counter.value = static_cast<double>(sum(workers, [&](const auto& s) { return slice(s).events[i].value(); }));
+      h2_events.metric.push_back(std::move(e));
+    }
+  };
+  for (const auto& [name, l] : listeners_)
+    http2_series("downstream", l->name, "", l->workers, [](const ListenerSlice& s) -> const Http2Slice& { return s.http2; });
+  for (const auto& [name, c] : clusters_)
+    http2_series("upstream", "", c->name, c->workers, [](const ClusterSlice& s) -> const Http2Slice& { return s.http2; });
+  out.push_back(std::move(h2_active));
+  out.push_back(std::move(h2_total));
+  out.push_back(std::move(h2_events));
+
   auto handshakes = family("outrigger_tls_handshakes_total", "TLS handshakes completed, by side.",
                            MetricType::Counter);
   auto handshake_failures = family("outrigger_tls_handshake_failures_total",

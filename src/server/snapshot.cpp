@@ -81,7 +81,8 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
                                                        std::move(endpoint_set));
     if (c.tls) {
       try {
-        cluster->set_tls(std::make_shared<tls::Context>(*c.tls, tls::Side::client, stats.tls_material("", c.name)));
+        cluster->set_tls(std::make_shared<tls::Context>(*c.tls, tls::Side::client, stats.tls_material("", c.name),
+                                                       tls::alpn_for(c.protocol)));
       } catch (const std::exception& e) {
         errors.add(c.tls->mark, fmt::format("clusters.{}.{}", c.name, e.what()));
       }
@@ -96,10 +97,16 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
     rt->direction = l.direction == config::Direction::inbound ? "inbound" : "outbound";
     rt->stats = stats.listener(l.name, rt->direction);
     rt->no_route_stats = stats.route(rt->direction, l.name, "", "");
-    rt->settings = {l.max_request_line_bytes, l.max_request_headers_bytes, l.request_headers_timeout, l.idle_timeout};
+    rt->settings = {l.max_request_line_bytes, l.max_request_headers_bytes, l.request_headers_timeout, l.idle_timeout,
+                    l.protocol != config::Protocol::http2, l.protocol != config::Protocol::http1,
+                    {l.http2.max_concurrent_streams, l.http2.initial_stream_window_size,
+                     l.http2.initial_connection_window_size,
+                     l.http2.max_header_list_size ? l.http2.max_header_list_size
+                                                  : static_cast<std::uint32_t>(l.max_request_headers_bytes)}};
     if (l.tls) {
       try {
-        rt->tls_context = std::make_unique<tls::Context>(*l.tls, tls::Side::server, stats.tls_material(l.name, ""));
+        rt->tls_context = std::make_unique<tls::Context>(*l.tls, tls::Side::server, stats.tls_material(l.name, ""),
+                                                         tls::alpn_for(l.protocol));
         using FCC = config::ForwardClientCert;
         rt->tls = http::DownstreamTls{rt->tls_context.get(), l.tls->mode == config::Tls::Mode::permissive,
                                       l.forward_client_cert == FCC::sanitize_set ||

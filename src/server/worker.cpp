@@ -35,7 +35,7 @@ class Worker::Slot final : public http::ConnectionHost {
   }
 
   std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
-  const http::Http1Settings& settings() override { return pipeline_->settings(); }
+  const http::CodecSettings& settings() override { return pipeline_->settings(); }
   bool draining() const override { return worker_.draining_; }
   http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
   core::DeadlineQueue& deadlines() override { return worker_.deadlines_; }

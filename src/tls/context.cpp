@@ -50,7 +50,6 @@ namespace {
 constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"
     "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
-constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 constexpr unsigned char kSessionContext[] = "outrigger";
 
 std::string openssl_error() {
@@ -69,9 +68,11 @@ std::string openssl_error() {
 }
 
 int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
-                void*) {
+                void* arg) {
+  const auto& ours = static_cast<const Loaded*>(arg)->alpn;
   unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kAlpn, sizeof kAlpn, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto(&selected, outlen, reinterpret_cast<const unsigned char*>(ours.data()),
+                            static_cast<unsigned>(ours.size()), in, inlen) != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_NOACK;  // go on without ALPN; the client decides
   *out = selected;
   return SSL_TLSEXT_ERR_OK;
@@ -104,12 +105,13 @@ void require_readable(std::string_view key, const std::string& file) {
   if (!file.empty() && ::access(file.c_str(), R_OK) != 0) fail(key, file, std::strerror(errno));
 }
 
-std::shared_ptr<Loaded> load(const config::Tls& s, Side side) {
+std::shared_ptr<Loaded> load(const config::Tls& s, Side side, const std::string& alpn) {
   require_readable("cert", s.cert);
   require_readable("key", s.key);
   require_readable("ca", s.ca);
   ERR_clear_error();
   auto loaded = std::make_shared<Loaded>();
+  loaded->alpn = alpn;
   loaded->context = std::make_unique<ssl::context>(side == Side::server ? ssl::context::tls_server
                                                                          : ssl::context::tls_client);
   SSL_CTX* ctx = loaded->context->native_handle();
@@ -155,9 +157,9 @@ std::shared_ptr<Loaded> load(const config::Tls& s, Side side) {
   if (side == Side::server) {
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, loaded.get());
   } else {
-    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+    SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(alpn.data()), static_cast<unsigned>(alpn.size()));
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, keep_session);
   }
@@ -166,10 +168,27 @@ std::shared_ptr<Loaded> load(const config::Tls& s, Side side) {
 
 }  // namespace
 
-Context::Context(const config::Tls& settings, Side side, observability::TlsMaterialStats* stats)
-    : settings_(settings), side_(side), stats_(stats) {
+std::string alpn_for(config::Protocol protocol) {
+  using namespace std::string_literals;
+  switch (protocol) {
+    case config::Protocol::http1: return "\x08http/1.1"s;
+    case config::Protocol::http2: return "\x02h2"s;
+    case config::Protocol::auto_detect: break;
+  }
+  return "\x02h2\x08http/1.1"s;
+}
+
+std::string_view alpn_selected(const SSL* ssl) {
+  const unsigned char* name = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &name, &len);
+  return {reinterpret_cast<const char*>(name), len};
+}
+
+Context::Context(const config::Tls& settings, Side side, observability::TlsMaterialStats* stats, std::string alpn)
+    : settings_(settings), side_(side), stats_(stats), alpn_(std::move(alpn)) {
   stamps_ = stamps();
-  auto loaded = load(settings_, side_);
+  auto loaded = load(settings_, side_, alpn_);
   if (stats_) stats_->cert_not_after = loaded->not_after;
   current_.store(std::move(loaded), std::memory_order_release);
 }
@@ -210,7 +229,7 @@ void Context::refresh() {
   if (now == stamps_) return;
   stamps_ = now;  // a broken version is not retried until the files change again
   try {
-    auto next = load(settings_, side_);
+    auto next = load(settings_, side_, alpn_);
     if (side_ == Side::server) {
       // Session tickets issued before the rotation still resume.
       unsigned char keys[80];

@@ -134,6 +134,26 @@ struct Tls {
   }
 };
 
+// HTTP/2 toward one kind of peer (RFC 9113 §6.5.2): a listener's toward its
+// clients, a cluster's toward its endpoints. The defaults are HAProxy's and
+// Envoy's edge guidance: 100 streams, the RFC's 64 KiB stream window, a 1 MiB
+// connection window.
+struct Http2 {
+  std::uint32_t max_concurrent_streams = 100;
+  std::uint32_t initial_stream_window_size = 65535;
+  std::uint32_t initial_connection_window_size = 1 << 20;
+  std::uint32_t max_header_list_size = 0;  // 0: the listener's max_request_headers_bytes (a cluster: 96 KiB)
+  Duration ping_interval{0};               // cluster: a PING when a connection was idle this long; 0: none
+  Duration ping_timeout{std::chrono::seconds(10)};
+  bool operator==(const Http2&) const = default;
+};
+
+// What HTTP a listener accepts, or a cluster speaks to its endpoints. `auto`:
+// a listener takes HTTP/1.1 and HTTP/2 (by ALPN over TLS, by the connection
+// preface in cleartext); a cluster asks for h2 by ALPN over TLS and speaks
+// HTTP/1.1 otherwise.
+enum class Protocol { auto_detect, http1, http2 };
+
 // What a listener does with the x-forwarded-client-cert header (Envoy's options).
 enum class ForwardClientCert { sanitize, forward_only, append_forward, sanitize_set };
 
@@ -160,6 +180,8 @@ struct Listener {
   std::optional<Tls> tls;
   ForwardClientCert forward_client_cert = ForwardClientCert::sanitize;
   EscapedSlashes path_with_escaped_slashes_action = EscapedSlashes::keep;
+  Protocol protocol = Protocol::auto_detect;
+  Http2 http2;
   Mark mark;
 };
 
@@ -235,6 +257,8 @@ struct Cluster {
   std::optional<OutlierDetection> outlier_detection;
   std::optional<HealthCheck> health_check;
   std::optional<Tls> tls;
+  Protocol protocol = Protocol::http1;
+  Http2 http2;
   Mark mark;
 };
 

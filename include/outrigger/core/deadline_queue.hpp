@@ -35,8 +35,12 @@ class Deadline : public boost::intrusive::set_base_hook<boost::intrusive::link_m
   // At `at`, cancel `guard` (and mark this deadline expired); replaces any
   // earlier arming. Clock::time_point::max() disarms.
   void arm(Clock::time_point at, boost::asio::ip::tcp::socket* guard);
+  // At `at`, call on_expiry(context) instead (an HTTP/2 stream wakes its
+  // waits; cancelling the socket would end every stream of the connection).
+  void arm(Clock::time_point at, void (*on_expiry)(void*), void* context);
   void disarm() {
     guard_ = nullptr;
+    on_expiry_ = nullptr;
     at_ = Clock::time_point::max();  // stays queued until the queue reaches it
   }
   bool armed() const { return at_ != Clock::time_point::max(); }
@@ -50,6 +54,8 @@ class Deadline : public boost::intrusive::set_base_hook<boost::intrusive::link_m
   };
   DeadlineQueue* queue_;
   boost::asio::ip::tcp::socket* guard_ = nullptr;
+  void (*on_expiry_)(void*) = nullptr;
+  void* context_ = nullptr;
   Clock::time_point at_{Clock::time_point::max()};   // when it fires; max: disarmed
   Clock::time_point key_{Clock::time_point::max()};  // where it is queued (at most at_); fixed while queued
   bool expired_ = false;

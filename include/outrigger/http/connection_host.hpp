@@ -16,11 +16,24 @@
 
 namespace outrigger::http {
 
-struct Http1Settings {
+// HTTP/2 toward one peer (RFC 9113 §6.5.2, §6.9).
+struct Http2Settings {
+  std::uint32_t max_concurrent_streams = 100;
+  std::uint32_t initial_stream_window_size = 65535;
+  std::uint32_t initial_connection_window_size = 1 << 20;
+  std::uint32_t max_header_list_size = 60 * 1024;
+};
+
+struct CodecSettings {
   std::size_t max_request_line_bytes = 8 * 1024;
   std::size_t max_request_headers_bytes = 60 * 1024;
   std::chrono::milliseconds request_headers_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};
+  // What the listener accepts: HTTP/1.1, HTTP/2 (h2 by ALPN, h2c by its
+  // connection preface), or both.
+  bool http1 = true;
+  bool http2_enabled = true;
+  Http2Settings http2;
 };
 
 // What the codec asks of the proxy, per request. One per listener and config snapshot.
@@ -34,7 +47,7 @@ struct DownstreamTls {
 class ExchangeHandler {
  public:
   virtual ~ExchangeHandler() = default;
-  virtual const Http1Settings& settings() const = 0;
+  virtual const CodecSettings& settings() const = 0;
   // The listener's TLS; null when it speaks plain HTTP only. Lives as long as the handler.
   virtual const DownstreamTls* tls() const { return nullptr; }
   // Produces the response through ex.downstream.
@@ -51,7 +64,7 @@ class ConnectionHost {
   // The handler of the config snapshot in force now.
   virtual std::shared_ptr<ExchangeHandler> current_handler() = 0;
   // Its settings, without taking a reference to it.
-  virtual const Http1Settings& settings() = 0;
+  virtual const CodecSettings& settings() = 0;
   virtual bool draining() const = 0;
   virtual RequestIdGenerator& request_ids() = 0;
   // The worker's deadlines (route timeouts).

@@ -1,7 +1,10 @@
-// The HTTP/1.1 downstream codec: one coroutine per client connection that
-// reads a request (Beast's parser, then the strict framing checks of
+// A client connection, and its HTTP/1.1 codec: one coroutine that reads a
+// request (Beast's parser, then the strict framing checks of
 // http/framing.hpp), hands the exchange to the proxy, writes the response,
-// and loops for keep-alive and pipelining.
+// and loops for keep-alive and pipelining. A connection that speaks HTTP/2
+// (ALPN h2 after its TLS handshake, or the HTTP/2 preface as its first bytes:
+// h2c by prior knowledge) is handed to an Http2Session instead, which runs
+// over this connection's stream until it ends.
 //
 // A busy keep-alive connection reads its next request straight into a pooled
 // buffer. One that stays idle longer (the worker's sweep, every 100 ms, cancels
@@ -73,13 +76,16 @@ class Http1Connection final : public Downstream, public ConnectionHook {
 
   // Until the connection closes or parks.
   awaitable<void> serve();
+  // The client's first bytes are the HTTP/2 connection preface.
+  awaitable<bool> is_http2_preface();
+  awaitable<void> serve_http2();
   static void park(std::unique_ptr<Http1Connection> connection);
   // Serves one request; false when the connection is to close.
   awaitable<bool> serve_request();
   // The listener's TLS: a handshake (after a look at the first byte when
   // permissive). False when the connection is to close.
   awaitable<bool> start_tls(ExchangeHandler& handler, const DownstreamTls& tls);
-  awaitable<ReadResult> read_header(const Http1Settings& s);
+  awaitable<ReadResult> read_header(const CodecSettings& s);
   ReadResult check_header();
   awaitable<error_code> read_more();
   awaitable<void> refuse(ExchangeHandler& handler, ReadResult why);
@@ -105,11 +111,13 @@ class Http1Connection final : public Downstream, public ConnectionHook {
     std::string xfcc;
   };
   std::unique_ptr<Peer> peer_;
+  std::unique_ptr<class Http2Session> h2_;  // while the connection speaks HTTP/2
   Clock::time_point phase_deadline_ = Clock::time_point::max();
   Clock::time_point linger_since_;
   Phase phase_ = Phase::active;
   bool timed_out_ = false;         // the sweep cancelled the phase's I/O
   bool started_ = false;           // TLS (if any) is set up: a resumed coroutine skips it
+  bool first_request_ = true;      // nothing served yet: the HTTP/2 preface may come
   bool parked_ = false;            // the coroutine ended to wait without a frame
   bool resumed_ = false;           // the parked wait saw the socket readable
   bool lingering_ = false;         // idle, with a read pending on a pooled buffer

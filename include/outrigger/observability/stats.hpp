@@ -92,6 +92,42 @@ enum class TlsFailure : std::uint8_t { no_client_cert, unknown_ca, expired, iden
 inline constexpr std::array<std::string_view, 5> kTlsFailureNames{"no_client_cert", "unknown_ca", "expired",
                                                                   "identity_mismatch", "protocol"};
 
+// What an HTTP/2 connection went through (the `event` label of
+// outrigger_http2_events_total): frames that end streams or connections, and
+// the abuse limits, each counted where nghttp2 or the session enforces it.
+enum class Http2Event : std::uint8_t {
+  goaway_sent,            // GOAWAY with an error (a graceful one is not counted)
+  goaway_received,
+  reset_sent,             // RST_STREAM
+  reset_received,
+  refused_stream,         // a stream past max_concurrent_streams
+  rapid_reset,            // streams reset faster than the limit (CVE-2023-44487)
+  continuation_flood,     // too many CONTINUATION frames for one header block
+  control_flood,          // PING, SETTINGS, PRIORITY, WINDOW_UPDATE or empty DATA frames without traffic between
+  outbound_flood,         // replies queued for a peer that does not read them
+  header_list_too_large,  // a header block past max_header_list_size (answered 431)
+  protocol_error,         // any other connection error (framing, HPACK, flow control)
+  stream_idle_timeout,    // a stream with nothing moving for the idle timeout (reset)
+  write_timeout,          // a peer that took no bytes for the idle timeout (connection closed)
+  keepalive_timeout,      // no PING ACK within ping_timeout (connection closed)
+};
+inline constexpr std::array<std::string_view, 14> kHttp2EventNames{
+    "goaway_sent",         "goaway_received",  "reset_sent",          "reset_received",
+    "refused_stream",      "rapid_reset",      "continuation_flood",  "control_flood",
+    "outbound_flood",      "header_list_too_large", "protocol_error", "stream_idle_timeout",
+    "write_timeout",       "keepalive_timeout"};
+
+struct Http2Slice {
+  Gauge connections_active;
+  Counter connections_total;
+  std::array<Counter, kHttp2EventNames.size()> events;
+  void count(Http2Event e) { events[static_cast<std::size_t>(e)].inc(); }
+};
+
+// The protocol label of the request series.
+enum class HttpProtocol : std::uint8_t { http1, http2 };
+inline constexpr std::array<std::string_view, 2> kHttpProtocolNames{"http1", "http2"};
+
 struct ListenerSlice {
   Gauge connections_active;
   Counter connections_total;
@@ -101,6 +137,9 @@ struct ListenerSlice {
   Counter tls_handshakes;  // completed
   std::array<Counter, kTlsFailureNames.size()> tls_failures;  // by TlsFailure
   void count(TlsFailure f) { tls_failures[static_cast<std::size_t>(f)].inc(); }
+  std::array<Counter, kHttpProtocolNames.size()> requests;  // exchanges started, by protocol
+  void count(HttpProtocol p) { requests[static_cast<std::size_t>(p)].inc(); }
+  Http2Slice http2;
 };
 
 struct ClusterSlice {
@@ -120,6 +159,7 @@ struct ClusterSlice {
   Counter tls_handshakes;        // completed, with an endpoint
   std::array<Counter, kTlsFailureNames.size()> tls_failures;  // by TlsFailure
   void count(TlsFailure f) { tls_failures[static_cast<std::size_t>(f)].inc(); }
+  Http2Slice http2;
 };
 
 // The shared state of a cluster's classic breaker (upstream::CircuitBreaker

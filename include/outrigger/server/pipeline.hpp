@@ -26,7 +26,7 @@ class Pipeline final : public http::ExchangeHandler {
   Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRuntime& listener, router::WorkerContext& worker,
            upstream::WorkerUpstreams& upstreams);
 
-  const http::Http1Settings& settings() const override { return listener_.settings; }
+  const http::CodecSettings& settings() const override { return listener_.settings; }
   const http::DownstreamTls* tls() const override { return listener_.tls ? &*listener_.tls : nullptr; }
   http::awaitable<void> handle(http::Exchange& ex) override;
   void complete(http::Exchange& ex) override;

@@ -33,7 +33,7 @@ struct ListenerRuntime {
   std::vector<std::unique_ptr<http::FilterFactory>> filters;
   observability::ListenerStats* stats = nullptr;
   observability::RouteStats* no_route_stats = nullptr;  // requests no route matched, and codec refusals
-  http::Http1Settings settings;
+  http::CodecSettings settings;
   std::unique_ptr<tls::Context> tls_context;  // the listener's certificates, watched
   std::optional<http::DownstreamTls> tls;     // null: plain HTTP only
 };

@@ -49,14 +49,24 @@ struct Loaded {
   std::unique_ptr<boost::asio::ssl::context> context;
   std::string identity;         // our certificate's identity (see identity_of); empty without one
   std::int64_t not_after = 0;   // our certificate's expiry, seconds since the epoch
+  std::string alpn;             // ALPN wire form: what a server accepts, in its order
   mutable SessionCache sessions;  // client side (shared by the connections made from it)
 };
+
+// ALPN's wire form (length-prefixed names) of what a listener or a cluster
+// speaks: h2 before http/1.1 when both.
+std::string alpn_for(config::Protocol protocol);
+
+// The protocol `ssl` agreed on by ALPN; empty when none.
+std::string_view alpn_selected(const SSL* ssl);
 
 class Context {
  public:
   // Loads the files now; throws std::runtime_error naming the key and the
-  // file that could not be used.
-  Context(const config::Tls& settings, Side side, observability::TlsMaterialStats* stats = nullptr);
+  // file that could not be used. `alpn`: the protocols offered (a client) or
+  // accepted (a server), in order of preference (see alpn_for).
+  Context(const config::Tls& settings, Side side, observability::TlsMaterialStats* stats = nullptr,
+          std::string alpn = alpn_for(config::Protocol::http1));
   ~Context();
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
@@ -89,6 +99,7 @@ class Context {
   config::Tls settings_;
   Side side_;
   observability::TlsMaterialStats* stats_;
+  std::string alpn_;
   std::array<Stamp, 3> stamps_;
   std::atomic<std::shared_ptr<const Loaded>> current_;
 };

@@ -22,7 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 class Handler final : public ExchangeHandler {
  public:
-  const Http1Settings& settings() const override { return settings_; }
+  const CodecSettings& settings() const override { return settings_; }
   awaitable<void> handle(Exchange& ex) override {
     const LocalReply reply{200, "ok\n"};
     co_await send_local_reply(ex, reply);
@@ -31,7 +31,7 @@ class Handler final : public ExchangeHandler {
     ++completed;
     last_status = ex.status;
   }
-  Http1Settings settings_;
+  CodecSettings settings_;
   int completed = 0;
   int last_status = 0;
 };
@@ -40,7 +40,7 @@ class Host final : public ConnectionHost {
  public:
   explicit Host(asio::io_context& io) : deadlines_(io.get_executor()) {}
   std::shared_ptr<ExchangeHandler> current_handler() override { return handler; }
-  const Http1Settings& settings() override { return handler->settings(); }
+  const CodecSettings& settings() override { return handler->settings(); }
   bool draining() const override { return false; }
   RequestIdGenerator& request_ids() override { return ids_; }
   core::DeadlineQueue& deadlines() override { return deadlines_; }

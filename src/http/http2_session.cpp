@@ -26,6 +26,7 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 constexpr std::size_t kWriteBatch = 64 * 1024;  // what the writer gathers before a write
 constexpr auto kGoawayAfterNotice = std::chrono::milliseconds(100);
 constexpr std::size_t kRememberedStreams = 256;
+constexpr std::uint64_t kResetBurst = 1000, kResetsPerSecond = 33;  // nghttp2's defaults, said here
 constexpr std::uint32_t kControlFrameBudget = 1000;  // control frames in a row without a request or DATA between  // ids kept to tell a closed stream from one never opened
 
 Http2Session& session_of(void* user_data) { return *static_cast<Http2Session*>(user_data); }
@@ -55,7 +56,6 @@ struct Http2Session::Callbacks {
 
   static int on_frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
     auto& self = session_of(user_data);
-    self.last_recv_type_ = frame->hd.type;
     if (!account(self, *frame)) return 0;
     auto* s = static_cast<Http2Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
     if (!s) return 0;
@@ -102,7 +102,10 @@ struct Http2Session::Callbacks {
       case NGHTTP2_SETTINGS: control = !(frame.hd.flags & NGHTTP2_FLAG_ACK); break;
       case NGHTTP2_PRIORITY:
       case NGHTTP2_WINDOW_UPDATE: control = true; break;
-      case NGHTTP2_RST_STREAM: self.count(Http2Event::reset_received); break;
+      case NGHTTP2_RST_STREAM:
+        ++self.resets_received_;
+        self.count(Http2Event::reset_received);
+        break;
       case NGHTTP2_GOAWAY: self.count(Http2Event::goaway_received); break;
       default: break;
     }
@@ -127,9 +130,9 @@ struct Http2Session::Callbacks {
         if (frame->goaway.error_code == NGHTTP2_NO_ERROR) break;
         self.count(observability::Http2Event::goaway_sent);
         // nghttp2's own limit on resets ends the connection with INTERNAL_ERROR
-        // right after the RST_STREAM that crossed it.
+        // once the client has reset more streams than the burst allows.
         if (!self.abuse_counted_ && frame->goaway.error_code == NGHTTP2_INTERNAL_ERROR &&
-            self.last_recv_type_ == NGHTTP2_RST_STREAM)
+            self.resets_received_ >= kResetBurst)
           self.count(observability::Http2Event::rapid_reset);
         else if (!self.abuse_counted_)
           self.count(observability::Http2Event::protocol_error);
@@ -199,7 +202,7 @@ Http2Session::Http2Session(net::Stream& stream, boost::beast::basic_flat_buffer<
   nghttp2_option_set_no_auto_window_update(opt, 1);
   // Abuse limits nghttp2 enforces itself: rapid resets (CVE-2023-44487),
   // CONTINUATION floods, SETTINGS floods, ACKs a peer never reads.
-  nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+  nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetsPerSecond);
   nghttp2_option_set_max_continuations(opt, 8);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_outbound_ack(opt, 1000);

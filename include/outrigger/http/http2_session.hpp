@@ -99,7 +99,7 @@ class Http2Session {
   std::string out_;                // what the writer sends next
   observability::Http2Slice& stats_;
   std::uint32_t control_frames_ = 0;  // control frames since the last request or DATA
-  std::uint8_t last_recv_type_ = 0;
+  std::uint64_t resets_received_ = 0;
   bool abuse_counted_ = false;     // the one reason this connection ends is counted
   Clock::time_point writing_since_ = Clock::time_point::max();  // a write is pending since
 };

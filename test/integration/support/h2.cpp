@@ -252,7 +252,8 @@ void H2Client::open_window(std::int32_t id, std::size_t bytes) {
   flush();
 }
 
-RawH2::RawH2(std::uint16_t port) {
+RawH2::RawH2(std::uint16_t port, const std::vector<std::pair<std::uint16_t, std::uint32_t>>& settings) {
+  nghttp2_hd_inflate_new(&inflater_);
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -266,11 +267,42 @@ RawH2::RawH2(std::uint16_t port) {
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  send(std::string(kH2Preface) + h2_frame(kSettings, 0, 0, ""));
+  std::string entries;
+  for (const auto& [id, value] : settings) {
+    const char e[6] = {static_cast<char>(id >> 8), static_cast<char>(id & 0xff), static_cast<char>(value >> 24),
+                       static_cast<char>((value >> 16) & 0xff), static_cast<char>((value >> 8) & 0xff),
+                       static_cast<char>(value & 0xff)};
+    entries.append(e, 6);
+  }
+  send(std::string(kH2Preface) + h2_frame(kSettings, 0, 0, entries));
 }
 
 RawH2::~RawH2() {
+  nghttp2_hd_inflate_del(inflater_);
   if (fd_ >= 0) ::close(fd_);
+}
+
+Fields RawH2::decode(const Frame& headers) {
+  Fields out;
+  auto* in = reinterpret_cast<std::uint8_t*>(const_cast<char*>(headers.payload.data()));
+  std::size_t left = headers.payload.size();
+  for (;;) {
+    nghttp2_nv nv{};
+    int flags = 0;
+    const auto n = nghttp2_hd_inflate_hd2(inflater_, &nv, &flags, in, left, 1);
+    if (n < 0) break;
+    in += n;
+    left -= static_cast<std::size_t>(n);
+    if (flags & NGHTTP2_HD_INFLATE_EMIT)
+      out.emplace_back(std::string(reinterpret_cast<char*>(nv.name), nv.namelen),
+                       std::string(reinterpret_cast<char*>(nv.value), nv.valuelen));
+    if (flags & NGHTTP2_HD_INFLATE_FINAL) {
+      nghttp2_hd_inflate_end_headers(inflater_);
+      break;
+    }
+    if (n == 0 && left == 0) break;
+  }
+  return out;
 }
 
 bool RawH2::send(const std::string& bytes) {

@@ -18,6 +18,7 @@
 
 struct nghttp2_session;
 struct nghttp2_hd_deflater;
+struct nghttp2_hd_inflater;
 
 namespace testing_support {
 
@@ -106,7 +107,8 @@ class RawH2 {
     std::string payload;
     std::uint32_t error_code() const;  // RST_STREAM's, or GOAWAY's
   };
-  explicit RawH2(std::uint16_t port);  // connects, sends the preface and an empty SETTINGS
+  // Connects, sends the preface and SETTINGS (these entries: id, value).
+  explicit RawH2(std::uint16_t port, const std::vector<std::pair<std::uint16_t, std::uint32_t>>& settings = {});
   ~RawH2();
   bool send(const std::string& bytes);
   // The next frame; nullopt at the deadline or when the server closed.
@@ -115,6 +117,9 @@ class RawH2 {
   std::optional<Frame> until(std::uint8_t type, std::chrono::milliseconds timeout = 3s,
                              std::uint32_t stream = 0xffffffff);
   bool closed() const { return closed_; }
+  // A HEADERS frame's fields (END_HEADERS set, no padding or priority), with
+  // this connection's HPACK state: call it on every HEADERS frame, in order.
+  Fields decode(const Frame& headers);
   // Reads until the server closes; true when it did within the deadline.
   bool closed_by_peer(std::chrono::milliseconds timeout = 3s);
   // Stops reading the socket (the zero-window peer): nothing is drained.
@@ -124,6 +129,7 @@ class RawH2 {
   int fd_ = -1;
   std::string in_;
   bool closed_ = false;
+  nghttp2_hd_inflater* inflater_ = nullptr;
 };
 enum : std::uint8_t { kData = 0, kHeaders = 1, kPriority = 2, kRstStream = 3, kSettings = 4, kPing = 6,
                       kGoaway = 7, kWindowUpdate = 8, kContinuation = 9 };

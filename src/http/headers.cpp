@@ -65,6 +65,11 @@ void strip_hop_by_hop(Fields& f) {
   for_each_token(named, [&](std::string_view name) { f.erase(name); });
 }
 
+bool accepts_trailers(const Fields& f) {
+  const auto te = f.find(http::field::te);
+  return te != f.end() && has_token(te->value(), "trailers");
+}
+
 namespace {
 std::optional<std::uint64_t> parse_uint(std::string_view v) {
   std::uint64_t out = 0;

@@ -27,6 +27,7 @@ Http1Client::~Http1Client() = default;
 void Http1Client::begin(bool reused) {
   reused_ = reused;
   head_ = got_response_ = abandoned_ = false;
+  trailers_.clear();
   serializer_.reset();
   parser_.reset();
 }
@@ -51,18 +52,35 @@ UpstreamError Http1Client::failure() const {
   return UpstreamError::reset;
 }
 
-awaitable<UpstreamError> Http1Client::write_request(RequestMessage& req) {
+awaitable<UpstreamError> Http1Client::write_request(RequestMessage& req, const Fields* trailers) {
   if (!serializer_) {
     head_ = req.method() == bhttp::verb::head;
+    // TE is a connection option in HTTP/1.1 (RFC 9110 §10.1.4).
+    if (req.find(bhttp::field::te) != req.end() && req.find(bhttp::field::connection) == req.end())
+      req.set(bhttp::field::connection, "te");
+    chunked_request_ = req.chunked();
     serializer_.emplace(req);
+  }
+  if (trailers && !req.body().more && chunked_request_) {
+    req.body().more = true;  // the last piece as a chunk, then the last chunk with the trailers
+    auto ec = co_await write_serialized(stream_, *serializer_);
+    req.body().more = false;
+    if (!ec) ec = co_await write_last_chunk(stream_, *trailers);
+    co_return ec ? failure() : UpstreamError::none;
   }
   const auto ec = co_await write_serialized(stream_, *serializer_);
   co_return ec ? failure() : UpstreamError::none;
 }
 
+const Fields* Http1Client::response_trailers() const {
+  return trailers_.begin() != trailers_.end() ? &trailers_ : nullptr;
+}
+
 awaitable<UpstreamError> Http1Client::read_response_header() {
   for (;;) {
     parser_.emplace();
+    trailer_mark_ = {&*parser_};
+    parser_->on_chunk_header(trailer_mark_);
     parser_->body_limit(boost::none);
     parser_->header_limit(kMaxResponseHeaderBytes);
     parser_->skip(head_);
@@ -82,7 +100,10 @@ awaitable<UpstreamError> Http1Client::read_response_header() {
       if (ec) co_return failure();
     }
     const int status = parser_->get().result_int();
-    if (status < 100 || status >= 200 || status == 101) co_return UpstreamError::none;
+    if (status < 100 || status >= 200 || status == 101) {
+      trailers_.clear();
+      co_return UpstreamError::none;
+    }
   }
 }
 
@@ -91,7 +112,10 @@ awaitable<UpstreamBodyRead> Http1Client::read_response_body(char* buf, std::size
   while (!p.is_done()) {
     const auto parsed = parse_body(p, buffer_, buf, size);
     if (parsed.kind == ParsedBody::malformed) co_return UpstreamBodyRead{UpstreamError::protocol};
-    if (parsed.kind == ParsedBody::piece) co_return UpstreamBodyRead{UpstreamError::none, parsed.bytes, p.is_done()};
+    if (parsed.kind == ParsedBody::piece) {
+      if (p.is_done() && p.chunked()) take_trailers(p.get().base(), trailer_mark_.header_fields, trailers_);
+      co_return UpstreamBodyRead{UpstreamError::none, parsed.bytes, p.is_done()};
+    }
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
     buffer_.commit(n);
     if (ec == asio::error::eof && p.need_eof()) {

@@ -34,9 +34,14 @@ constexpr auto kCloseNotifyTimeout = std::chrono::seconds(1);
 // requests, so that an idle keep-alive connection does not carry it (the
 // Exchange lives here, not in a coroutine frame).
 struct Http1Connection::RequestState {
-  bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>> parser;
+  using Parser = bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>>;
+  RequestState() { parser.on_chunk_header(trailer_mark); }
+  Parser parser;
+  TrailerMark<Parser> trailer_mark{&parser};
   std::optional<bhttp::response_serializer<bhttp::buffer_body, Fields>> serializer;
   std::optional<Exchange> exchange;
+  Fields trailers;
+  bool chunked_response = false;
 };
 
 namespace {
@@ -401,7 +406,10 @@ awaitable<BodyRead> Http1Connection::read_body(char* buf, std::size_t size) {
   }
   for (;;) {
     const auto parsed = parse_body(p, buffer_, buf, size);
-    if (parsed.kind == ParsedBody::piece) co_return BodyRead{StreamError::none, parsed.bytes, p.is_done()};
+    if (parsed.kind == ParsedBody::piece) {
+      if (p.is_done() && p.chunked()) take_trailers(p.get().base(), state_->trailer_mark.header_fields, state_->trailers);
+      co_return BodyRead{StreamError::none, parsed.bytes, p.is_done()};
+    }
     if (parsed.kind == ParsedBody::malformed) co_return BodyRead{StreamError::malformed};
     const auto ec = co_await read_more();
     if (ec) co_return BodyRead{route_deadline_.expired() ? StreamError::timeout : StreamError::reset};
@@ -435,16 +443,30 @@ void Http1Connection::prepare_response(ResponseHeader& h, bool has_length) {
   }
 }
 
-awaitable<StreamError> Http1Connection::write_response(ResponseMessage& msg) {
+const Fields* Http1Connection::request_trailers() const {
+  return state_ && state_->trailers.begin() != state_->trailers.end() ? &state_->trailers : nullptr;
+}
+
+awaitable<StreamError> Http1Connection::write_response(ResponseMessage& msg, const Fields* trailers) {
   if (!state_->serializer) {
     strip_hop_by_hop(msg.base());
     prepare_response(msg.base(), msg.find(bhttp::field::content_length) != msg.end());
     response_started_ = true;
     header_only_ = header_only_response(msg.result_int());
+    state_->chunked_response = msg.chunked();
     state_->serializer.emplace(msg);
     if (header_only_) co_return write_error(co_await write_serialized(stream_, *state_->serializer, true));
   } else if (header_only_) {
     co_return StreamError::none;
+  }
+  if (trailers && !msg.body().more && state_->chunked_response) {
+    // The serializer writes the last piece as a chunk; the last chunk, with
+    // the trailer fields, is Beast's chunk_last.
+    msg.body().more = true;
+    const auto ec = co_await write_serialized(stream_, *state_->serializer);
+    msg.body().more = false;
+    if (ec) co_return write_error(ec);
+    co_return write_error(co_await write_last_chunk(stream_, *trailers));
   }
   co_return write_error(co_await write_serialized(stream_, *state_->serializer));
 }

@@ -18,6 +18,19 @@ namespace {
 constexpr std::size_t kHighWater = 32 * 1024;  // response bytes queued per stream before the exchange waits
 
 bool header_only_status(int status) { return status < 200 || status == 204 || status == 304; }
+
+std::string lower(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Fields HTTP/2 forbids (RFC 9113 §8.2.2).
+bool is_connection_specific(std::string_view name) {
+  for (std::string_view f : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
+    if (boost::beast::iequals(name, f)) return true;
+  return false;
+}
 }  // namespace
 
 struct Http2Stream::Provider {
@@ -27,7 +40,7 @@ struct Http2Stream::Provider {
     const auto avail = s.out_.size() - s.out_offset_;
     if (avail == 0) {
       if (!s.out_eof_) return NGHTTP2_ERR_DEFERRED;  // resumed when the exchange queues more
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      s.end_body(flags);
       return 0;
     }
     const auto n = std::min(length, avail);
@@ -37,12 +50,26 @@ struct Http2Stream::Provider {
     if (s.out_offset_ == s.out_.size()) {
       s.out_.clear();
       s.out_offset_ = 0;
-      if (s.out_eof_) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (s.out_eof_) s.end_body(flags);
     }
     s.wake_.notify();  // room again for an exchange waiting to queue more
     return static_cast<ssize_t>(n);
   }
 };
+
+void Http2Stream::end_body(std::uint32_t* flags) {
+  *flags |= NGHTTP2_DATA_FLAG_EOF;
+  if (response_trailers_.empty()) return;
+  // The trailers end the stream instead of the last DATA frame.
+  *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(response_trailers_.size());
+  for (const auto& [n, v] : response_trailers_)
+    nva.push_back({reinterpret_cast<std::uint8_t*>(const_cast<char*>(n.data())),
+                   reinterpret_cast<std::uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
+                   NGHTTP2_NV_FLAG_NONE});
+  nghttp2_submit_trailer(session_.session_, id_, nva.data(), nva.size());
+}
 
 Http2Stream::Http2Stream(Http2Session& session, std::int32_t id)
     : session_(session),
@@ -66,7 +93,11 @@ void Http2Stream::on_header(std::string_view name, std::string_view value, bool 
     bad_request_ = true;
     return;
   }
-  if (!request) return;  // trailers of the request: not forwarded (yet)
+  if (!request) {  // the request's trailers
+    if (!name.empty() && name.front() == ':') return;  // nghttp2 refuses these already
+    trailers_.insert(name, value);
+    return;
+  }
   if (!name.empty() && name.front() == ':') {
     if (name == ":method") {
       request_.method_string(value);
@@ -218,8 +249,7 @@ bool Http2Stream::submit(ResponseHeader& header, bool with_body) {
   };
   nva.push_back(nv(":status", {status, static_cast<std::size_t>(code.ptr - status)}));
   for (const auto& f : header) {
-    auto& name = names.emplace_back(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto& name = names.emplace_back(lower(f.name_string()));
     nva.push_back(nv(name, f.value()));
   }
   nghttp2_data_provider provider;
@@ -231,12 +261,19 @@ bool Http2Stream::submit(ResponseHeader& header, bool with_body) {
   return rv == 0;
 }
 
-awaitable<StreamError> Http2Stream::write_response(ResponseMessage& msg) {
+awaitable<StreamError> Http2Stream::write_response(ResponseMessage& msg, const Fields* trailers) {
   if (reset_ || timed_out_) co_return failure();
+  if (trailers && !msg.body().more) {
+    for (const auto& f : *trailers) {
+      if (is_connection_specific(f.name_string())) continue;
+      response_trailers_.emplace_back(lower(f.name_string()), f.value());
+    }
+  }
   if (!response_started_) {
     response_started_ = true;
     header_only_ = is_head_ || header_only_status(msg.result_int());
-    const bool with_body = !header_only_ && (msg.body().more || msg.body().size > 0);
+    // Trailers need a body to follow (an empty one will do).
+    const bool with_body = !header_only_ && (msg.body().more || msg.body().size > 0 || !response_trailers_.empty());
     if (!submit(msg.base(), with_body)) co_return StreamError::reset;
     if (!with_body) {
       header_only_ = true;  // the HEADERS frame ends the stream

@@ -48,7 +48,8 @@ http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamReques
   req.body().size = buffered ? retry.body().size() : 0;
   req.body().more = ex.request_has_body && !buffered;
   for (;;) {
-    if (const auto e = co_await upstream.write_request(req); e != UpstreamError::none)
+    const auto* trailers = req.body().more ? nullptr : ex.downstream.request_trailers();
+    if (const auto e = co_await upstream.write_request(req, trailers); e != UpstreamError::none)
       co_return failed(ex, e, resendable());
     if (!req.body().more) co_return TryResult::ok;
     if (!buf) buf.emplace(core::thread_buffer_pool().get());
@@ -102,7 +103,8 @@ http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequ
     res.body().data = piece.bytes ? buf->data() : nullptr;
     res.body().size = piece.bytes;
     res.body().more = !piece.done;
-    if (const auto w = co_await ex.downstream.write_response(res); w != StreamError::none) {
+    const auto* trailers = piece.done ? upstream.response_trailers() : nullptr;
+    if (const auto w = co_await ex.downstream.write_response(res, trailers); w != StreamError::none) {
       ex.error = w == StreamError::timeout ? ProxyError::timeout : ProxyError::downstream_reset;
       co_return TryResult::aborted;
     }

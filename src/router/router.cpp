@@ -17,7 +17,11 @@ namespace {
 // Edits the request header for the upstream hop.
 void prepare_request(http::Exchange& ex, const Destination& to, WorkerContext& worker) {
   auto& req = ex.request;
+  // TE is hop-by-hop, but "trailers" in it says the client takes trailers,
+  // and so does the proxy: it goes on (gRPC servers insist on it).
+  const bool te_trailers = http::accepts_trailers(req.base());
   http::strip_hop_by_hop(req.base());
+  if (te_trailers) req.set(bhttp::field::te, "trailers");
   if (ex.request_has_body && !ex.request_content_length) req.set(bhttp::field::transfer_encoding, "chunked");
   http::add_forwarding_headers(req.base(), ex.downstream_ip, ex.downstream_tls ? "https" : "http",
                                to.listener.trust_request_headers, worker.request_ids);

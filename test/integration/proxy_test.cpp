@@ -158,7 +158,7 @@ TEST(Proxy, RemovesHopByHopHeadersBothWays) {
                                   {{"Connection", "keep-alive, X-Private"},
                                    {"X-Private", "secret"},
                                    {"Keep-Alive", "timeout=5"},
-                                   {"TE", "trailers"},
+                                   {"TE", "gzip"},
                                    {"Upgrade", "websocket"},
                                    {"Proxy-Connection", "keep-alive"},
                                    {"X-Custom", "kept"}})));
@@ -170,6 +170,19 @@ TEST(Proxy, RemovesHopByHopHeadersBothWays) {
   EXPECT_EQ(req["x-custom"], "kept");
   for (const char* h : {"x-up-private", "keep-alive", "upgrade"}) EXPECT_EQ(res->find(h), res->end()) << h;
   EXPECT_EQ((*res)["x-kept"], "yes");
+}
+
+TEST(Proxy, KeepsTeTrailersAsTheOnlyHopByHopHeaderItForwards) {
+  // RFC 9110 section 10.1.4: TE is hop by hop, but "trailers" says the client takes
+  // trailers, which gRPC needs end to end; every other TE coding is dropped.
+  FakeUpstream up;
+  Proxy proxy(config_for(up.port()));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send(request_text("GET", "/api/h", {{"TE", "gzip, trailers"}, {"Connection", "TE"}})));
+  ASSERT_TRUE(s.read_response());
+  const auto req = up.last_request();
+  EXPECT_EQ(req["te"], "trailers");
+  EXPECT_EQ(req["connection"], "te");
 }
 
 TEST(Proxy, AddsForwardingHeadersAndARequestId) {

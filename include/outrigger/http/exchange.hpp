@@ -53,12 +53,16 @@ class Downstream {
   // first when the client asked for it.
   virtual awaitable<BodyRead> read_body(char* buf, std::size_t size) = 0;
   virtual bool request_body_done() const = 0;
+  // The request's trailer fields, once its body is done; null when none came.
+  virtual const Fields* request_trailers() const { return nullptr; }
 
   // Writes what msg holds: the header on the first call, then whatever
   // msg.body() points at (body().more = false on the last piece). The codec
   // fixes the framing (Content-Length, chunked, close-delimited) and the
-  // connection headers; msg must outlive the response.
-  virtual awaitable<StreamError> write_response(ResponseMessage& msg) = 0;
+  // connection headers; msg must outlive the response. `trailers` (with the
+  // last piece, or null) follow the body where the protocol can carry them:
+  // HTTP/2, or a chunked HTTP/1.1 response; elsewhere they are dropped.
+  virtual awaitable<StreamError> write_response(ResponseMessage& msg, const Fields* trailers) = 0;
   // A whole response made by the proxy (through http::send_local_reply only).
   virtual awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) = 0;
   virtual bool response_started() const = 0;

@@ -18,6 +18,9 @@ using Fields = core::HttpFields;
 // Transfer-Encoding, Upgrade and every header the Connection header names.
 void strip_hop_by_hop(Fields& f);
 
+// The TE header names "trailers".
+bool accepts_trailers(const Fields& f);
+
 // Appends the client address to x-forwarded-for (as the peers do), sets
 // x-forwarded-proto to `proto` ("http" or "https": the client's connection)
 // unless a trusted client sent one, and x-request-id when absent (generated).

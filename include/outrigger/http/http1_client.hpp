@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "outrigger/core/buffer_pool.hpp"
+#include "outrigger/http/body_parse.hpp"
 #include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/http/upstream_request.hpp"
 #include "outrigger/net/stream.hpp"
@@ -34,10 +35,11 @@ class Http1Client final : public UpstreamRequest {
 
   // UpstreamRequest
   void set_deadline(std::chrono::steady_clock::time_point at) override;
-  awaitable<UpstreamError> write_request(RequestMessage& req) override;
+  awaitable<UpstreamError> write_request(RequestMessage& req, const Fields* trailers) override;
   awaitable<UpstreamError> read_response_header() override;
   ResponseMessage& response() override { return parser_->get(); }
   awaitable<UpstreamBodyRead> read_response_body(char* buf, std::size_t size) override;
+  const Fields* response_trailers() const override;
   void abandon() override;
   bool reused() const override { return reused_; }
 
@@ -56,6 +58,9 @@ class Http1Client final : public UpstreamRequest {
   bool head_ = false;           // the request is a HEAD: the response has no body
   bool got_response_ = false;   // a byte of the response arrived
   bool abandoned_ = false;
+  bool chunked_request_ = false;
+  TrailerMark<Parser> trailer_mark_;  // where a chunked response's trailers start
+  Fields trailers_;
 };
 
 }  // namespace outrigger::http

@@ -62,7 +62,8 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   // Downstream
   awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
   bool request_body_done() const override;
-  awaitable<StreamError> write_response(ResponseMessage& msg) override;
+  const Fields* request_trailers() const override;
+  awaitable<StreamError> write_response(ResponseMessage& msg, const Fields* trailers) override;
   awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) override;
   bool response_started() const override { return response_started_; }
   void arm_deadline(Clock::time_point at) override { route_deadline_.arm(at, &stream_.socket()); }

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/core/wakeup.hpp"
@@ -56,7 +58,8 @@ class Http2Stream final : public Downstream {
   // Downstream
   awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
   bool request_body_done() const override { return remote_ended_ && in_offset_ == in_.size(); }
-  awaitable<StreamError> write_response(ResponseMessage& msg) override;
+  const Fields* request_trailers() const override { return trailers_.begin() != trailers_.end() ? &trailers_ : nullptr; }
+  awaitable<StreamError> write_response(ResponseMessage& msg, const Fields* trailers) override;
   awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) override;
   bool response_started() const override { return response_started_; }
   void arm_deadline(Clock::time_point at) override;
@@ -70,6 +73,8 @@ class Http2Stream final : public Downstream {
   awaitable<StreamError> drain_output();
   StreamError failure() const;
   static void on_deadline(void* self);
+  // The data provider's last read: END_STREAM, or the trailers.
+  void end_body(std::uint32_t* flags);
 
   Http2Session& session_;
   std::int32_t id_;
@@ -80,6 +85,8 @@ class Http2Stream final : public Downstream {
   std::size_t header_bytes_ = 0;
   bool bad_request_ = false;
   bool too_large_ = false;       // the header block passed max_header_list_size     // a header the proxy will not forward (too large, or Host against :authority)
+  Fields trailers_;              // the request's
+  std::vector<std::pair<std::string, std::string>> response_trailers_;  // lower-case names
   std::string in_;               // request body received and not read yet
   std::size_t in_offset_ = 0;
   std::size_t discard_left_ = 0;

@@ -33,14 +33,17 @@ class UpstreamRequest {
   // At `at`, whatever this try waits for fails with UpstreamError::timeout.
   virtual void set_deadline(std::chrono::steady_clock::time_point at) = 0;
   // Writes what req holds: the header on the first call, then whatever
-  // req.body() points at (body().more = false on the last piece).
-  virtual awaitable<UpstreamError> write_request(RequestMessage& req) = 0;
+  // req.body() points at (body().more = false on the last piece, with the
+  // request's `trailers`, or null).
+  virtual awaitable<UpstreamError> write_request(RequestMessage& req, const Fields* trailers) = 0;
   // Reads up to the final response header (interim 1xx responses are
   // dropped, but 101), then response() holds it.
   virtual awaitable<UpstreamError> read_response_header() = 0;
   virtual ResponseMessage& response() = 0;
   // The next piece of the response body, into buf.
   virtual awaitable<UpstreamBodyRead> read_response_body(char* buf, std::size_t size) = 0;
+  // The response's trailer fields, once its body is done; null when none came.
+  virtual const Fields* response_trailers() const = 0;
   // Gives the request up: the upstream must never see it complete (for a
   // request body whose framing broke mid-stream), and nothing is reused.
   virtual void abandon() = 0;

@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cstring>
 #include <span>
@@ -68,6 +69,15 @@ boost::asio::awaitable<boost::system::error_code> write_serialized(AsyncWriteStr
     }
     sr.consume(total);
   }
+  co_return ec;
+}
+
+// The end of a chunked body with trailer fields: Beast's last chunk, after
+// the serializer has written every piece (the last one with more = true).
+template <class AsyncWriteStream, class Fields>
+boost::asio::awaitable<boost::system::error_code> write_last_chunk(AsyncWriteStream& socket, const Fields& trailers) {
+  auto [ec, n] = co_await boost::asio::async_write(socket, boost::beast::http::make_chunk_last(trailers),
+                                                   boost::asio::as_tuple(boost::asio::use_awaitable));
   co_return ec;
 }
 

@@ -19,7 +19,7 @@ class NullDownstream final : public Downstream {
  public:
   awaitable<BodyRead> read_body(char*, std::size_t) override { co_return BodyRead{StreamError::none, 0, true}; }
   bool request_body_done() const override { return true; }
-  awaitable<StreamError> write_response(ResponseMessage&) override {
+  awaitable<StreamError> write_response(ResponseMessage&, const Fields*) override {
     started = true;
     co_return StreamError::none;
   }

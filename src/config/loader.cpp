@@ -132,7 +132,7 @@ class Loader {
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
-                     "retry_budget", "breaker", "outlier_detection", "health_check", "tls"}))
+                     "retry_budget", "breaker", "outlier_detection", "health_check", "tls", "protocol", "http2"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);

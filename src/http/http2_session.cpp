@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "http2_io.hpp"
 #include "outrigger/http/http2_stream.hpp"
 
 namespace outrigger::http {
@@ -245,21 +246,15 @@ asio::awaitable<void> Http2Session::run() {
 asio::awaitable<void> Http2Session::read_loop() {
   // The bytes read before the session existed (the preface) go first.
   if (input_.size() > 0) {
-    const auto data = input_.data();
-    const auto rv = nghttp2_session_mem_recv(session_, static_cast<const std::uint8_t*>(data.data()), data.size());
-    input_.consume(input_.size());
-    if (rv < 0) fail(static_cast<int>(rv));
+    if (const int rv = h2::feed(session_, input_); rv != 0) fail(rv);
     wake_writer();
   }
   while (!closing_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_))) {
     auto [ec, n] = co_await stream_.async_read_some(input_.prepare(kReadChunk), use_tuple);
     input_.commit(n);
     if (ec) break;
-    const auto data = input_.data();
-    const auto rv = nghttp2_session_mem_recv(session_, static_cast<const std::uint8_t*>(data.data()), data.size());
-    input_.consume(input_.size());
-    if (rv < 0) {
-      fail(static_cast<int>(rv));
+    if (const int rv = h2::feed(session_, input_); rv != 0) {
+      fail(rv);
       break;
     }
     wake_writer();
@@ -273,17 +268,7 @@ asio::awaitable<void> Http2Session::write_loop() {
   for (;;) {
     while (nghttp2_session_want_write(session_)) {
       out_.clear();
-      for (;;) {
-        const std::uint8_t* data = nullptr;
-        const auto n = nghttp2_session_mem_send(session_, &data);
-        if (n < 0) {
-          fail(static_cast<int>(n));
-          break;
-        }
-        if (n == 0) break;
-        out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
-        if (out_.size() >= kWriteBatch) break;
-      }
+      if (const int rv = h2::collect_output(session_, out_, kWriteBatch); rv != 0) fail(rv);
       if (out_.empty()) break;
       writing_since_ = Clock::now();
       auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(out_), use_tuple);

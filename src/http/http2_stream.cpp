@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "http2_io.hpp"
 #include "outrigger/http/http2_session.hpp"
 
 namespace outrigger::http {
@@ -19,18 +20,8 @@ constexpr std::size_t kHighWater = 32 * 1024;  // response bytes queued per stre
 
 bool header_only_status(int status) { return status < 200 || status == 204 || status == 304; }
 
-std::string lower(std::string_view name) {
-  std::string out(name);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Fields HTTP/2 forbids (RFC 9113 §8.2.2).
-bool is_connection_specific(std::string_view name) {
-  for (std::string_view f : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
-    if (boost::beast::iequals(name, f)) return true;
-  return false;
-}
+using h2::is_connection_specific;
+using h2::lower;
 }  // namespace
 
 struct Http2Stream::Provider {
@@ -64,10 +55,7 @@ void Http2Stream::end_body(std::uint32_t* flags) {
   *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
   std::vector<nghttp2_nv> nva;
   nva.reserve(response_trailers_.size());
-  for (const auto& [n, v] : response_trailers_)
-    nva.push_back({reinterpret_cast<std::uint8_t*>(const_cast<char*>(n.data())),
-                   reinterpret_cast<std::uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                   NGHTTP2_NV_FLAG_NONE});
+  for (const auto& [n, v] : response_trailers_) nva.push_back(h2::field(n, v));
   nghttp2_submit_trailer(session_.session_, id_, nva.data(), nva.size());
 }
 
@@ -242,15 +230,10 @@ bool Http2Stream::submit(ResponseHeader& header, bool with_body) {
   std::vector<std::string> names;  // lower case: HTTP/2 field names are (RFC 9113 §8.2)
   nva.reserve(16);
   names.reserve(16);
-  auto nv = [](std::string_view n, std::string_view v) {
-    return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(n.data())),
-                      reinterpret_cast<std::uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                      NGHTTP2_NV_FLAG_NONE};
-  };
-  nva.push_back(nv(":status", {status, static_cast<std::size_t>(code.ptr - status)}));
+  nva.push_back(h2::field(":status", {status, static_cast<std::size_t>(code.ptr - status)}));
   for (const auto& f : header) {
     auto& name = names.emplace_back(lower(f.name_string()));
-    nva.push_back(nv(name, f.value()));
+    nva.push_back(h2::field(name, f.value()));
   }
   nghttp2_data_provider provider;
   provider.source.ptr = this;

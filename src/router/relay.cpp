@@ -40,13 +40,12 @@ TryResult downstream_failed(http::Exchange& ex, StreamError e) {
 http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamRequest& upstream, RetryState& retry) {
   auto& req = ex.request;
   std::optional<core::BufferPool::Buffer> buf;
-  // A request that can be sent again: its body (if any) is buffered, or it
-  // has none; a streamed one can only while nothing of its body was read.
-  const bool buffered = retry.body_buffered();
-  auto resendable = [&] { return buffered || ex.bytes_received == 0; };
-  req.body().data = buffered && !retry.body().empty() ? retry.body().data() : nullptr;
-  req.body().size = buffered ? retry.body().size() : 0;
-  req.body().more = ex.request_has_body && !buffered;
+  // What is at hand goes first: the whole body (buffered), or on a resend
+  // what a streamed body gave so far (the tee); the rest streams on.
+  auto resendable = [&] { return retry.can_resend(ex); };
+  req.body().data = retry.body().empty() ? nullptr : retry.body().data();
+  req.body().size = retry.body().size();
+  req.body().more = ex.request_has_body && !retry.body_complete();
   for (;;) {
     const auto* trailers = req.body().more ? nullptr : ex.downstream.request_trailers();
     if (const auto e = co_await upstream.write_request(req, trailers); e != UpstreamError::none)
@@ -66,6 +65,7 @@ http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamReques
       co_return downstream_failed(ex, r.error);
     }
     ex.bytes_received += r.bytes;
+    retry.tee(buf->data(), r.bytes, r.done);
     if (ex.filters && ex.filters->observes_bodies()) ex.filters->on_request_body(ex, {buf->data(), r.bytes}, r.done);
     req.body().data = r.bytes ? buf->data() : nullptr;
     req.body().size = r.bytes;
@@ -77,7 +77,7 @@ http::awaitable<TryResult> receive_response(http::Exchange& ex, http::UpstreamRe
                                             const RetryState& retry) {
   const auto e = co_await upstream.read_response_header();
   if (e == UpstreamError::none) co_return TryResult::ok;
-  co_return failed(ex, e, retry.body_buffered() || !ex.request_has_body);
+  co_return failed(ex, e, retry.can_resend(ex));
 }
 
 http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream) {

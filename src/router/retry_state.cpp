@@ -22,15 +22,28 @@ RetryState::RetryState(const http::Exchange& ex, const config::Route& route, Clo
   const auto method = ex.request.method_string();
   const bool method_ok = std::find(policy->retriable_methods.begin(), policy->retriable_methods.end(), method) !=
                          policy->retriable_methods.end();
+  // A body of unknown length (chunked, or HTTP/2 without Content-Length:
+  // gRPC) streams and is teed; whether it can go again is known at the retry.
   const bool body_fits =
-      !ex.request_has_body || (ex.request_content_length && *ex.request_content_length <= buffer_limit_);
+      !ex.request_has_body || !ex.request_content_length || *ex.request_content_length <= buffer_limit_;
   if (!method_ok || !body_fits) return;
   policy_ = policy;
   max_attempts_ = 1 + policy->num_retries;
 }
 
+void RetryState::tee(const char* data, std::size_t n, bool done) {
+  body_done_ = done;
+  if (tee_overflow_) return;
+  if (body_.size() + n > buffer_limit_) {
+    tee_overflow_ = true;
+    std::string().swap(body_);
+    return;
+  }
+  body_.append(data, n);
+}
+
 http::awaitable<ProxyError> RetryState::buffer_body(http::Exchange& ex) {
-  if (!policy_ || !ex.request_has_body) co_return ProxyError::none;
+  if (!policy_ || !ex.request_has_body || !ex.request_content_length) co_return ProxyError::none;
   body_.reserve(*ex.request_content_length);
   auto buf = core::thread_buffer_pool().get();
   for (bool done = false; !done;) {

@@ -103,7 +103,7 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
     if (result == TryResult::ok) result = co_await receive_response(ex, upstream, retry);
     if (result == TryResult::ok) {
       status = upstream.response().result_int();
-      if (retry.retriable(status) && retry.grant(to.pools.retry_budget(), to.ticket, stats, worker.random)) {
+      if (retry.retriable(status) && retry.can_resend(ex) && retry.grant(to.pools.retry_budget(), to.ticket, stats, worker.random)) {
         record_try(ex, to, endpoint, retry, status, start, span);
         co_return Next::retry;  // nothing went downstream
       }
@@ -123,7 +123,7 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
     co_return Next::done;
   }
   if (ex.error == ProxyError::timeout) stats.timeouts.inc();
-  if (Clock::now() >= retry.route_deadline() || !retry.retriable(ex.error) ||
+  if (Clock::now() >= retry.route_deadline() || !retry.retriable(ex.error) || !retry.can_resend(ex) ||
       !retry.grant(to.pools.retry_budget(), to.ticket, stats, worker.random))
     co_return Next::give_up;
   ex.error = ProxyError::none;

@@ -4,9 +4,12 @@
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "outrigger/http/http2_client.hpp"
 #include "outrigger/upstream/worker_upstreams.hpp"
 
 namespace outrigger::upstream {
@@ -27,7 +30,48 @@ UpstreamConnection::~UpstreamConnection() {
   if (holds_slot_) owner_.release_slot();
 }
 
+// One HTTP/2 connection of an endpoint's pool: its socket and slot (an
+// UpstreamConnection) and the nghttp2 client on it. Shared by the leases of
+// its streams and by its own run, which ends when the connection does.
+class H2Connection final : public http::Http2ClientEvents, public std::enable_shared_from_this<H2Connection> {
+ public:
+  H2Connection(EndpointPool& pool, std::unique_ptr<UpstreamConnection> base, const config::Http2& settings, bool tls,
+               std::uint32_t max_streams, observability::Http2Slice& stats)
+      : pool_(&pool),
+        base_(std::move(base)),
+        client_(base_->codec.stream(), pool.owner_.owner().deadlines(), settings, tls, max_streams, &stats, this) {}
+
+  static asio::awaitable<void> run(std::shared_ptr<H2Connection> self) {
+    co_await self->client_.run();
+    if (self->pool_) self->pool_->forget(*self);
+  }
+  http::Http2Client& client() { return client_; }
+  void stream_released() override {
+    if (pool_) pool_->owner_.notify_all();
+  }
+  // The pool goes (a reload dropped it) while the connection's run has not
+  // ended yet: the slot and the gauges are given back now, and the
+  // connection closes.
+  void orphan() {
+    auto& owner = pool_->owner_;
+    pool_ = nullptr;
+    client_.orphan();
+    if (std::exchange(base_->counted_, false)) owner.stats_.connections_active.add(-1);
+    if (std::exchange(base_->holds_slot_, false)) owner.release_slot();
+  }
+
+ private:
+  EndpointPool* pool_;
+  std::unique_ptr<UpstreamConnection> base_;
+  http::Http2Client client_;  // after base_: it uses base_'s socket
+};
+
 void Lease::release() {
+  if (stream_) {  // an HTTP/2 stream: it ends, the connection stays
+    stream_.reset();
+    h2_.reset();
+    return;
+  }
   if (!connection_) return;
   const bool reusable = connection_->codec.end();
   if (reusable) {
@@ -40,7 +84,23 @@ void Lease::release() {
 EndpointPool::EndpointPool(ClusterPools& owner, tcp::endpoint address, const config::ConnectionPool& limits)
     : owner_(owner), address_(address), limits_(limits) {}
 
-EndpointPool::~EndpointPool() = default;
+EndpointPool::~EndpointPool() {
+  for (auto& c : h2_) c->orphan();
+}
+
+H2Connection* EndpointPool::h2_with_room() {
+  for (auto& c : h2_)
+    if (c->client().accepts_streams()) return c.get();
+  return nullptr;
+}
+
+void EndpointPool::forget(H2Connection& c) {
+  std::erase_if(h2_, [&](const auto& p) { return p.get() == &c; });
+}
+
+void EndpointPool::close_h2() {
+  for (auto& c : h2_) c->client().close();
+}
 
 namespace {
 constexpr auto kPeekAfter = std::chrono::milliseconds(250);
@@ -80,6 +140,11 @@ void EndpointPool::give_back(std::unique_ptr<UpstreamConnection> c) {
 
 void EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
   std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= limits_.idle_timeout; });
+  for (auto& c : h2_) {
+    auto& client = c->client();
+    client.sweep(now);
+    if (client.active_streams() == 0 && now - client.idle_since() >= limits_.idle_timeout) client.close();
+  }
 }
 
 namespace {
@@ -94,6 +159,8 @@ ClusterPools::ClusterPools(WorkerUpstreams& owner, const Cluster& cluster, std::
     : owner_(owner),
       limits_(cluster.config().connection_pool),
       tls_(cluster.config().tls),
+      protocol_(cluster.config().protocol),
+      http2_(cluster.config().http2),
       weights_(weights_of(cluster.endpoints())),
       policy_(cluster.config().lb_policy),
       budget_config_(cluster.config().retry_budget),
@@ -114,7 +181,7 @@ ClusterPools::~ClusterPools() {
 
 bool ClusterPools::serves(const config::Cluster& config, const std::vector<Endpoint>& endpoints) const {
   if (endpoints.size() != endpoints_.size() || config.lb_policy != policy_ || weights_of(endpoints) != weights_ ||
-      config.tls != tls_)
+      config.tls != tls_ || config.protocol != protocol_ || config.http2 != http2_)
     return false;
   for (std::size_t i = 0; i < endpoints.size(); ++i)
     if (endpoints[i].address != endpoints_[i]->address()) return false;
@@ -132,6 +199,24 @@ void ClusterPools::notify_slot() {
   waiters_.pop_front();
   w.woken = true;
   w.timer.cancel();  // the waiter wakes with operation_aborted: "try again"
+}
+
+void ClusterPools::notify_all() {
+  while (!waiters_.empty()) notify_slot();
+}
+
+bool ClusterPools::wants_h2(const EndpointPool& pool) const {
+  if (protocol_ == config::Protocol::http2) return true;
+  return protocol_ == config::Protocol::auto_detect && tls_ && pool.speaks_h2_.value_or(false);
+}
+
+Acquired ClusterPools::lease_stream(EndpointPool& pool, H2Connection& c) {
+  Acquired out;
+  out.lease.pool_ = &pool;
+  out.lease.h2_ = c.shared_from_this();
+  out.lease.stream_ = c.client().open_stream();
+  stats_.requests.inc();
+  return out;
 }
 
 void ClusterPools::release_slot() {
@@ -152,8 +237,8 @@ asio::awaitable<void> ClusterPools::sleep(std::chrono::milliseconds d) {
   co_await w.timer.async_wait(use_tuple);
 }
 
-asio::awaitable<Acquired> ClusterPools::connect(std::size_t i, std::chrono::milliseconds timeout,
-                                                const tls::Context* tls) {
+asio::awaitable<ClusterPools::Connected> ClusterPools::connect(std::size_t i, std::chrono::milliseconds timeout,
+                                                             const tls::Context* tls) {
   using namespace asio::experimental::awaitable_operators;
   auto c = std::make_unique<UpstreamConnection>(*this);
   c->holds_slot_ = true;  // taken by acquire
@@ -163,6 +248,7 @@ asio::awaitable<Acquired> ClusterPools::connect(std::size_t i, std::chrono::mill
   boost::system::error_code ec =
       result.index() == 0 ? std::get<0>(std::get<0>(result)) : make_error_code(asio::error::timed_out);
   if (!ec) socket.set_option(tcp::no_delay(true), ec);
+  bool h2 = protocol_ == config::Protocol::http2;
   if (!ec && tls) {
     const auto material = tls->current();
     auto& s = c->codec.stream().start_tls(material);
@@ -172,19 +258,37 @@ asio::awaitable<Acquired> ClusterPools::connect(std::size_t i, std::chrono::mill
     ec = handshake.index() == 0 ? std::get<0>(std::get<0>(handshake)) : make_error_code(asio::error::timed_out);
     if (ec) stats_.count(tls::classify_failure(ssl, ec));
     if (!ec) stats_.tls_handshakes.inc();
+    if (!ec && protocol_ == config::Protocol::auto_detect) {
+      h2 = tls::alpn_selected(ssl) == "h2";
+      endpoints_[i]->speaks_h2_ = h2;
+    }
   }
   if (ec) {
     stats_.connect_failures.inc();
-    co_return Acquired{{}, ec == asio::error::timed_out ? Acquired::Failure::connect_timeout
-                                                        : Acquired::Failure::connect_failure};
+    co_return Connected{nullptr,
+                        ec == asio::error::timed_out ? Acquired::Failure::connect_timeout
+                                                     : Acquired::Failure::connect_failure};
   }
   c->counted_ = true;
   stats_.connections_active.add(1);
   stats_.connections_total.inc();
-  Acquired out;
-  out.lease.pool_ = endpoints_[i].get();
-  out.lease.connection_ = std::move(c);
-  co_return out;
+  co_return Connected{std::move(c), Acquired::Failure::none, h2};
+}
+
+asio::awaitable<Acquired::Failure> ClusterPools::wait_pending(EndpointPool& pool, Admission& admission, bool& queued,
+                                                              Clock::time_point deadline, bool for_connect) {
+  if (!queued) {
+    if (!admission.join_queue(stats_)) co_return Acquired::Failure::overflow;
+    queued = true;
+  }
+  if (for_connect) ++pool.h2_waiting_;
+  const bool woken = co_await wait_for_slot(deadline);
+  if (for_connect) --pool.h2_waiting_;
+  if (woken) co_return Acquired::Failure::none;
+  if (stopped_) co_return Acquired::Failure::stopped;
+  if (for_connect) co_return Acquired::Failure::connect_timeout;
+  stats_.overflow_connections.inc();
+  co_return Acquired::Failure::overflow;
 }
 
 asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admission, Clock::time_point deadline,
@@ -203,33 +307,58 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admiss
   } queued{admission};
   for (;;) {
     if (stopped_) co_return Acquired{{}, Acquired::Failure::stopped};
-    Acquired out;
-    if (auto c = pool.take_idle(now)) {
+    const bool h2 = wants_h2(pool);
+    if (h2) {
+      if (auto* c = pool.h2_with_room()) {
+        queued.leave();
+        co_return lease_stream(pool, *c);
+      }
+      // A connection being made will have room for these too (a burst of
+      // requests opens one connection, not one each).
+      if (pool.h2_connecting_ > 0 && pool.h2_waiting_ < pool.h2_connecting_ * http2_.max_concurrent_streams) {
+        if (const auto f = co_await wait_pending(pool, admission, queued.in, deadline, true); f != Acquired::Failure::none) co_return Acquired{{}, f};
+        now = Clock::now();
+        continue;
+      }
+    } else if (auto c = pool.take_idle(now)) {
       queued.leave();
+      Acquired out;
       out.lease.pool_ = &pool;
       out.lease.connection_ = std::move(c);
-    } else if (admission.take_connection()) {
-      queued.leave();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-      out = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls);
-    } else {
-      if (!queued.in) {
-        if (!admission.join_queue(stats_)) co_return Acquired{{}, Acquired::Failure::overflow};
-        queued.in = true;
-      }
-      if (!co_await wait_for_slot(deadline)) {
-        if (stopped_) co_return Acquired{{}, Acquired::Failure::stopped};
-        stats_.overflow_connections.inc();
-        co_return Acquired{{}, Acquired::Failure::overflow};
-      }
+      ++out.lease.connection_->requests;
+      out.lease.connection_->codec.begin(true);
+      stats_.requests.inc();
+      co_return out;
+    }
+    if (!admission.take_connection()) {
+      if (const auto f = co_await wait_pending(pool, admission, queued.in, deadline, false); f != Acquired::Failure::none) co_return Acquired{{}, f};
       now = Clock::now();
       continue;
     }
-    if (out.lease) {
-      ++out.lease.connection_->requests;
-      out.lease.connection_->codec.begin(out.lease.connection_->requests > 1);
-      stats_.requests.inc();
+    queued.leave();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    if (h2) ++pool.h2_connecting_;
+    auto made = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls);
+    if (h2) --pool.h2_connecting_;
+    if (made.failure != Acquired::Failure::none) {
+      if (h2) notify_all();  // those waiting for it try on their own
+      co_return Acquired{{}, made.failure};
     }
+    if (made.h2) {
+      auto c = std::make_shared<H2Connection>(pool, std::move(made.connection), http2_, tls != nullptr,
+                                              limits_.max_requests_per_connection, stats_.http2);
+      pool.h2_.push_back(c);
+      asio::co_spawn(owner_.executor(), H2Connection::run(c), asio::detached);
+      auto out = lease_stream(pool, *c);
+      notify_all();  // room for the requests that waited for it
+      co_return out;
+    }
+    Acquired out;
+    out.lease.pool_ = &pool;
+    out.lease.connection_ = std::move(made.connection);
+    ++out.lease.connection_->requests;
+    out.lease.connection_->codec.begin(false);
+    stats_.requests.inc();
     co_return out;
   }
 }
@@ -240,7 +369,10 @@ void ClusterPools::sweep(Clock::time_point now) {
 
 void ClusterPools::shutdown() {
   stopped_ = true;
-  for (auto& e : endpoints_) e->close_idle();
+  for (auto& e : endpoints_) {
+    e->close_idle();
+    e->close_h2();
+  }
   for (auto* list : {&waiters_, &sleepers_}) {
     while (!list->empty()) {
       auto& w = list->front();

@@ -84,6 +84,35 @@ TEST(Retry, ResendsTheBufferedBodyOnRetry) {
   EXPECT_EQ(up.requests(), 2);
 }
 
+TEST(Retry, ResendsAChunkedBodyItKeptAsItStreamed) {
+  // No Content-Length: the body streams to the first try, and the copy kept
+  // of it goes to the second.
+  std::atomic<int> n{0};
+  FakeUpstream up([&](FakeUpstream::Exchange& ex) {
+    if (n++ == 0) return FakeUpstream::reply(ex, 503, "busy");
+    FakeUpstream::echo(ex);
+  });
+  Proxy proxy(config({up.port()}, "{ retry_on: [gateway-error], num_retries: 1, backoff: { base: 1ms } }"));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send("PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"));
+  auto res = s.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "PUT /x 11");
+  EXPECT_EQ(up.requests(), 2);
+}
+
+TEST(Retry, DoesNotRetryAChunkedBodyThatOutgrewTheRetryBuffer) {
+  FakeUpstream bad(always(503));
+  Proxy proxy(config({bad.port()}, "{ retry_on: [5xx], num_retries: 3 }\n        retry_buffer_limit: 4"));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send("PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+  auto res = s.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 503);
+  EXPECT_EQ(bad.requests(), 1);
+}
+
 TEST(Retry, DoesNotRetryABodyLargerThanTheRetryBuffer) {
   FakeUpstream bad(always(503));
   Proxy proxy(config({bad.port()}, "{ retry_on: [5xx], num_retries: 3 }\n        retry_buffer_limit: 100"));

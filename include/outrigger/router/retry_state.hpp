@@ -23,15 +23,27 @@ class RetryState {
   RetryState(const http::Exchange& ex, const config::Route& route, Clock::time_point route_deadline);
 
   // Reads the whole request body when the policy may resend it (an
-  // idempotent method, by default, whose body fits retry_buffer_limit).
-  // Otherwise nothing is read: the body streams on the first try.
+  // idempotent method, by default, whose Content-Length fits
+  // retry_buffer_limit). Otherwise nothing is read: the body streams on the
+  // first try, teed up to retry_buffer_limit, so that a try the upstream
+  // did not process (or, for a body of unknown length such as gRPC's, that
+  // the policy retries) can still be sent again while the tee holds it all.
   // A failure is returned as the error to answer with.
   http::awaitable<http::ProxyError> buffer_body(http::Exchange& ex);
 
   bool active() const { return policy_ != nullptr; }
-  // The request body is at hand (buffered), so a try can be sent again.
+  // The whole request body is at hand (buffered before the first try).
   bool body_buffered() const { return buffered_; }
+  // What is at hand to send again: the whole body (buffered), or what a
+  // streamed body gave so far (the tee, while it fits retry_buffer_limit).
   std::string& body() { return body_; }
+  // A streamed body's piece, kept for a resend; `done`: it was the last.
+  void tee(const char* data, std::size_t n, bool done);
+  // The downstream's body has all been read (buffered, or teed to its end).
+  bool body_complete() const { return buffered_ || body_done_; }
+  // A try can be sent again from the start: nothing of the body was read,
+  // or all that was read is at hand.
+  bool can_resend(const http::Exchange& ex) const { return buffered_ || ex.bytes_received == 0 || !tee_overflow_; }
 
   bool retriable(int status) const;
   bool retriable(http::ProxyError e) const;
@@ -56,6 +68,8 @@ class RetryState {
   std::uint32_t max_attempts_ = 1;
   std::chrono::milliseconds backoff_{0};
   bool buffered_ = false;
+  bool body_done_ = false;
+  bool tee_overflow_ = false;  // the streamed body outgrew the buffer: what went cannot go again
   std::string body_;
 };
 

@@ -1,9 +1,11 @@
-// One worker's connections to one cluster's endpoints (HTTP/1.1 now). Idle
+// One worker's connections to one cluster's endpoints. HTTP/1.1: idle
 // connections are reused most-recent first; one the endpoint closed while it
 // idled is noticed (a non-blocking peek) and dropped before it is handed out.
 // Requests borrow a connection as a Lease, which gives it back when the
-// request ends at a message boundary and closes it otherwise. Everything
-// here lives and dies on its worker's thread (WorkerUpstreams owns it).
+// request ends at a message boundary and closes it otherwise. HTTP/2: one
+// connection per endpoint carries the requests as streams, a second opens
+// when its streams run out (or it goes away), and a Lease holds one stream.
+// Everything here lives and dies on its worker's thread (WorkerUpstreams owns it).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -28,6 +30,7 @@ namespace outrigger::upstream {
 
 class ClusterPools;
 class EndpointPool;
+class H2Connection;
 class WorkerUpstreams;
 using AutoUnlinkHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
@@ -37,12 +40,14 @@ class UpstreamConnection : public AutoUnlinkHook {
  public:
   UpstreamConnection(ClusterPools& owner);
   ~UpstreamConnection();
+  // The connection's socket is codec.stream(), whatever protocol it speaks.
   http::Http1Client codec;
   std::uint32_t requests = 0;  // requests sent on it so far
   std::chrono::steady_clock::time_point idle_since;
 
  private:
   friend class ClusterPools;
+  friend class H2Connection;
   ClusterPools& owner_;
   bool holds_slot_ = false;
   bool counted_ = false;  // in connections_active
@@ -57,18 +62,23 @@ class Lease {
     release();
     pool_ = o.pool_;
     connection_ = std::move(o.connection_);
+    stream_ = std::move(o.stream_);
+    h2_ = std::move(o.h2_);
     return *this;
   }
   ~Lease() { release(); }
-  explicit operator bool() const { return connection_ != nullptr; }
-  http::UpstreamRequest& request() { return connection_->codec; }
-  // Ends the request: back to the pool when the connection may carry another.
+  explicit operator bool() const { return connection_ != nullptr || stream_ != nullptr; }
+  http::UpstreamRequest& request() { return stream_ ? *stream_ : connection_->codec; }
+  // Ends the request: back to the pool when the connection may carry another
+  // (an HTTP/2 stream ends, its connection stays).
   void release();
 
  private:
   friend class ClusterPools;
   EndpointPool* pool_ = nullptr;
-  std::unique_ptr<UpstreamConnection> connection_;
+  std::unique_ptr<UpstreamConnection> connection_;  // HTTP/1.1
+  std::unique_ptr<http::UpstreamRequest> stream_;   // HTTP/2: a stream of h2_
+  std::shared_ptr<H2Connection> h2_;
 };
 
 // How acquiring a connection ended.
@@ -92,11 +102,24 @@ class EndpointPool {
   std::size_t idle_count() const { return idle_.size(); }
   const boost::asio::ip::tcp::endpoint& address() const { return address_; }
 
+  // HTTP/2: the connection with room for one more stream, or null.
+  H2Connection* h2_with_room();
+  std::size_t h2_count() const { return h2_.size(); }
+  // A connection ended (its run is over): it leaves the pool.
+  void forget(H2Connection& c);
+  void close_h2();
+
  private:
+  friend class ClusterPools;
+  friend class H2Connection;
   ClusterPools& owner_;
   boost::asio::ip::tcp::endpoint address_;
   config::ConnectionPool limits_;
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+  std::vector<std::shared_ptr<H2Connection>> h2_;
+  std::optional<bool> speaks_h2_;  // protocol auto over TLS: what ALPN chose last time
+  std::uint32_t h2_connecting_ = 0;  // HTTP/2 connects under way...
+  std::uint32_t h2_waiting_ = 0;     // ...and the requests waiting for them
 };
 
 // One worker's pools for one cluster, its load balancer, its count of
@@ -144,6 +167,7 @@ class ClusterPools : public AutoUnlinkHook {
  private:
   friend class UpstreamConnection;
   friend class EndpointPool;
+  friend class H2Connection;
   // A request waiting for a slot, or sleeping: its timer lives in the
   // waiting coroutine's frame, and the hook unlinks it from the queue when
   // that frame goes, however it goes.
@@ -156,13 +180,31 @@ class ClusterPools : public AutoUnlinkHook {
 
   // A connection closed or went back to a pool: wake the oldest waiter.
   void notify_slot();
+  // An HTTP/2 connect ended, or a connection's room changed: every waiter looks again.
+  void notify_all();
+  // Whether requests to endpoint i go as HTTP/2 streams (known before connecting).
+  bool wants_h2(const EndpointPool& pool) const;
   void release_slot();
   boost::asio::awaitable<bool> wait_for_slot(Clock::time_point deadline);
-  boost::asio::awaitable<Acquired> connect(std::size_t i, std::chrono::milliseconds timeout, const tls::Context* tls);
+  // Waits in the pending queue (joined once: `queued`) for a slot, or for an
+  // HTTP/2 connect under way; the failure to return, or none to look again.
+  boost::asio::awaitable<Acquired::Failure> wait_pending(EndpointPool& pool, Admission& admission, bool& queued,
+                                                         Clock::time_point deadline, bool for_connect);
+  // A new connection to endpoint i, and whether it speaks HTTP/2.
+  struct Connected {
+    std::unique_ptr<UpstreamConnection> connection;
+    Acquired::Failure failure = Acquired::Failure::none;
+    bool h2 = false;
+  };
+  boost::asio::awaitable<Connected> connect(std::size_t i, std::chrono::milliseconds timeout, const tls::Context* tls);
+  // A lease on a new stream of c.
+  Acquired lease_stream(EndpointPool& pool, H2Connection& c);
 
   WorkerUpstreams& owner_;
   config::ConnectionPool limits_;
   std::optional<config::Tls> tls_;  // idle connections were made with these settings
+  config::Protocol protocol_;
+  config::Http2 http2_;
   std::vector<std::uint32_t> weights_;
   config::LbPolicy policy_;
   config::RetryBudget budget_config_;

@@ -410,6 +410,7 @@ struct H2Upstream::Connection {
   int handled = 0;
   int open = 0;
   bool goaway_sent = false;
+  std::int32_t goaway_last = 0;
 
   static Connection& self(void* u) { return *static_cast<Connection*>(u); }
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* u) {
@@ -451,6 +452,7 @@ struct H2Upstream::Connection {
   }
 
   void handle(std::int32_t stream) {
+    if (goaway_sent && stream > goaway_last) return;  // after the GOAWAY: never processed
     const Request& r = requests[stream];
     {
       std::lock_guard lock(owner.mutex_);
@@ -460,6 +462,11 @@ struct H2Upstream::Connection {
     Reply reply = owner.handler_ ? owner.handler_(r) : echo(r);
     due.push_back({Clock::now() + reply.delay, stream, std::move(reply)});
     ++handled;
+    if (owner.options_.goaway_after > 0 && handled >= owner.options_.goaway_after && !goaway_sent) {
+      nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, stream, NGHTTP2_NO_ERROR, nullptr, 0);
+      goaway_sent = true;
+      goaway_last = stream;
+    }
   }
 
   void send_due() {
@@ -485,10 +492,6 @@ struct H2Upstream::Connection {
           provider.read_callback = read_outgoing;
           nghttp2_submit_response(session, it->stream, nva.data(), nva.size(), &provider);
         }
-      }
-      if (owner.options_.goaway_after > 0 && handled >= owner.options_.goaway_after && !goaway_sent) {
-        nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE, it->stream, NGHTTP2_NO_ERROR, nullptr, 0);
-        goaway_sent = true;
       }
       it = due.erase(it);
     }

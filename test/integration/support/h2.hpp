@@ -159,7 +159,8 @@ class H2Upstream {
     std::uint32_t max_concurrent_streams = 100;
     bool ack_pings = true;
     // After this many requests on a connection: GOAWAY (NO_ERROR) naming the
-    // last stream processed; later streams get no answer and the connection closes.
+    // last stream processed; streams above it are never processed (nor
+    // counted), and the connection closes once the rest are answered.
     int goaway_after = 0;
   };
 

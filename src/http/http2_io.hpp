@@ -1,0 +1,60 @@
+// What the HTTP/2 server (http2_session.cpp, http2_stream.cpp) and client
+// (http2_client.cpp) codecs share: moving bytes between nghttp2 and a
+// buffer, and building header fields for it. Private to src/http.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/beast/core/string.hpp>
+#include <cctype>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace outrigger::http::h2 {
+
+// Appends what nghttp2 has to send to `out`, until it has nothing more or
+// `out` holds `batch` bytes. Returns 0, or nghttp2's (fatal) error.
+inline int collect_output(nghttp2_session* session, std::string& out, std::size_t batch) {
+  for (;;) {
+    const std::uint8_t* data = nullptr;
+    const auto n = nghttp2_session_mem_send(session, &data);
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) return 0;
+    out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+    if (out.size() >= batch) return 0;
+  }
+}
+
+// Hands nghttp2 every byte `in` holds and empties it. Returns 0, or
+// nghttp2's (fatal) error.
+template <class Buffer>
+int feed(nghttp2_session* session, Buffer& in) {
+  const auto data = in.data();
+  const auto rv = nghttp2_session_mem_recv(session, static_cast<const std::uint8_t*>(data.data()), data.size());
+  in.consume(in.size());
+  return rv < 0 ? static_cast<int>(rv) : 0;
+}
+
+// A header field for nghttp2, which copies it on submit.
+inline nghttp2_nv field(std::string_view name, std::string_view value) {
+  return nghttp2_nv{reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
+                    reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+// HTTP/2 field names are lower case (RFC 9113 §8.2).
+inline std::string lower(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Fields HTTP/2 forbids (RFC 9113 §8.2.2); TE is allowed as "trailers" only.
+inline bool is_connection_specific(std::string_view name) {
+  for (std::string_view f : {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
+    if (boost::beast::iequals(name, f)) return true;
+  return false;
+}
+
+}  // namespace outrigger::http::h2

@@ -34,7 +34,12 @@ unsigned retry_on_bit(std::string_view name) {
                                                                   {"gateway-error", retry_gateway_error},
                                                                   {"reset", retry_reset},
                                                                   {"connect-failure", retry_connect_failure},
-                                                                  {"retriable-status-codes", retry_retriable_status_codes}};
+                                                                  {"retriable-status-codes", retry_retriable_status_codes},
+                                                                  {"cancelled", retry_grpc_cancelled},
+                                                                  {"deadline-exceeded", retry_grpc_deadline_exceeded},
+                                                                  {"resource-exhausted", retry_grpc_resource_exhausted},
+                                                                  {"internal", retry_grpc_internal},
+                                                                  {"unavailable", retry_grpc_unavailable}};
   for (const auto& [n, bit] : kOn)
     if (n == name) return bit;
   return 0;

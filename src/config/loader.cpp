@@ -484,7 +484,7 @@ class Loader {
   RetryPolicy retry(const YAML::Node& n, const std::string& path) {
     RetryPolicy p;
     if (!r_.mapping(n, path, {"retry_on", "retriable_status_codes", "num_retries", "per_try_timeout", "backoff",
-                              "retriable_methods"}))
+                              "retriable_methods", "grpc_response_buffer_limit"}))
       return p;
     for (const auto& on : r_.strings(n, "retry_on", path)) {
       const auto bit = retry_on_bit(on);
@@ -507,6 +507,8 @@ class Loader {
     }
     if (auto v = r_.integer(n, "num_retries", path, 0, 10)) p.num_retries = static_cast<std::uint32_t>(*v);
     if (auto d = r_.duration(n, "per_try_timeout", path)) p.per_try_timeout = *d;
+    if (auto v = r_.integer(n, "grpc_response_buffer_limit", path, 0, 16 << 20))
+      p.grpc_response_buffer_limit = static_cast<std::size_t>(*v);
     if (auto b = YamlReader::child(n, "backoff"); b && r_.mapping(*b, path + ".backoff", {"base", "max"})) {
       if (auto d = r_.duration(*b, "base", path + ".backoff")) p.backoff_base = *d;
       p.backoff_max = p.backoff_base * 10;

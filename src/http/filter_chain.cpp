@@ -1,4 +1,5 @@
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/grpc.hpp"
 
 namespace outrigger::http {
 
@@ -40,13 +41,26 @@ awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply) {
   ResponseHeader header;
   header.result(static_cast<unsigned>(reply.status));
   header.version(11);
-  header.set(bhttp::field::content_type, reply.content_type);
+  std::string_view body = reply.body;
+  if (ex.grpc && reply.reason_header && !reply.reason.empty()) {
+    // The proxy's own answer to a gRPC client is a gRPC error (trailers-only:
+    // HTTP 200, grpc-status and grpc-message in the header), never a page of text.
+    const auto code = static_cast<int>(grpc_status_for_http(reply.status));
+    header.result(bhttp::status::ok);
+    header.set(bhttp::field::content_type, "application/grpc");
+    header.set("grpc-status", std::to_string(code));
+    header.set("grpc-message", grpc_message_encode(reply.body));
+    ex.grpc_status = code;
+    body = {};
+  } else {
+    header.set(bhttp::field::content_type, reply.content_type);
+  }
   if (!reply.reason.empty() && reply.reason_header) header.set("x-outrigger-error", reply.reason);
   for (const auto& h : reply.headers) header.set(h.name, h.value);
   if (!reply.extra.name.empty()) header.set(reply.extra.name, reply.extra.value);
   if (ex.filters) ex.filters->on_response(ex, header);
   const int status = header.result_int();
-  const auto error = co_await ex.downstream.write_local_reply(header, reply.body);
+  const auto error = co_await ex.downstream.write_local_reply(header, body);
   if (error != StreamError::none) {
     ex.status = 0;
     ex.close_connection = true;
@@ -54,7 +68,7 @@ awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply) {
   }
   ex.status = status;
   const bool has_body = status >= 200 && status != 204 && status != 304 && ex.request.method() != bhttp::verb::head;
-  if (has_body) ex.bytes_sent += reply.body.size();
+  if (has_body) ex.bytes_sent += body.size();
 }
 
 }  // namespace outrigger::http

@@ -291,7 +291,10 @@ awaitable<StreamError> Http2Stream::write_local_reply(ResponseHeader& header, st
     header.erase(bhttp::field::content_type);
     header.erase(bhttp::field::content_length);
   } else {
-    header.set(bhttp::field::content_length, std::to_string(body.size()));
+    // END_STREAM frames it; a length is said only for a body (a gRPC error
+    // has none, and its client would take the field for metadata).
+    if (body.empty()) header.erase(bhttp::field::content_length);
+    else header.set(bhttp::field::content_length, std::to_string(body.size()));
   }
   const bool with_body = !header_only_ && !body.empty();
   if (with_body) {

@@ -26,6 +26,7 @@ enum class Field {
   path,
   protocol,
   response_code,
+  grpc_status,
   error,
   bytes_received,
   bytes_sent,
@@ -49,13 +50,14 @@ struct FieldName {
   Field field;
 };
 
-constexpr std::array<FieldName, 21> kFields{{
+constexpr std::array<FieldName, 22> kFields{{
     {"START_TIME", "start_time", Field::start_time},
     {"DURATION_MS", "duration_ms", Field::duration_ms},
     {"METHOD", "method", Field::method},
     {"PATH", "path", Field::path},
     {"PROTOCOL", "protocol", Field::protocol},
     {"RESPONSE_CODE", "response_code", Field::response_code},
+    {"GRPC_STATUS", "grpc_status", Field::grpc_status},
     {"ERROR", "error", Field::error},
     {"BYTES_RECEIVED", "bytes_received", Field::bytes_received},
     {"BYTES_SENT", "bytes_sent", Field::bytes_sent},
@@ -207,6 +209,13 @@ class SpdlogAccessLog final : public AccessLog {
             out.push_back('-');
           }
           break;
+        case Field::grpc_status:
+          if (e.grpc_status >= 0) {
+            fmt::format_to(it, "{}", e.grpc_status);
+          } else {
+            out.push_back('-');
+          }
+          break;
         case Field::bytes_received: fmt::format_to(it, "{}", e.bytes_received); break;
         case Field::bytes_sent: fmt::format_to(it, "{}", e.bytes_sent); break;
         default: {
@@ -231,6 +240,9 @@ class SpdlogAccessLog final : public AccessLog {
         case Field::start_time: o.emplace(f.json_key, std::string_view(time.data(), time.size())); break;
         case Field::duration_ms: o.emplace(f.json_key, duration_ms(e)); break;
         case Field::response_code: o.emplace(f.json_key, e.response_code); break;
+        case Field::grpc_status:
+          if (e.grpc_status >= 0) o.emplace(f.json_key, e.grpc_status);  // only for gRPC
+          break;
         case Field::bytes_received: o.emplace(f.json_key, e.bytes_received); break;
         case Field::bytes_sent: o.emplace(f.json_key, e.bytes_sent); break;
         default: o.emplace(f.json_key, text_of(e, f.field));

@@ -29,6 +29,8 @@ Span server_span(const ExchangeRecord& r, const RequestHeader& request, std::chr
   span.timestamp_us = epoch_us(r.start_wall);
   span.duration_us = elapsed.count();
   span.status = r.status;
+  span.grpc_status = r.grpc_status;
+  span.http2 = r.protocol == "HTTP/2";
   span.cluster.assign(r.cluster_name);
   span.error.assign(r.error_reason);
   span.peer_identity.assign(r.peer_identity);
@@ -63,6 +65,7 @@ void log_exchange(AccessLog& log, const ExchangeRecord& r, const RequestHeader& 
   e.path = req.target();
   e.protocol = r.protocol;
   e.response_code = r.status;
+  e.grpc_status = r.grpc_status;
   e.error = r.error_reason;
   e.bytes_received = r.bytes_received;
   e.bytes_sent = r.bytes_sent;

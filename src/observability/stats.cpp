@@ -234,6 +234,7 @@ std::string Stats::scrape() const {
                          MetricType::Counter);
   auto tx_bytes = family("outrigger_response_body_bytes_total", "Response body bytes sent to clients.",
                          MetricType::Counter);
+  auto grpc = family("outrigger_grpc_requests_total", "gRPC requests answered, by grpc-status.", MetricType::Counter);
   for (const auto& [key, r] : routes_) {
     for (int code = RouteSlice::kMinCode; code <= RouteSlice::kMaxCode; ++code) {
       const auto n = sum(r->workers, [&](const RouteSlice& s) {
@@ -247,6 +248,17 @@ std::string Stats::scrape() const {
                             {"code", std::to_string(code)}});
       m.counter.value = static_cast<double>(n);
       requests.metric.push_back(std::move(m));
+    }
+    for (std::size_t code = 0; code < RouteSlice{}.grpc.size(); ++code) {
+      const auto n = sum(r->workers, [&](const RouteSlice& s) { return s.grpc[code].value(); });
+      if (n == 0) continue;
+      auto m = with_labels({{"direction", r->direction},
+                            {"listener", r->listener},
+                            {"route", r->route},
+                            {"cluster", r->cluster},
+                            {"grpc_status", std::to_string(code)}});
+      m.counter.value = static_cast<double>(n);
+      grpc.metric.push_back(std::move(m));
     }
     auto m = with_labels(
         {{"direction", r->direction}, {"listener", r->listener}, {"route", r->route}, {"cluster", r->cluster}});
@@ -262,6 +274,7 @@ std::string Stats::scrape() const {
   out.push_back(std::move(duration));
   out.push_back(std::move(rx_bytes));
   out.push_back(std::move(tx_bytes));
+  out.push_back(std::move(grpc));
 
   auto dc_active = family("outrigger_downstream_connections_active", "Open client connections.", MetricType::Gauge);
   auto dc_total =

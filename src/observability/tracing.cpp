@@ -384,14 +384,16 @@ std::string_view SpanEncoder::encode(const std::vector<Span>& spans, std::string
     o.emplace("localEndpoint", json::object({{"serviceName", service_name}}, sp));
     if (s.has_remote) o.emplace("remoteEndpoint", endpoint(s, sp));
     json::object& tags = o.emplace("tags", json::object(sp)).first->value().as_object();
-    tags.reserve(9);
-    char status[12], attempt[12];
+    tags.reserve(11);
+    char status[12], attempt[12], grpc[12];
     const auto number = [](char* buf, std::size_t n, auto v) {
       return std::string_view(buf, static_cast<std::size_t>(std::to_chars(buf, buf + n, v).ptr - buf));
     };
     tags.emplace("http.method", method);
     tags.emplace("http.path", s.path.view());
     if (s.status) tags.emplace("http.status_code", number(status, sizeof status, s.status));
+    if (s.server) tags.emplace("outrigger.protocol", s.http2 ? "http2" : "http1");
+    if (s.grpc_status >= 0) tags.emplace("grpc.status_code", number(grpc, sizeof grpc, s.grpc_status));
     if (!s.route.view().empty()) tags.emplace("outrigger.route", s.route.view());
     if (!s.cluster.view().empty()) tags.emplace("outrigger.cluster", s.cluster.view());
     if (!s.peer_identity.view().empty()) tags.emplace("peer.identity", s.peer_identity.view());

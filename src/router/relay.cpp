@@ -2,6 +2,7 @@
 
 #include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/grpc.hpp"
 
 namespace outrigger::router {
 
@@ -80,10 +81,28 @@ http::awaitable<TryResult> receive_response(http::Exchange& ex, http::UpstreamRe
   co_return failed(ex, e, retry.can_resend(ex));
 }
 
-http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream) {
+http::awaitable<TryResult> hold_response(http::Exchange& ex, http::UpstreamRequest& upstream, std::size_t limit,
+                                         std::string& held, bool& done) {
+  auto buf = core::thread_buffer_pool().get();
+  done = false;
+  while (!done && held.size() < limit) {
+    const auto piece = co_await upstream.read_response_body(buf.data(), std::min(buf.size(), limit - held.size()));
+    if (piece.error != UpstreamError::none) {
+      ex.error = proxy_error(piece.error);
+      co_return TryResult::failed;
+    }
+    held.append(buf.data(), piece.bytes);
+    done = piece.done;
+  }
+  co_return TryResult::ok;
+}
+
+http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream, std::string_view held,
+                                          bool held_done) {
   auto& res = upstream.response();
   if (ex.filters) ex.filters->on_response(ex, res.base());
   ex.status = res.result_int();
+  if (ex.grpc) ex.grpc_status = http::grpc_status_of(res.base());  // a trailers-only response
   const bool hooks = ex.filters && ex.filters->observes_bodies();
 
   // The header goes out with the first piece of the body.
@@ -91,19 +110,30 @@ http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequ
   res.body().size = 0;
   res.body().more = true;
   std::optional<core::BufferPool::Buffer> buf;
+  bool first = true;
   for (;;) {
     if (!buf) buf.emplace(core::thread_buffer_pool().get());
-    const auto piece = co_await upstream.read_response_body(buf->data(), buf->size());
+    http::UpstreamBodyRead piece;
+    const char* data = buf->data();
+    if (std::exchange(first, false) && (!held.empty() || held_done)) {
+      data = held.data();
+      piece = {UpstreamError::none, held.size(), held_done};
+    } else {
+      piece = co_await upstream.read_response_body(buf->data(), buf->size());
+    }
     if (piece.error != UpstreamError::none) {
       // The client sees a truncated response (or, if nothing went yet, an error).
       ex.error = proxy_error(piece.error);
       co_return ex.downstream.response_started() ? TryResult::aborted : TryResult::failed;
     }
-    if (hooks) ex.filters->on_response_body(ex, {piece.bytes ? buf->data() : nullptr, piece.bytes}, piece.done);
-    res.body().data = piece.bytes ? buf->data() : nullptr;
+    if (hooks) ex.filters->on_response_body(ex, {piece.bytes ? data : nullptr, piece.bytes}, piece.done);
+    res.body().data = piece.bytes ? const_cast<char*>(data) : nullptr;
     res.body().size = piece.bytes;
     res.body().more = !piece.done;
     const auto* trailers = piece.done ? upstream.response_trailers() : nullptr;
+    if (ex.grpc && trailers) {
+      if (const int s = http::grpc_status_of(*trailers); s >= 0) ex.grpc_status = s;
+    }
     if (const auto w = co_await ex.downstream.write_response(res, trailers); w != StreamError::none) {
       ex.error = w == StreamError::timeout ? ProxyError::timeout : ProxyError::downstream_reset;
       co_return TryResult::aborted;

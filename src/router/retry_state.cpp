@@ -20,8 +20,9 @@ RetryState::RetryState(const http::Exchange& ex, const config::Route& route, Clo
   // Retries need the whole request at hand: only the policy's methods (the
   // idempotent ones by default) whose body fits the retry buffer.
   const auto method = ex.request.method_string();
-  const bool method_ok = std::find(policy->retriable_methods.begin(), policy->retriable_methods.end(), method) !=
-                         policy->retriable_methods.end();
+  // gRPC calls are all POSTs: for them the policy's retry_on says what is safe.
+  const bool method_ok = ex.grpc || std::find(policy->retriable_methods.begin(), policy->retriable_methods.end(),
+                                              method) != policy->retriable_methods.end();
   // A body of unknown length (chunked, or HTTP/2 without Content-Length:
   // gRPC) streams and is teed; whether it can go again is known at the retry.
   const bool body_fits =
@@ -71,6 +72,19 @@ bool RetryState::retriable(int s) const {
   return (on & config::retry_retriable_status_codes) &&
          std::find(policy_->retriable_status_codes.begin(), policy_->retriable_status_codes.end(), s) !=
              policy_->retriable_status_codes.end();
+}
+
+bool RetryState::retriable_grpc(int s) const {
+  if (!policy_) return false;
+  const auto on = policy_->retry_on;
+  switch (s) {
+    case 1: return on & config::retry_grpc_cancelled;
+    case 4: return on & config::retry_grpc_deadline_exceeded;
+    case 8: return on & config::retry_grpc_resource_exhausted;
+    case 13: return on & config::retry_grpc_internal;
+    case 14: return on & config::retry_grpc_unavailable;
+    default: return false;
+  }
 }
 
 bool RetryState::retriable(ProxyError e) const {

@@ -1,6 +1,7 @@
 #include "outrigger/router/router.hpp"
 
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/grpc.hpp"
 #include "outrigger/router/relay.hpp"
 #include "outrigger/router/retry_state.hpp"
 #include "outrigger/upstream/cluster.hpp"
@@ -82,6 +83,10 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
   if (retry.active()) ex.request.set("x-outrigger-attempt-count", std::to_string(retry.attempt()));
 
   const auto deadline = retry.try_deadline(start);
+  // The upstream learns how long this try has, not how long the client would have waited.
+  if (ex.grpc && deadline != Clock::time_point::max())
+    ex.request.set("grpc-timeout", http::format_grpc_timeout(
+                                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start)));
   auto connect_timeout = to.cluster.config().connect_timeout;
   if (deadline != Clock::time_point::max())
     connect_timeout = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - start),
@@ -101,13 +106,27 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
     upstream.set_deadline(deadline);
     result = co_await send_request(ex, upstream, retry);
     if (result == TryResult::ok) result = co_await receive_response(ex, upstream, retry);
+    std::string held;  // a gRPC response held back while its status may ask for a retry
+    bool held_done = false;
     if (result == TryResult::ok) {
       status = upstream.response().result_int();
-      if (retry.retriable(status) && retry.can_resend(ex) && retry.grant(to.pools.retry_budget(), to.ticket, stats, worker.random)) {
+      bool again = retry.retriable(status);
+      if (!again && ex.grpc && retry.holds_grpc_responses()) {
+        int grpc_status = http::grpc_status_of(upstream.response().base());  // trailers-only
+        if (grpc_status < 0 && status == 200) {
+          // The status comes in the trailers, after the messages: hold a
+          // bounded amount of them so that a retriable status can still be
+          // retried (nothing went to the client yet).
+          result = co_await hold_response(ex, upstream, retry.grpc_hold_limit(), held, held_done);
+          if (held_done && upstream.response_trailers()) grpc_status = http::grpc_status_of(*upstream.response_trailers());
+        }
+        again = result == TryResult::ok && retry.retriable_grpc(grpc_status);
+      }
+      if (again && retry.can_resend(ex) && retry.grant(to.pools.retry_budget(), to.ticket, stats, worker.random)) {
         record_try(ex, to, endpoint, retry, status, start, span);
         co_return Next::retry;  // nothing went downstream
       }
-      result = co_await relay_response(ex, upstream);
+      if (result == TryResult::ok) result = co_await relay_response(ex, upstream, held, held_done);
     }
   }
   if (result == TryResult::not_processed) co_return Next::fresh_try;  // not a try: the connection was gone
@@ -135,7 +154,13 @@ http::awaitable<Next> try_once(http::Exchange& ex, Destination& to, RetryState& 
 http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext& worker) {
   ex.cluster_name = to.cluster.name();
   prepare_request(ex, to, worker);
-  const auto timeout = ex.control.timeout.value_or(to.route.timeout);
+  auto timeout = ex.control.timeout.value_or(to.route.timeout);
+  if (ex.grpc) {  // the client's deadline caps the route's
+    if (auto it = ex.request.find("grpc-timeout"); it != ex.request.end()) {
+      if (const auto t = http::parse_grpc_timeout(it->value()); t && (timeout.count() == 0 || *t < timeout))
+        timeout = *t;
+    }
+  }
   const auto route_deadline = timeout.count() > 0 ? ex.start + timeout : Clock::time_point::max();
   if (route_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(route_deadline);
 

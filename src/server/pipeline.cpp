@@ -3,6 +3,7 @@
 #include <boost/beast/http/field.hpp>
 #include <random>
 
+#include "outrigger/http/grpc.hpp"
 #include "outrigger/http/path.hpp"
 
 namespace outrigger::server {
@@ -48,6 +49,7 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
 http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
   ex.listener_stats = &listener_stats_;
+  ex.grpc = http::is_grpc(ex.request.base());
   forward_client_cert(ex);
   if (!normalize_target(ex)) co_return co_await reply_error(ex, ProxyError::bad_request);
   const auto* route = listener_.routes.match(ex.request);
@@ -117,6 +119,7 @@ void Pipeline::complete(http::Exchange& ex) {
   if (ex.error == ProxyError::bad_request) listener_stats_.bad_requests.inc();
   auto* series = ex.route_stats ? ex.route_stats : listener_.no_route_stats;
   series->workers[worker_.index].record(ex.status, elapsed, ex.bytes_received, ex.bytes_sent);
+  if (ex.grpc && ex.grpc_status >= 0) series->workers[worker_.index].record_grpc(ex.grpc_status);
   if (listener_.config->max_authorities) count_authority(ex.request[bhttp::field::host]);
   if (ex.traced && *ex.trace.sampled) ex.tracer->record(observability::server_span(ex, ex.request, elapsed));
   if (auto* log = snapshot_->access_log.get()) observability::log_exchange(*log, ex, ex.request, elapsed);

@@ -39,6 +39,15 @@ TEST(Binary, ValidatesTheShippedDefaultConfig) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+TEST(Binary, ValidatesTheShippedExamplesThatRunOutsideAPod) {
+  // (mesh-mtls.yaml names Kubernetes services and mounted secrets.)
+  for (const char* example : {"routing.yaml", "grpc.yaml"}) {
+    TempDir dir;
+    const auto r = run(dir, {"validate", "-c", std::string(OUTRIGGER_SOURCE_DIR) + "/config/examples/" + example});
+    EXPECT_EQ(r.exit_code, 0) << example << ": " << r.err;
+  }
+}
+
 TEST(Binary, ListsEveryProblemOfABadConfigAndExitsTwo) {
   TempDir dir;
   const auto file = dir.write("bad.yaml", R"(listners: []

@@ -53,8 +53,12 @@ class Bystander {
     stop_ = true;
     thread_.join();
   }
-  // Every request it made was answered 200, and it made some.
-  bool all_served() const { return ok_ > 0 && failed_ == 0; }
+  // Every request it made was answered 200, and it made some (waiting, for a
+  // while, for the first to be answered when the attack was over quickly).
+  bool all_served() const {
+    for (int i = 0; i < 500 && ok_ == 0 && failed_ == 0; ++i) std::this_thread::sleep_for(10ms);
+    return ok_ > 0 && failed_ == 0;
+  }
   std::string report() const { return std::to_string(ok_) + " ok, " + std::to_string(failed_) + " failed"; }
 
  private:

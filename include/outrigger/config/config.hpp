@@ -63,11 +63,21 @@ enum RetryOn : unsigned {
   retry_reset = 1u << 2,                   // "reset": the upstream closed or reset without a response
   retry_connect_failure = 1u << 3,         // "connect-failure"
   retry_retriable_status_codes = 1u << 4,  // "retriable-status-codes": the listed codes
+  // gRPC statuses (a gRPC request's grpc-status, in the response header or its trailers)
+  retry_grpc_cancelled = 1u << 5,           // "cancelled": 1
+  retry_grpc_deadline_exceeded = 1u << 6,   // "deadline-exceeded": 4
+  retry_grpc_resource_exhausted = 1u << 7,  // "resource-exhausted": 8
+  retry_grpc_internal = 1u << 8,            // "internal": 13
+  retry_grpc_unavailable = 1u << 9,         // "unavailable": 14
 };
+inline constexpr unsigned kRetryOnGrpc = retry_grpc_cancelled | retry_grpc_deadline_exceeded |
+                                         retry_grpc_resource_exhausted | retry_grpc_internal | retry_grpc_unavailable;
 
 // The RetryOn bit for an Envoy retry_on name ("5xx", "gateway-error", ...), or 0.
 unsigned retry_on_bit(std::string_view name);
-inline constexpr std::string_view kRetryOnNames = "5xx, gateway-error, reset, connect-failure, retriable-status-codes";
+inline constexpr std::string_view kRetryOnNames =
+    "5xx, gateway-error, reset, connect-failure, retriable-status-codes, cancelled, deadline-exceeded, "
+    "resource-exhausted, internal, unavailable";
 
 struct RetryPolicy {
   unsigned retry_on = 0;  // RetryOn bits
@@ -76,7 +86,10 @@ struct RetryPolicy {
   Duration per_try_timeout{0};  // 0: only the route timeout
   Duration backoff_base{25};
   Duration backoff_max{250};
-  std::vector<std::string> retriable_methods{"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+  std::vector<std::string> retriable_methods{"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};  // gRPC: any
+  // gRPC: response bytes held back from the client while the status (in the
+  // trailers) may still ask for a retry
+  std::size_t grpc_response_buffer_limit = 64 * 1024;
 };
 
 // Where a route sends requests while its cluster's breaker is open.

@@ -22,6 +22,7 @@ struct AccessLogEntry {
   std::string_view path;       // the request target as received
   std::string_view protocol;   // "HTTP/1.1"
   int response_code = 0;       // 0: no response was sent
+  int grpc_status = -1;        // a gRPC response's grpc-status; -1: none (not gRPC, or no status)
   std::string_view error;      // x-outrigger-error reason, empty when none
   std::uint64_t bytes_received = 0;  // request body bytes
   std::uint64_t bytes_sent = 0;      // response body bytes

@@ -28,6 +28,8 @@ struct ExchangeRecord {
   std::chrono::steady_clock::time_point start;
   std::chrono::system_clock::time_point start_wall;
   std::string_view protocol = "HTTP/1.1";  // as the client spoke it
+  bool grpc = false;      // a gRPC request (content-type application/grpc)
+  int grpc_status = -1;   // the response's grpc-status (header or trailer); -1: none
   std::string_view listener;
   std::string_view downstream_ip;
   bool downstream_tls = false;

@@ -78,12 +78,16 @@ struct RouteSlice {
   Histogram duration;
   Counter bytes_received;  // request body bytes
   Counter bytes_sent;      // response body bytes
+  std::array<Counter, 17> grpc;  // gRPC requests by grpc-status (0..16)
 
   void record(int code, std::chrono::microseconds d, std::uint64_t received, std::uint64_t sent) {
     if (code >= kMinCode && code <= kMaxCode) responses[code - kMinCode].inc();
     duration.observe(d);
     if (received) bytes_received.inc(received);
     if (sent) bytes_sent.inc(sent);
+  }
+  void record_grpc(int status) {
+    if (status >= 0 && status < static_cast<int>(grpc.size())) grpc[static_cast<std::size_t>(status)].inc();
   }
 };
 

@@ -83,6 +83,8 @@ struct Span {
   std::int64_t timestamp_us = 0;  // epoch microseconds
   std::int64_t duration_us = 1;
   int status = 0;          // 0: no response
+  int grpc_status = -1;    // SERVER spans of gRPC requests: the grpc-status sent; -1: none
+  bool http2 = false;      // SERVER spans: the client spoke HTTP/2
   std::uint32_t attempt = 0;  // CLIENT spans: the try, from 1
   std::array<std::uint8_t, 16> remote_ip{};
   bool remote_v6 = false, has_remote = false;

@@ -23,7 +23,14 @@ http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamReques
 // Waits for the response header (upstream.response()).
 http::awaitable<TryResult> receive_response(http::Exchange& ex, http::UpstreamRequest& upstream,
                                             const RetryState& retry);
-// The response goes downstream: its header through the filters, then its body.
-http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream);
+// Reads the response body into `held` until it ends or `limit` is reached
+// (a gRPC response whose status comes in its trailers, held back while a
+// retry may still be taken). *done: the whole body is held.
+http::awaitable<TryResult> hold_response(http::Exchange& ex, http::UpstreamRequest& upstream, std::size_t limit,
+                                         std::string& held, bool& done);
+// The response goes downstream: its header through the filters, then its
+// body: what was held first (all of it when held_done), then the rest.
+http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream,
+                                          std::string_view held = {}, bool held_done = false);
 
 }  // namespace outrigger::router

@@ -47,6 +47,12 @@ class RetryState {
 
   bool retriable(int status) const;
   bool retriable(http::ProxyError e) const;
+  // A gRPC response's grpc-status the policy retries.
+  bool retriable_grpc(int grpc_status) const;
+  // The policy retries some gRPC status, and a retry is left: a response
+  // without its grpc-status in the header is held until the trailers say.
+  bool holds_grpc_responses() const { return policy_ && (policy_->retry_on & config::kRetryOnGrpc) && attempt_ < max_attempts_; }
+  std::size_t grpc_hold_limit() const { return policy_ ? policy_->grpc_response_buffer_limit : 0; }
   // Takes a retry if attempts, time (its back-off included), the budget and
   // max_retries allow one now; backoff() then says how long to wait first.
   bool grant(upstream::RetryBudget& budget, upstream::Admission::Ticket& ticket, observability::ClusterSlice& stats,

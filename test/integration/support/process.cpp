@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -19,7 +20,11 @@ TempDir::TempDir() {
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "outside";
   for (auto& c : name)
     if (c == '/') c = '_';
-  path_ = fs::temp_directory_path() / ("outrigger-" + std::to_string(::getpid()) + "-" + name);
+  // Unique within the process too: a test may hold several at once (a
+  // server's Child and a run_program beside it).
+  static std::atomic<unsigned> serial{0};
+  path_ = fs::temp_directory_path() /
+          ("outrigger-" + std::to_string(::getpid()) + "-" + std::to_string(serial++) + "-" + name);
   fs::create_directories(path_);
 }
 

@@ -222,6 +222,15 @@ asio::awaitable<void> Http2Client::run() {
 
 asio::awaitable<void> Http2Client::read_loop() {
   while (!closing_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_))) {
+    if (!stream_.tls()) {
+      // An idle connection holds no buffers: they are taken when bytes come.
+      if (active_ == 0 && !writing_) {
+        input_.shrink_to_fit();
+        std::string().swap(out_);
+      }
+      auto [wait_ec] = co_await stream_.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
+      if (wait_ec || closing_) break;
+    }
     auto [ec, n] = co_await stream_.async_read_some(input_.prepare(kReadChunk), use_tuple);
     input_.commit(n);
     if (ec) break;
@@ -242,7 +251,9 @@ asio::awaitable<void> Http2Client::write_loop() {
       out_.clear();
       if (const int rv = h2::collect_output(session_, out_, kWriteBatch); rv != 0) fail(rv);
       if (out_.empty()) break;
+      writing_ = true;
       auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(out_), use_tuple);
+      writing_ = false;
       if (ec) {
         closing_ = true;
         break;

@@ -250,6 +250,15 @@ asio::awaitable<void> Http2Session::read_loop() {
     wake_writer();
   }
   while (!closing_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_))) {
+    if (!stream_.tls()) {
+      // An idle connection holds no buffers: they are taken when bytes come.
+      if (open_streams_ == 0 && writing_since_ == Clock::time_point::max()) {
+        input_.shrink_to_fit();
+        std::string().swap(out_);
+      }
+      auto [wait_ec] = co_await stream_.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
+      if (wait_ec || closing_) break;
+    }
     auto [ec, n] = co_await stream_.async_read_some(input_.prepare(kReadChunk), use_tuple);
     input_.commit(n);
     if (ec) break;

@@ -57,14 +57,16 @@ json::object route_json(const config::Route& r) {
   if (r.retry) {
     const auto& p = *r.retry;
     json::array on;
-    for (std::string_view name : {"5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes"})
+    for (std::string_view name : {"5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes",
+                                  "cancelled", "deadline-exceeded", "resource-exhausted", "internal", "unavailable"})
       if (p.retry_on & config::retry_on_bit(name)) on.push_back(json::string(name));
     o["retry"] = json::object{{"retry_on", std::move(on)},
                               {"retriable_status_codes", json::value_from(p.retriable_status_codes)},
                               {"num_retries", p.num_retries},
                               {"per_try_timeout", duration(p.per_try_timeout)},
                               {"backoff", json::object{{"base", duration(p.backoff_base)}, {"max", duration(p.backoff_max)}}},
-                              {"retriable_methods", json::value_from(p.retriable_methods)}};
+                              {"retriable_methods", json::value_from(p.retriable_methods)},
+                              {"grpc_response_buffer_limit", p.grpc_response_buffer_limit}};
   }
   o["retry_buffer_limit"] = r.retry_buffer_limit;
   if (r.fallback) {
@@ -82,6 +84,27 @@ json::object route_json(const config::Route& r) {
 }  // namespace
 
 namespace {
+
+std::string_view protocol_name(config::Protocol p) {
+  switch (p) {
+    case config::Protocol::http1: return "http1";
+    case config::Protocol::http2: return "http2";
+    case config::Protocol::auto_detect: break;
+  }
+  return "auto";
+}
+
+json::object http2_json(const config::Http2& h, bool client) {
+  json::object o{{"max_concurrent_streams", h.max_concurrent_streams},
+                 {"initial_stream_window_size", h.initial_stream_window_size},
+                 {"initial_connection_window_size", h.initial_connection_window_size}};
+  if (h.max_header_list_size) o["max_header_list_size"] = h.max_header_list_size;  // 0: the default
+  if (client) {
+    o["ping_interval"] = duration(h.ping_interval);
+    o["ping_timeout"] = duration(h.ping_timeout);
+  }
+  return o;
+}
 
 json::object tls_json(const config::Tls& t, bool server) {
   json::object o;
@@ -164,6 +187,8 @@ std::string config_to_json(const config::Config& c) {
         {"path_with_escaped_slashes_action", escaped_slashes_name(l.path_with_escaped_slashes_action)},
         {"filters", std::move(filters)},
         {"routes", std::move(routes)}};
+    listener["protocol"] = protocol_name(l.protocol);
+    listener["http2"] = http2_json(l.http2, false);
     if (l.tls) listener["tls"] = tls_json(*l.tls, true);
     listeners.push_back(std::move(listener));
   }
@@ -220,6 +245,8 @@ std::string config_to_json(const config::Config& c) {
       if (!hc->host.empty()) h["host"] = hc->host;
       cluster["health_check"] = std::move(h);
     }
+    cluster["protocol"] = protocol_name(cl.protocol);
+    cluster["http2"] = http2_json(cl.http2, true);
     if (cl.tls) cluster["tls"] = tls_json(*cl.tls, false);
     clusters.push_back(std::move(cluster));
   }

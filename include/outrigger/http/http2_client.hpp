@@ -108,6 +108,7 @@ class Http2Client {
   bool closing_ = false;                     // no more reads; the writer says what is left
   bool closed_ = false;                      // run() has ended
   bool going_away_ = false;                  // GOAWAY either way: no new streams
+  bool writing_ = false;                     // a write of out_ is under way
   Clock::time_point idle_since_;
   Clock::time_point last_read_;
   Clock::time_point ping_sent_ = Clock::time_point::max();  // an unanswered keepalive PING

@@ -11,6 +11,8 @@
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
 #   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
+#   test/bench/run.sh h2         # HTTP/2 (h2load) against HAProxy, idle h2c memory (h2.sh)
+#   test/bench/run.sh grpc       # gRPC unary latency added at a fixed rate (grpc.sh)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 #   BASELINE_BIN=path test/bench/run.sh   # also an older Outrigger ("baseline"), for an A/B in one run
 set -euo pipefail
@@ -32,6 +34,12 @@ if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = h2 ]; then  # HTTP/2 against HAProxy: test/bench/h2.sh
+  OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/h2.sh"
+fi
+if [ "$what" = grpc ]; then  # gRPC latency, direct and through Outrigger: test/bench/grpc.sh
+  OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 900 "$here/grpc.sh"
 fi
 if [ "$what" = tls ]; then  # mTLS against HAProxy: test/bench/tls.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/tls.sh"

@@ -261,6 +261,11 @@ class Loader {
         if (auto v = r_.integer(*h, "healthy_threshold", hp, 1, 1000)) hc.healthy_threshold = static_cast<std::uint32_t>(*v);
         cl.health_check = hc;
       }
+      // Checks speak HTTP/1.1: an HTTP/2-only endpoint (a gRPC server) would
+      // fail every one and be taken out of the cluster.
+      if (cl.protocol == Protocol::http2)
+        r_.error(*h, hp, "health checks speak HTTP/1.1, which a 'protocol: http2' cluster's endpoints may not; "
+                         "use outlier_detection to take failing endpoints out");
     }
     if (auto b = YamlReader::child(n, "retry_budget")) {
       const auto bp = path + ".retry_budget";

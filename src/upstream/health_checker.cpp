@@ -65,6 +65,9 @@ asio::awaitable<bool> check_once(std::shared_ptr<HealthChecker::Impl> impl, std:
   const auto material = impl->tls->current();
   asio::ssl::stream<beast::tcp_stream&> secure(stream, *material->context);
   impl->tls->prepare_client(secure.native_handle(), *material);
+  // The check speaks HTTP/1.1, whatever the cluster's ALPN offers its requests.
+  static constexpr unsigned char kHttp11[] = "\x08http/1.1";
+  SSL_set_alpn_protos(secure.native_handle(), kHttp11, sizeof kHttp11 - 1);
   auto [hec] = co_await secure.async_handshake(asio::ssl::stream_base::client, use_tuple);
   if (hec) co_return false;
   co_return co_await get_ok(secure, *impl);

@@ -222,6 +222,60 @@ clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
   EXPECT_TRUE(has_error(r, "listeners[0].routes[2]: needs exactly one of 'cluster', 'weighted_clusters' or 'direct_response'"));
 }
 
+TEST(ConfigLoader, ReadsHttp2AndGrpcSettings) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1000
+    protocol: http2
+    http2: { max_concurrent_streams: 50, initial_stream_window_size: 1048576, max_header_list_size: 32768 }
+    routes:
+      - cluster: c
+        retry: { retry_on: [unavailable, deadline-exceeded, cancelled, internal, resource-exhausted], grpc_response_buffer_limit: 1024 }
+clusters:
+  - name: c
+    protocol: http2
+    endpoints: [127.0.0.1:1]
+    http2: { max_concurrent_streams: 7, ping_interval: 30s, ping_timeout: 2s }
+)");
+  ASSERT_TRUE(r.ok()) << messages(r).front();
+  const auto& l = r.config->listeners[0];
+  EXPECT_EQ(l.protocol, Protocol::http2);
+  EXPECT_EQ(l.http2.max_concurrent_streams, 50u);
+  EXPECT_EQ(l.http2.initial_stream_window_size, 1048576u);
+  EXPECT_EQ(l.http2.max_header_list_size, 32768u);
+  EXPECT_EQ(l.routes[0].retry->retry_on, kRetryOnGrpc);
+  EXPECT_EQ(l.routes[0].retry->grpc_response_buffer_limit, 1024u);
+  const auto& c = r.config->clusters[0];
+  EXPECT_EQ(c.protocol, Protocol::http2);
+  EXPECT_EQ(c.http2.max_concurrent_streams, 7u);
+  EXPECT_EQ(c.http2.ping_interval, 30s);
+  EXPECT_EQ(c.http2.ping_timeout, 2s);
+}
+
+TEST(ConfigLoader, ReportsBadHttp2Settings) {
+  auto r = load(R"(
+listeners:
+  - name: a
+    address: 127.0.0.1:1000
+    protocol: spdy
+    http2: { max_concurrent_streams: 0, ping_interval: 1s }
+    routes: [{ cluster: c }]
+clusters:
+  - name: c
+    protocol: http2
+    endpoints: [127.0.0.1:1]
+    http2: { initial_stream_window_size: 100, ping_timeout: 0s }
+    health_check: { path: /healthz }
+)");
+  EXPECT_TRUE(has_error(r, "listeners[0].protocol: invalid value 'spdy' (one of: auto, http1, http2)"));
+  EXPECT_TRUE(has_error(r, "listeners[0].http2.max_concurrent_streams: must be from 1 to"));
+  EXPECT_TRUE(has_error(r, "listeners[0].http2: unknown key 'ping_interval'"));
+  EXPECT_TRUE(has_error(r, "clusters[0].http2.initial_stream_window_size: must be from 65535 to"));
+  EXPECT_TRUE(has_error(r, "clusters[0].http2.ping_timeout: must be greater than 0"));
+  EXPECT_TRUE(has_error(r, "clusters[0].health_check: health checks speak HTTP/1.1"));
+}
+
 TEST(ConfigLoader, ReportsYamlSyntaxErrorsWithPosition) {
   auto r = load("listeners:\n  - name: [unclosed\n");
   ASSERT_EQ(r.errors.size(), 1u);

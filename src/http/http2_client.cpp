@@ -154,6 +154,7 @@ Http2Client::Http2Client(net::Stream& stream, core::DeadlineQueue& deadlines, co
   nghttp2_option_set_max_continuations(opt, 8);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_outbound_ack(opt, 1000);
+  nghttp2_option_set_no_closed_streams(opt, 1);  // memory: no priority tree of closed streams kept
   nghttp2_session_client_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -384,10 +385,9 @@ UpstreamError Http2ClientStream::failure() const {
 
 bool Http2ClientStream::submit(RequestMessage& req, bool with_body) {
   head_ = req.method() == bhttp::verb::head;
-  std::vector<nghttp2_nv> nva;
-  std::vector<std::string> names;  // lower case, alive until nghttp2 has copied them
-  nva.reserve(24);
-  names.reserve(24);
+  h2::FieldList fields;  // lower case, alive until nghttp2 has copied them
+  fields.reserve_for(req);
+  auto& nva = fields.nva;
   std::string_view authority;
   if (auto host = req.find(bhttp::field::host); host != req.end()) authority = host->value();
   nva.push_back(h2::field(":method", req.method_string()));
@@ -402,7 +402,7 @@ bool Http2ClientStream::submit(RequestMessage& req, bool with_body) {
       if (f.name() == bhttp::field::te && accepts_trailers(req.base())) nva.push_back(h2::field("te", "trailers"));
       continue;
     }
-    nva.push_back(h2::field(names.emplace_back(h2::lower(name)), f.value()));
+    fields.add_lowered(f);
   }
   nghttp2_data_provider provider;
   provider.source.ptr = nullptr;  // the stream is found by its id: it may be gone when nghttp2 asks

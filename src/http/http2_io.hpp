@@ -6,6 +6,9 @@
 #include <nghttp2/nghttp2.h>
 
 #include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/container/small_vector.hpp>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <string>
@@ -49,6 +52,44 @@ inline std::string lower(std::string_view name) {
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
+
+// The lower-case name of a field Beast knows, made once; empty for unknown.
+inline std::string_view known_lower(boost::beast::http::field f) {
+  using boost::beast::http::field;
+  static const auto table = [] {
+    std::array<std::string, static_cast<std::size_t>(field::xref) + 1> t;  // xref: Beast's last field
+    for (std::size_t i = 1; i < t.size(); ++i) t[i] = lower(boost::beast::http::to_string(static_cast<field>(i)));
+    return t;
+  }();
+  const auto i = static_cast<std::size_t>(f);
+  return i < table.size() ? std::string_view(table[i]) : std::string_view();
+}
+
+// The header fields of one submit, on the stack for a usual header: names
+// Beast knows come from known_lower(), others are lower-cased into `arena`,
+// reserved up front so that the views into it stay valid.
+struct FieldList {
+  boost::container::small_vector<nghttp2_nv, 24> nva;
+  std::string arena;
+  template <class Fields>
+  void reserve_for(const Fields& fields) {
+    std::size_t unknown = 0;
+    for (const auto& f : fields)
+      if (f.name() == boost::beast::http::field::unknown) unknown += f.name_string().size();
+    arena.reserve(unknown);
+  }
+  void add(std::string_view name, std::string_view value) { nva.push_back(field(name, value)); }
+  template <class Field>
+  void add_lowered(const Field& f) {
+    auto name = known_lower(f.name());
+    if (name.empty()) {
+      const auto at = arena.size();
+      for (char c : f.name_string()) arena += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      name = std::string_view(arena).substr(at);
+    }
+    add(name, f.value());
+  }
+};
 
 // Fields HTTP/2 forbids (RFC 9113 §8.2.2); TE is allowed as "trailers" only.
 inline bool is_connection_specific(std::string_view name) {

@@ -207,6 +207,11 @@ Http2Session::Http2Session(net::Stream& stream, boost::beast::basic_flat_buffer<
   nghttp2_option_set_max_continuations(opt, 8);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_outbound_ack(opt, 1000);
+  // Memory per connection: responses are encoded without a dynamic table
+  // (HAProxy's choice too: repeated response fields are few and short).
+  // Closed streams stay known to nghttp2: frames on them are connection
+  // errors (RFC 9113 §5.1), which h2spec checks.
+  nghttp2_option_set_max_deflate_dynamic_table_size(opt, 0);
   nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);

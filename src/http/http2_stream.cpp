@@ -226,15 +226,11 @@ bool Http2Stream::submit(ResponseHeader& header, bool with_body) {
   strip_hop_by_hop(header);
   char status[4];
   const auto code = std::to_chars(status, status + sizeof status, header.result_int());
-  std::vector<nghttp2_nv> nva;
-  std::vector<std::string> names;  // lower case: HTTP/2 field names are (RFC 9113 §8.2)
-  nva.reserve(16);
-  names.reserve(16);
-  nva.push_back(h2::field(":status", {status, static_cast<std::size_t>(code.ptr - status)}));
-  for (const auto& f : header) {
-    auto& name = names.emplace_back(lower(f.name_string()));
-    nva.push_back(h2::field(name, f.value()));
-  }
+  h2::FieldList fields;  // lower case: HTTP/2 field names are (RFC 9113 §8.2)
+  fields.reserve_for(header);
+  fields.add(":status", {status, static_cast<std::size_t>(code.ptr - status)});
+  for (const auto& f : header) fields.add_lowered(f);
+  auto& nva = fields.nva;
   nghttp2_data_provider provider;
   provider.source.ptr = this;
   provider.read_callback = &Provider::read;
@@ -271,6 +267,7 @@ awaitable<StreamError> Http2Stream::write_response(ResponseMessage& msg, const F
   if (!msg.body().more) out_eof_ = true;
   nghttp2_session_resume_data(session_.session_, id_);
   session_.wake_writer();
+  if (out_.size() - out_offset_ <= kHighWater) co_return StreamError::none;  // no wait, no frame for one
   co_return co_await drain_output();
 }
 

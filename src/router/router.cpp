@@ -165,7 +165,7 @@ http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext&
   if (route_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(route_deadline);
 
   RetryState retry(ex, to.route, route_deadline);
-  if (const auto e = co_await retry.buffer_body(ex); e != ProxyError::none) {
+  if (const auto e = retry.buffers(ex) ? co_await retry.buffer_body(ex) : ProxyError::none; e != ProxyError::none) {
     ex.error = e;
     if (e == ProxyError::downstream_reset) {
       ex.error_reason = http::to_string(e);

@@ -84,4 +84,21 @@ TEST(Http2Translation, Http1ChunkedRequestTrailersPassThrough) {
   EXPECT_NE(app.bytes_received().find("0\r\nx-sum: 1\r\n\r\n"), std::string::npos) << app.bytes_received();
 }
 
+TEST(Http2Translation, ManyResponseFieldsKeepTheirNamesLowerCased) {
+  // More fields than the encoder keeps on its stack, known to Beast and not.
+  FakeUpstream app([](FakeUpstream::Exchange& ex) {
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: no-store\r\n";
+    for (int i = 0; i < 40; ++i) head += "X-Field-Number-" + std::to_string(i) + ": v" + std::to_string(i) + "\r\n";
+    ex.socket.send(head + "\r\nok");
+  });
+  Proxy proxy(config(app.port()));
+  H2Client client(proxy.port());
+  auto r = client.get("/many");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("cache-control"), "no-store");
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(r->header("x-field-number-" + std::to_string(i)), "v" + std::to_string(i)) << i;
+}
+
 }  // namespace

@@ -335,4 +335,17 @@ clusters:
   }));
 }
 
+TEST(Http2Upstream, ManyRequestFieldsKeepTheirNamesLowerCased) {
+  H2Upstream up;
+  Proxy proxy(config(endpoint(up)));
+  std::vector<std::pair<std::string, std::string>> fields{{"Host", "a"}, {"Accept-Language", "en"}};
+  for (int i = 0; i < 40; ++i) fields.emplace_back("X-Field-Number-" + std::to_string(i), "v" + std::to_string(i));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send(request_text("GET", "/many", fields)));
+  ASSERT_EQ(s.read_response()->result_int(), 200);
+  const auto req = up.last_request();
+  EXPECT_EQ(req.header("accept-language"), "en");
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(req.header("x-field-number-" + std::to_string(i)), "v" + std::to_string(i)) << i;
+}
+
 }  // namespace

@@ -32,6 +32,8 @@ class RetryState {
   http::awaitable<http::ProxyError> buffer_body(http::Exchange& ex);
 
   bool active() const { return policy_ != nullptr; }
+  // buffer_body will read the body (a policy, and a Content-Length within the limit).
+  bool buffers(const http::Exchange& ex) const { return policy_ && ex.request_has_body && ex.request_content_length; }
   // The whole request body is at hand (buffered before the first try).
   bool body_buffered() const { return buffered_; }
   // What is at hand to send again: the whole body (buffered), or what a

@@ -367,6 +367,58 @@ TEST(Grpc, EndpointDownIsUnavailable) {
   EXPECT_FALSE(r.details.empty()) << r;
 }
 
+// A listener with one filter in front of the route to the gRPC server.
+std::string config_with_filter(const std::string& endpoint, const std::string& filter) {
+  return fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+log_level: off
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    filters: [{FILTER}]
+    routes: [{ cluster: grpc, timeout: 5s }]
+clusters:
+  - { name: grpc, protocol: http2, endpoints: [{EP}] }
+)",
+              {{"EP", endpoint}, {"FILTER", filter}});
+}
+
+TEST(Grpc, AnRbacDenialIsPermissionDenied) {
+  REQUIRE_GRPC();
+  GrpcServer server;
+  // Readers may only GET: a gRPC call (a POST) is denied.
+  Proxy proxy(config_with_filter(server.endpoint(), R"({ type: rbac, roles: { reader: [{ methods: [GET] }] },
+        bindings: [{ role: reader, principals: [{ source_ip: 127.0.0.0/8 }] }] })"));
+  const auto r = call(proxy.port(), "Unary", {"--data", "x"});
+  ASSERT_TRUE(r.parsed) << r;
+  EXPECT_EQ(r.code, "PERMISSION_DENIED") << r;
+  EXPECT_TRUE(server.calls().empty()) << server.log();
+}
+
+TEST(Grpc, ARateLimitIsUnavailable) {
+  REQUIRE_GRPC();
+  GrpcServer server;
+  Proxy proxy(config_with_filter(server.endpoint(), "{ type: local_rate_limit, tokens_per_second: 0.01, burst: 1 }"));
+  EXPECT_EQ(call(proxy.port(), "Unary", {"--data", "1"}).code, "OK");
+  const auto r = call(proxy.port(), "Unary", {"--data", "2"});
+  ASSERT_TRUE(r.parsed) << r;
+  EXPECT_EQ(r.code, "UNAVAILABLE") << r;  // the gRPC spec's mapping of 429
+  EXPECT_EQ(server.calls().size(), 1u) << server.log();
+}
+
+TEST(Grpc, TheRouteTimeoutIsDeadlineExceededFromTheProxy) {
+  REQUIRE_GRPC();
+  GrpcServer server;
+  Proxy proxy(config(server.endpoint(), "{ cluster: grpc, timeout: 300ms }"));
+  // The client would wait 30 s: the DEADLINE_EXCEEDED is the proxy's.
+  const auto r = call(proxy.port(), "Unary", {"--data", "t", "--timeout", "30", "--metadata", "x-sleep-ms=3000"});
+  ASSERT_TRUE(r.parsed) << r;
+  EXPECT_EQ(r.code, "DEADLINE_EXCEEDED") << r;
+  EXPECT_EQ(r.details, "upstream request timeout") << r;
+  EXPECT_EQ(str(r.trailing, "x-outrigger-error"), "timeout") << r;
+}
+
 TEST(Grpc, TlsListenerUnaryAndBidi) {
   REQUIRE_GRPC();
   GrpcServer server;

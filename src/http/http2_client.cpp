@@ -21,8 +21,6 @@ namespace bhttp = boost::beast::http;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr std::size_t kWriteBatch = 64 * 1024;
 constexpr std::size_t kHighWater = 32 * 1024;        // request body bytes queued per stream before the router waits
 constexpr std::uint32_t kDefaultHeaderList = 96 * 1024;  // a response header block larger than this is refused
 
@@ -124,14 +122,13 @@ struct Http2Client::Callbacks {
 Http2Client::Http2Client(net::Stream& stream, core::DeadlineQueue& deadlines, const config::Http2& settings, bool tls,
                          std::uint32_t max_streams_total, observability::Http2Slice* stats,
                          Http2ClientEvents* events)
-    : stream_(stream),
+    : Http2Transport(stream, Buffer()),
       deadlines_(deadlines),
       settings_(settings),
       tls_(tls),
       max_streams_total_(max_streams_total),
       stats_(stats),
       events_(events),
-      writer_(stream.get_executor()),
       idle_since_(Clock::now()),
       last_read_(idle_since_) {
   if (settings_.max_header_list_size == 0) settings_.max_header_list_size = kDefaultHeaderList;
@@ -215,58 +212,9 @@ asio::awaitable<void> Http2Client::run() {
   co_await (read_loop() && write_loop());
   closed_ = true;
   going_away_ = true;
-  input_.shrink_to_fit();
   // Whatever still waits on a stream learns that the connection is gone.
   const auto last = nghttp2_session_get_last_proc_stream_id(session_);
   for (auto* s : streams_) s->on_connection_lost(s->id_ < 0 || (last > 0 && s->id_ > last));
-}
-
-asio::awaitable<void> Http2Client::read_loop() {
-  while (!closing_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_))) {
-    if (!stream_.tls()) {
-      // An idle connection holds no buffers: they are taken when bytes come.
-      if (active_ == 0 && !writing_) {
-        input_.shrink_to_fit();
-        std::string().swap(out_);
-      }
-      auto [wait_ec] = co_await stream_.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
-      if (wait_ec || closing_) break;
-    }
-    auto [ec, n] = co_await stream_.async_read_some(input_.prepare(kReadChunk), use_tuple);
-    input_.commit(n);
-    if (ec) break;
-    last_read_ = Clock::now();
-    if (const int rv = h2::feed(session_, input_); rv != 0) {
-      fail(rv);
-      break;
-    }
-    wake_writer();
-  }
-  closing_ = true;
-  wake_writer();
-}
-
-asio::awaitable<void> Http2Client::write_loop() {
-  for (;;) {
-    while (nghttp2_session_want_write(session_)) {
-      out_.clear();
-      if (const int rv = h2::collect_output(session_, out_, kWriteBatch); rv != 0) fail(rv);
-      if (out_.empty()) break;
-      writing_ = true;
-      auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(out_), use_tuple);
-      writing_ = false;
-      if (ec) {
-        closing_ = true;
-        break;
-      }
-    }
-    if (closing_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_))) break;
-    co_await writer_.wait();
-  }
-  out_.clear();
-  out_.shrink_to_fit();
-  closing_ = true;
-  close_socket();
 }
 
 void Http2Client::close_socket() {
@@ -538,13 +486,7 @@ awaitable<UpstreamError> Http2ClientStream::read_response_header() {
 awaitable<UpstreamBodyRead> Http2ClientStream::read_response_body(char* buf, std::size_t size) {
   for (;;) {
     if (in_offset_ < in_.size()) {
-      const auto n = std::min(size, in_.size() - in_offset_);
-      std::memcpy(buf, in_.data() + in_offset_, n);
-      in_offset_ += n;
-      if (in_offset_ == in_.size()) {
-        in_.clear();
-        in_offset_ = 0;
-      }
+      const auto n = h2::take(in_, in_offset_, buf, size);
       // Only now may the upstream send that much more.
       nghttp2_session_consume(client_.session_, id_, n);
       client_.wake_writer();

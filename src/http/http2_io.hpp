@@ -10,7 +10,9 @@
 #include <boost/container/small_vector.hpp>
 #include <array>
 #include <cctype>
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -37,6 +39,19 @@ int feed(nghttp2_session* session, Buffer& in) {
   const auto rv = nghttp2_session_mem_recv(session, static_cast<const std::uint8_t*>(data.data()), data.size());
   in.consume(in.size());
   return rv < 0 ? static_cast<int>(rv) : 0;
+}
+
+// Moves up to `size` bytes of a stream's received body (`in` from `offset`)
+// into buf, and empties `in` once all of it is taken; the count.
+inline std::size_t take(std::string& in, std::size_t& offset, char* buf, std::size_t size) {
+  const auto n = std::min(size, in.size() - offset);
+  std::memcpy(buf, in.data() + offset, n);
+  offset += n;
+  if (offset == in.size()) {
+    in.clear();
+    offset = 0;
+  }
+  return n;
 }
 
 // A header field for nghttp2, which copies it on submit.

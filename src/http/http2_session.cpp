@@ -23,12 +23,10 @@ namespace bhttp = boost::beast::http;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-constexpr std::size_t kReadChunk = 16 * 1024;
-constexpr std::size_t kWriteBatch = 64 * 1024;  // what the writer gathers before a write
 constexpr auto kGoawayAfterNotice = std::chrono::milliseconds(100);
-constexpr std::size_t kRememberedStreams = 256;
+constexpr std::size_t kRememberedStreams = 256;  // ids kept to tell a closed stream from one never opened
 constexpr std::uint64_t kResetBurst = 1000, kResetsPerSecond = 33;  // nghttp2's defaults, said here
-constexpr std::uint32_t kControlFrameBudget = 1000;  // control frames in a row without a request or DATA between  // ids kept to tell a closed stream from one never opened
+constexpr std::uint32_t kControlFrameBudget = 1000;  // control frames in a row without a request or DATA between
 
 Http2Session& session_of(void* user_data) { return *static_cast<Http2Session*>(user_data); }
 }  // namespace
@@ -173,14 +171,11 @@ struct Http2Session::Callbacks {
   }
 };
 
-Http2Session::Http2Session(net::Stream& stream, boost::beast::basic_flat_buffer<core::PooledAllocator<char>>& input,
-                           ConnectionHost& host, Http2Peer peer)
-    : stream_(stream),
-      input_(input),
+Http2Session::Http2Session(net::Stream& stream, Buffer& input, ConnectionHost& host, Http2Peer peer)
+    : Http2Transport(stream, std::move(input)),
       host_(host),
       peer_(peer),
       settings_(host.settings()),
-      writer_(stream.get_executor()),
       exchanges_done_(stream.get_executor()),
       idle_since_(Clock::now()),
       stats_(host.listener_stats().http2) {
@@ -248,61 +243,19 @@ asio::awaitable<void> Http2Session::run() {
   while (exchanges_ > 0) co_await exchanges_done_.wait();
 }
 
-asio::awaitable<void> Http2Session::read_loop() {
-  // The bytes read before the session existed (the preface) go first.
-  if (input_.size() > 0) {
-    if (const int rv = h2::feed(session_, input_); rv != 0) fail(rv);
-    wake_writer();
-  }
-  while (!closing_ && (nghttp2_session_want_read(session_) || nghttp2_session_want_write(session_))) {
-    if (!stream_.tls()) {
-      // An idle connection holds no buffers: they are taken when bytes come.
-      if (open_streams_ == 0 && writing_since_ == Clock::time_point::max()) {
-        input_.shrink_to_fit();
-        std::string().swap(out_);
-      }
-      auto [wait_ec] = co_await stream_.socket().async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
-      if (wait_ec || closing_) break;
-    }
-    auto [ec, n] = co_await stream_.async_read_some(input_.prepare(kReadChunk), use_tuple);
-    input_.commit(n);
-    if (ec) break;
-    if (const int rv = h2::feed(session_, input_); rv != 0) {
-      fail(rv);
-      break;
-    }
-    wake_writer();
-  }
-  input_.shrink_to_fit();
-  closing_ = true;
-  wake_writer();
+bool Http2Session::final_goaway(Clock::time_point now) {
+  // The drain's second step, once the notice had time to reach the client.
+  if (!drain_sent_ || goaway_final_ || now - drain_at_ < kGoawayAfterNotice) return false;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                        NGHTTP2_NO_ERROR, nullptr, 0);
+  goaway_final_ = true;
+  return true;
 }
 
-asio::awaitable<void> Http2Session::write_loop() {
-  for (;;) {
-    while (nghttp2_session_want_write(session_)) {
-      out_.clear();
-      if (const int rv = h2::collect_output(session_, out_, kWriteBatch); rv != 0) fail(rv);
-      if (out_.empty()) break;
-      writing_since_ = Clock::now();
-      auto [ec, written] = co_await asio::async_write(stream_, asio::buffer(out_), use_tuple);
-      writing_since_ = Clock::time_point::max();
-      if (ec) {
-        closing_ = true;
-        break;
-      }
-      if (drain_sent_ && !goaway_final_ && Clock::now() - drain_at_ >= kGoawayAfterNotice) {
-        nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                              NGHTTP2_NO_ERROR, nullptr, 0);
-        goaway_final_ = true;
-      }
-    }
-    const bool done = closing_ || (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_));
-    if (done) break;
-    co_await writer_.wait();
-  }
-  // Nothing more to say: the reader stops too.
-  closing_ = true;
+void Http2Session::bytes_written() { final_goaway(Clock::now()); }
+
+void Http2Session::end_writes() {
+  // The client may still send: the reader sees the end when the socket goes.
   boost::system::error_code ec;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   stream_.socket().cancel(ec);
@@ -332,12 +285,7 @@ void Http2Session::drain() {
 }
 
 void Http2Session::sweep(Clock::time_point now) {
-  if (drain_sent_ && !goaway_final_ && now - drain_at_ >= kGoawayAfterNotice) {
-    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                          NGHTTP2_NO_ERROR, nullptr, 0);
-    goaway_final_ = true;
-    wake_writer();
-  }
+  if (final_goaway(now)) wake_writer();
   if (open_streams_ == 0 && now - idle_since_ >= settings_.idle_timeout) drain();
   if (now - writing_since_ >= settings_.idle_timeout && !closing_) {
     // The client takes no bytes at all: TCP's window is shut, and no frame

@@ -199,13 +199,7 @@ awaitable<void> Http2Stream::serve(std::shared_ptr<ExchangeHandler> handler) {
 awaitable<BodyRead> Http2Stream::read_body(char* buf, std::size_t size) {
   for (;;) {
     if (in_offset_ < in_.size()) {
-      const auto n = std::min(size, in_.size() - in_offset_);
-      std::memcpy(buf, in_.data() + in_offset_, n);
-      in_offset_ += n;
-      if (in_offset_ == in_.size()) {
-        in_.clear();
-        in_offset_ = 0;
-      }
+      const auto n = h2::take(in_, in_offset_, buf, size);
       // Only now may the client send that much more.
       nghttp2_session_consume(session_.session_, id_, n);
       session_.wake_writer();

@@ -5,7 +5,7 @@
 // class knows the protocol: streams, flow control, SETTINGS, GOAWAY, PING.
 //
 // Like the downstream session (http2_session.hpp), two coroutines serve the
-// connection, one reading into nghttp2 and one writing what it has to send.
+// connection (Http2Transport), one reading into nghttp2 and one writing.
 // A response body is read from a per-stream buffer, and the stream's window
 // opens only as the router takes the bytes; a request body waits in a
 // bounded buffer until the upstream's window lets it go.
@@ -25,6 +25,7 @@
 #include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/core/wakeup.hpp"
+#include "outrigger/http/http2_transport.hpp"
 #include "outrigger/http/upstream_request.hpp"
 #include "outrigger/net/stream.hpp"
 #include "outrigger/observability/stats.hpp"
@@ -43,7 +44,7 @@ class Http2ClientEvents {
   virtual void stream_released() = 0;
 };
 
-class Http2Client {
+class Http2Client final : private Http2Transport {
  public:
   using Clock = std::chrono::steady_clock;
   // `settings`: the cluster's http2 block; `tls`: the :scheme is https.
@@ -81,34 +82,28 @@ class Http2Client {
   friend class Http2ClientStream;
   struct Callbacks;
 
-  boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> write_loop();
-  void wake_writer() { writer_.notify(); }
+  // Http2Transport
+  bool quiet() const override { return active_ == 0; }
+  void bytes_read() override { last_read_ = Clock::now(); }
+  void fail(int nghttp2_error) override;
+  void end_writes() override { close_socket(); }
   void stream_done(Http2ClientStream& s);
-  void fail(int nghttp2_error);
   void count(observability::Http2Event e) {
     if (stats_) stats_->count(e);
   }
   void close_socket();
 
-  net::Stream& stream_;
   core::DeadlineQueue& deadlines_;
   config::Http2 settings_;
   bool tls_;
   std::uint32_t max_streams_total_;
   observability::Http2Slice* stats_;
   Http2ClientEvents* events_;
-  nghttp2_session* session_ = nullptr;
-  boost::beast::basic_flat_buffer<core::PooledAllocator<char>> input_;
-  std::string out_;
-  core::Wakeup writer_;
   std::vector<Http2ClientStream*> streams_;  // alive; told when the connection goes
   std::uint32_t active_ = 0;                 // streams handed out and not yet done
   std::uint32_t opened_ = 0;                 // streams handed out in its life
-  bool closing_ = false;                     // no more reads; the writer says what is left
   bool closed_ = false;                      // run() has ended
   bool going_away_ = false;                  // GOAWAY either way: no new streams
-  bool writing_ = false;                     // a write of out_ is under way
   Clock::time_point idle_since_;
   Clock::time_point last_read_;
   Clock::time_point ping_sent_ = Clock::time_point::max();  // an unanswered keepalive PING

@@ -4,9 +4,9 @@
 // HPACK, flow control and the protocol's validation; this class moves bytes
 // between it and the socket and turns streams into exchanges.
 //
-// Two coroutines serve the connection: one reads and feeds nghttp2, one
-// writes what nghttp2 has to send, woken when there is more. Every stream's
-// exchange runs as its own coroutine. A request body is read from a buffer
+// Two coroutines serve the connection (Http2Transport): one reads and feeds
+// nghttp2, one writes what nghttp2 has to send. Every stream's exchange runs
+// as its own coroutine. A request body is read from a buffer
 // no larger than the stream's window, and the window is opened only as the
 // router takes the bytes (nghttp2_session_consume); a response body waits in
 // a bounded buffer until the client's window lets it go, so a slow stream
@@ -25,6 +25,7 @@
 #include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/core/wakeup.hpp"
 #include "outrigger/http/connection_host.hpp"
+#include "outrigger/http/http2_transport.hpp"
 #include "outrigger/net/stream.hpp"
 #include "outrigger/observability/stats.hpp"
 
@@ -42,12 +43,11 @@ struct Http2Peer {
   std::string_view xfcc;
 };
 
-class Http2Session {
+class Http2Session final : private Http2Transport {
  public:
   using Clock = std::chrono::steady_clock;
-  // `input` holds bytes already read (the connection preface, at least).
-  Http2Session(net::Stream& stream, boost::beast::basic_flat_buffer<core::PooledAllocator<char>>& input,
-               ConnectionHost& host, Http2Peer peer);
+  // `input` holds bytes already read (the connection preface, at least); the session takes them.
+  Http2Session(net::Stream& stream, Buffer& input, ConnectionHost& host, Http2Peer peer);
   ~Http2Session();
   Http2Session(const Http2Session&) = delete;
   Http2Session& operator=(const Http2Session&) = delete;
@@ -66,42 +66,37 @@ class Http2Session {
   friend class Http2Stream;
   struct Callbacks;
 
-  boost::asio::awaitable<void> read_loop();
-  boost::asio::awaitable<void> write_loop();
-  void wake_writer() { writer_.notify(); }
+  // Http2Transport
+  bool quiet() const override { return open_streams_ == 0; }
+  void bytes_written() override;
+  void fail(int nghttp2_error) override;  // the connection closes
+  void end_writes() override;
+  // Submits the drain's final GOAWAY when it is due; whether it did.
+  bool final_goaway(Clock::time_point now);
   // A request's header block is complete: its exchange starts.
   void start_exchange(Http2Stream& s);
   void exchange_ended(Http2Stream& s);
   void stream_closed(Http2Stream& s, std::uint32_t error_code);
   void forget(Http2Stream& s);
-  // nghttp2 returned a fatal error: the connection closes.
-  void fail(int nghttp2_error);
   void count(observability::Http2Event e);
 
-  net::Stream& stream_;
-  boost::beast::basic_flat_buffer<core::PooledAllocator<char>>& input_;
   ConnectionHost& host_;
   Http2Peer peer_;
   CodecSettings settings_;
-  nghttp2_session* session_ = nullptr;
-  core::Wakeup writer_;
   core::Wakeup exchanges_done_;  // the last exchange ended (run waits for it)
   std::unordered_map<std::int32_t, std::unique_ptr<Http2Stream>> streams_;
   std::size_t open_streams_ = 0;   // streams nghttp2 has not closed
   std::size_t exchanges_ = 0;      // exchange coroutines running
   Clock::time_point idle_since_;
-  bool closing_ = false;           // the connection is going: no new exchanges
   bool drain_sent_ = false;
   bool goaway_final_ = false;
   Clock::time_point drain_at_;
   std::int32_t last_stream_ = 0;   // the highest stream id a request opened
   std::deque<std::int32_t> opened_;  // the last ids opened (see Callbacks::on_begin_frame)
-  std::string out_;                // what the writer sends next
   observability::Http2Slice& stats_;
   std::uint32_t control_frames_ = 0;  // control frames since the last request or DATA
   std::uint64_t resets_received_ = 0;
   bool abuse_counted_ = false;     // the one reason this connection ends is counted
-  Clock::time_point writing_since_ = Clock::time_point::max();  // a write is pending since
 };
 
 }  // namespace outrigger::http

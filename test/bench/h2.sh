@@ -228,6 +228,20 @@ for s in "${scenarios[@]}"; do
   done
 done
 
+# VmRSS once it stops moving: the same reading 3 times in a row, 100 ms apart
+# (at most 5 s), so that nothing still settling is measured.
+settled_rss() {
+  local last=-1 same=0 now
+  for _ in $(seq 50); do
+    now=$(status_kb "$1" VmRSS)
+    if [ "$now" = "$last" ]; then same=$((same + 1)); else same=0; fi
+    [ "$same" -ge 2 ] && break
+    last=$now
+    sleep 0.1
+  done
+  echo "$now"
+}
+
 # --- memory: fresh proxies, idle h2c clients -------------------------------
 declare -A mem_idle mem_per
 echo >&2
@@ -238,8 +252,7 @@ for t in haproxy outrigger; do
   mem_per[$t]="-"
   if [ "$t" = haproxy ]; then start_haproxy "$k" h1; elif ! start_outrigger "$k" h1 memory; then continue; fi
   pid=${pid_of[$k]}
-  sleep 0.5
-  before=$(status_kb "$pid" VmRSS)
+  before=$(settled_rss "$pid")
   mem_idle[$t]=$(awk -v k="$before" 'BEGIN {printf "%.1f", k / 1024}')
   timeout 200 /usr/bin/python3 "$here/idle_h2_conns.py" "${port_of[$k]}" "$IDLE_CONNS" "$work/$k.ready" 120 &
   client=$!
@@ -249,8 +262,7 @@ for t in haproxy outrigger; do
     sleep 0.1
   done
   if [ -e "$work/$k.ready" ]; then
-    sleep 1  # let the proxy settle (Outrigger releases lingering read buffers after 100 ms)
-    after=$(status_kb "$pid" VmRSS)
+    after=$(settled_rss "$pid")  # Outrigger gives idle buffers back after a moment
     mem_per[$t]=$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN {printf "%.2f", (a - b) / n}')
     echo "  $t: VmRSS $before kB -> $after kB" >&2
   else

@@ -142,6 +142,26 @@ TEST(Http2Upstream, ManyRequestsShareOneConnection) {
   EXPECT_TRUE(has(m, "outrigger_http2_connections_total{side=\"upstream\",listener=\"\",cluster=\"app\"} 1")) << m;
 }
 
+TEST(Http2Upstream, AClientThatStopsReadingHoldsBackOnlyItsOwnStream) {
+  // The stream's window opens only as its client takes the bytes: a stalled
+  // client leaves the shared connection's window, and the other streams, alone.
+  H2Upstream up([](const H2Upstream::Request& r) {
+    auto reply = H2Upstream::echo(r);
+    if (r.header(":path") == "/big") reply.body = std::string(4 << 20, 'b');
+    return reply;
+  });
+  Proxy proxy(config(endpoint(up)));
+  auto stalled = Socket::connect(proxy.port());
+  ASSERT_TRUE(stalled.send(request_text("GET", "/big", {{"Host", "a"}})));  // and never read
+  ASSERT_TRUE(eventually([&] { return up.requests() == 1; }));
+  for (int i = 0; i < 5; ++i) {
+    auto r = http_get(proxy.port(), "/small");
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->body(), "GET /small 0\n");
+  }
+  EXPECT_EQ(up.connections(), 1);  // the same connection carried them
+}
+
 TEST(Http2Upstream, RespectsTheUpstreamsStreamLimitAndOpensAnotherConnection) {
   H2Upstream up({.max_concurrent_streams = 3}, [](const H2Upstream::Request& r) {
     auto reply = H2Upstream::echo(r);

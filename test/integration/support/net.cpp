@@ -181,18 +181,25 @@ std::optional<Response> http_get(std::uint16_t port, const std::string& target,
   return s.read_response();
 }
 
-FakeUpstream::FakeUpstream(Handler handler) : handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int listen_loopback(std::uint16_t& port, int backlog) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 1024) != 0)
-    throw std::runtime_error("fake upstream: bind/listen failed");
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, backlog) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot listen on 127.0.0.1");
+  }
   socklen_t len = sizeof a;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-  port_ = ntohs(a.sin_port);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+FakeUpstream::FakeUpstream(Handler handler) : handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
+  listen_fd_ = listen_loopback(port_, 1024);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 

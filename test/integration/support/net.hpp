@@ -109,6 +109,8 @@ class FakeUpstream {
 
 // A port nobody listens on (bound, then closed).
 std::uint16_t closed_port();
+// A listening socket on 127.0.0.1 and a free port (its number into `port`); throws when it cannot.
+int listen_loopback(std::uint16_t& port, int backlog);
 
 // Outrigger in this process: config from YAML, run() on its own thread.
 class Proxy {

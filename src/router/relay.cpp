@@ -134,10 +134,8 @@ http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequ
     if (ex.grpc && trailers) {
       if (const int s = http::grpc_status_of(*trailers); s >= 0) ex.grpc_status = s;
     }
-    if (const auto w = co_await ex.downstream.write_response(res, trailers); w != StreamError::none) {
-      ex.error = w == StreamError::timeout ? ProxyError::timeout : ProxyError::downstream_reset;
-      co_return TryResult::aborted;
-    }
+    if (const auto w = co_await ex.downstream.write_response(res, trailers); w != StreamError::none)
+      co_return downstream_failed(ex, w);  // the route timeout before anything went: still a 504
     ex.bytes_sent += piece.bytes;
     if (piece.done) co_return TryResult::ok;
   }

@@ -411,12 +411,17 @@ TEST(Grpc, TheRouteTimeoutIsDeadlineExceededFromTheProxy) {
   REQUIRE_GRPC();
   GrpcServer server;
   Proxy proxy(config(server.endpoint(), "{ cluster: grpc, timeout: 300ms }"));
-  // The client would wait 30 s: the DEADLINE_EXCEEDED is the proxy's.
+  // The client would wait 30 s, the server 3 s: the route's 300 ms end the
+  // call. The server was told what was left (grpc-timeout), so its own
+  // DEADLINE_EXCEEDED may beat the proxy's by a hair; either way the client
+  // gets DEADLINE_EXCEEDED at the route timeout, never a reset stream.
   const auto r = call(proxy.port(), "Unary", {"--data", "t", "--timeout", "30", "--metadata", "x-sleep-ms=3000"});
   ASSERT_TRUE(r.parsed) << r;
   EXPECT_EQ(r.code, "DEADLINE_EXCEEDED") << r;
-  EXPECT_EQ(r.details, "upstream request timeout") << r;
-  EXPECT_EQ(str(r.trailing, "x-outrigger-error"), "timeout") << r;
+  EXPECT_LT(r.elapsed, 2500ms) << r;  // Python start-up included
+  if (r.details == "upstream request timeout") {
+    EXPECT_EQ(str(r.trailing, "x-outrigger-error"), "timeout") << r;
+  }
 }
 
 TEST(Grpc, TlsListenerUnaryAndBidi) {

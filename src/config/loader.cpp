@@ -1,6 +1,7 @@
 #include "outrigger/config/loader.hpp"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -52,8 +53,9 @@ class Loader {
   void load(const YAML::Node& root, Config& c) {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
-                               "drain_timeout", "file_watch_interval", "tracing"}))
+                               "drain_timeout", "file_watch_interval", "tracing", "socket_mark"}))
       return;
+    if (auto m = r_.integer(root, "socket_mark", "", 0, UINT32_MAX)) c.socket_mark = static_cast<std::uint32_t>(*m);
     if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
     if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
     if (auto w = r_.integer(root, "workers", "", 1, 256)) c.workers = static_cast<unsigned>(*w);
@@ -172,7 +174,7 @@ class Loader {
       cl.connect_timeout = *d;
     }
     if (auto t = YamlReader::child(n, "tls")) cl.tls = tls(*t, path + ".tls", false);
-    if (auto p = protocol(n, path)) cl.protocol = *p;
+    if (auto p = protocol(n, path, false)) cl.protocol = *p;
     if (auto h = YamlReader::child(n, "http2")) cl.http2 = http2(*h, path + ".http2", true);
     if (auto p = YamlReader::child(n, "connection_pool")) {
       const auto pp = path + ".connection_pool";
@@ -302,10 +304,85 @@ class Loader {
     return t;
   }
 
-  std::optional<Protocol> protocol(const YAML::Node& n, const std::string& path) {
-    const auto p = r_.choice(n, "protocol", path, {"auto", "http1", "http2"});
+  std::optional<Protocol> protocol(const YAML::Node& n, const std::string& path, bool listener) {
+    const auto p = listener ? r_.choice(n, "protocol", path, {"auto", "http1", "http2", "tcp"})
+                            : r_.choice(n, "protocol", path, {"auto", "http1", "http2"});
     if (!p) return std::nullopt;
+    if (*p == "tcp") return Protocol::tcp;
     return *p == "auto" ? Protocol::auto_detect : *p == "http1" ? Protocol::http1 : Protocol::http2;
+  }
+
+  // What a listener does with connections that are not HTTP.
+  void beyond_http(const YAML::Node& n, const std::string& path, Listener& l) {
+    if (auto b = r_.boolean(n, "original_destination", path)) l.original_destination = *b;
+    if (auto cl = r_.string(n, "cluster", path)) l.cluster = *cl;
+    if (auto p = r_.choice(n, "passthrough", path, {"allow", "deny"}))
+      l.passthrough = *p == "allow" ? Passthrough::allow : Passthrough::deny;
+    if (auto a = r_.string(n, "application_address", path)) {
+      std::string why;
+      auto parsed = core::parse_address(*a, true, &why);
+      if (!parsed) parsed = core::parse_address(a->find(':') != std::string::npos ? "[" + *a + "]:0" : *a + ":0", true);
+      if (!parsed) {
+        r_.error(n["application_address"], path + ".application_address",
+                 "expected an address ('127.0.0.1', or '127.0.0.1:8080'): " + why);
+      } else {
+        l.application_address = *parsed;
+      }
+    }
+    if (auto d = r_.duration(n, "detect_timeout", path)) {
+      if (d->count() == 0 || d->count() > 60'000)
+        r_.error(n["detect_timeout"], path + ".detect_timeout", "must be from 1ms to 60s");
+      l.detect_timeout = *d;
+    }
+    if (auto d = r_.duration(n, "tunnel_idle_timeout", path)) {
+      if (d->count() == 0) r_.error(n["tunnel_idle_timeout"], path + ".tunnel_idle_timeout", "must be greater than 0");
+      l.tunnel_idle_timeout = *d;
+    }
+    if (auto ports = YamlReader::child(n, "opaque_ports"); ports && r_.sequence(*ports, path + ".opaque_ports")) {
+      l.opaque_ports.clear();
+      for (std::size_t i = 0; i < ports->size(); ++i) {
+        const auto item = (*ports)[i];
+        const auto ip = YamlReader::index(path + ".opaque_ports", i);
+        auto text = r_.scalar(item, ip);
+        if (!text) continue;
+        // A port, or a range "5000-5010".
+        unsigned lo = 0, hi = 0;
+        const std::string_view t(*text);
+        const auto dash = t.find('-');
+        auto number = [](std::string_view v, unsigned& out) {
+          const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+          return ec == std::errc() && end == v.data() + v.size() && !v.empty();
+        };
+        const bool parsed = dash == std::string_view::npos ? number(t, lo) && (hi = lo, true)
+                                                           : number(t.substr(0, dash), lo) && number(t.substr(dash + 1), hi);
+        if (!parsed || lo == 0 || hi > 65535 || lo > hi || hi - lo > 4096) {
+          r_.error(item, ip, "expected a port (1-65535) or a range such as 5000-5010, got '" + *text + "'");
+          continue;
+        }
+        for (unsigned p = lo; p <= hi; ++p) l.opaque_ports.push_back(static_cast<std::uint16_t>(p));
+      }
+    }
+    if (auto sni = YamlReader::child(n, "sni"); sni && r_.sequence(*sni, path + ".sni")) {
+      for (std::size_t i = 0; i < sni->size(); ++i) {
+        const auto item = (*sni)[i];
+        const auto sp = YamlReader::index(path + ".sni", i);
+        if (!r_.mapping(item, sp, {"names", "cluster"})) continue;
+        SniRoute route;
+        route.mark = YamlReader::mark_of(item);
+        for (auto& name : r_.strings(item, "names", sp)) route.names.push_back(lower(name));
+        if (route.names.empty()) r_.error(item, sp, "missing required key 'names' (server names, or '*.example.com')");
+        if (auto cl = r_.string(item, "cluster", sp, true)) route.cluster = *cl;
+        l.sni.push_back(std::move(route));
+      }
+    }
+    if (l.protocol == Protocol::tcp && l.cluster.empty() && !l.original_destination)
+      r_.error(n, path, "a 'protocol: tcp' listener needs a 'cluster' (or 'original_destination: true')");
+    if (!l.sni.empty() && l.tls)
+      r_.error(n["sni"], path + ".sni", "a listener that terminates TLS ('tls') cannot also pass TLS through by SNI");
+    if (l.protocol == Protocol::tcp && YamlReader::child(n, "routes"))
+      r_.error(n["routes"], path + ".routes", "a 'protocol: tcp' listener has no HTTP routes");
+    if ((l.protocol == Protocol::http1 || l.protocol == Protocol::http2) && l.detects())
+      r_.error(n, path, "'cluster', 'sni' and 'original_destination' need 'protocol: auto' (detection) or 'tcp'");
   }
 
   // A listener's (server) or a cluster's (client) `http2:` block.
@@ -336,7 +413,9 @@ class Loader {
     if (!r_.mapping(n, path, {"name", "address", "direction", "filters", "routes", "max_request_line_bytes",
                               "max_request_headers_bytes", "request_headers_timeout", "idle_timeout",
                               "trust_request_headers", "max_authorities", "tls", "forward_client_cert",
-                              "path_with_escaped_slashes_action", "protocol", "http2"}))
+                              "path_with_escaped_slashes_action", "protocol", "http2", "original_destination",
+                              "cluster", "passthrough", "application_address", "detect_timeout", "opaque_ports",
+                              "sni", "tunnel_idle_timeout"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -366,8 +445,9 @@ class Loader {
       l.path_with_escaped_slashes_action = *a == "keep"     ? EscapedSlashes::keep
                                            : *a == "reject" ? EscapedSlashes::reject
                                                             : EscapedSlashes::unescape;
-    if (auto p = protocol(n, path)) l.protocol = *p;
+    if (auto p = protocol(n, path, true)) l.protocol = *p;
     if (auto h = YamlReader::child(n, "http2")) l.http2 = http2(*h, path + ".http2", false);
+    beyond_http(n, path, l);
     if (auto f = YamlReader::child(n, "filters"); f && r_.sequence(*f, path + ".filters")) {
       for (std::size_t i = 0; i < f->size(); ++i) {
         const auto item = (*f)[i];
@@ -380,9 +460,15 @@ class Loader {
           l.filters.push_back({*type, std::make_shared<const YAML::Node>(item), YamlReader::mark_of(item)});
       }
     }
+    if (l.protocol == Protocol::tcp) {
+      for (const auto& f : l.filters)
+        if (f.type != "rbac")
+          r_.error(f.mark, path + ".filters", "a 'protocol: tcp' listener takes only 'rbac' filters, not '" + f.type + "'");
+    }
     auto routes = YamlReader::child(n, "routes");
     if (!routes) {
-      r_.error(n, path, "missing required key 'routes'");
+      // An original-destination listener sends HTTP to the destination's cluster.
+      if (l.protocol != Protocol::tcp && !l.original_destination) r_.error(n, path, "missing required key 'routes'");
     } else if (r_.sequence(*routes, path + ".routes")) {
       if (routes->size() == 0) r_.error(*routes, path + ".routes", "needs at least one route");
       for (std::size_t i = 0; i < routes->size(); ++i)
@@ -400,7 +486,8 @@ class Loader {
 
   void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
     if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout", "retry",
-                              "retry_buffer_limit", "fallback", "request_headers_to_add", "request_headers_to_remove"}))
+                              "retry_buffer_limit", "fallback", "request_headers_to_add", "request_headers_to_remove",
+                              "upgrade"}))
       return;
     Route rt;
     rt.mark = YamlReader::mark_of(n);
@@ -441,6 +528,16 @@ class Loader {
     }
     rt.request_headers_to_add = r_.header_values(n, "request_headers_to_add", path);
     for (auto& h : r_.strings(n, "request_headers_to_remove", path)) rt.request_headers_to_remove.push_back(lower(h));
+    if (YamlReader::child(n, "upgrade")) {
+      rt.upgrade.clear();
+      for (auto& u : r_.strings(n, "upgrade", path)) {
+        if (lower(u) == "h2c") {
+          r_.error(n["upgrade"], path + ".upgrade", "'h2c' is not an upgrade a proxy forwards (RFC 9113 §3.1)");
+          continue;
+        }
+        rt.upgrade.push_back(lower(u));
+      }
+    }
     for (const auto& other : l.routes)
       if (other.name == rt.name) r_.error(n, path, "duplicate route name '" + rt.name + "' in listener '" + l.name + "'");
     l.routes.push_back(std::move(rt));
@@ -550,6 +647,16 @@ class Loader {
         if (f.type == "tracing" && !c.tracing)
           r_.error(f.mark, "listeners." + l.name + ".filters",
                    "the tracing filter needs a top-level 'tracing' section (service_name, collector_cluster)");
+    auto unknown_cluster = [&](std::string_view name, Mark at, const std::string& what) {
+      if (c.find_cluster(name)) return;
+      std::string message = what + " names unknown cluster '" + std::string(name) + "'";
+      if (auto near = closest_match(name, cluster_names); !near.empty()) message += "; did you mean '" + near + "'?";
+      r_.error(at, "", message);
+    };
+    for (const auto& l : c.listeners) {
+      if (!l.cluster.empty()) unknown_cluster(l.cluster, l.mark, "listener '" + l.name + "'");
+      for (const auto& s : l.sni) unknown_cluster(s.cluster, s.mark, "listener '" + l.name + "' sni route");
+    }
     auto listeners = root["listeners"];
     for (std::size_t li = 0; li < c.listeners.size(); ++li) {
       for (const auto& rt : c.listeners[li].routes) {

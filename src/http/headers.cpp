@@ -70,6 +70,22 @@ bool accepts_trailers(const Fields& f) {
   return te != f.end() && has_token(te->value(), "trailers");
 }
 
+std::string upgrade_of(const Fields& f) {
+  const auto up = f.find(http::field::upgrade);
+  const auto conn = f.find(http::field::connection);
+  if (up == f.end() || conn == f.end() || !has_token(conn->value(), "upgrade")) return {};
+  // The first protocol offered ("websocket", "h2c"; a version after '/' kept).
+  std::string out;
+  for (char c : up->value()) {
+    if (c == ',' || c == ' ' || c == '\t') {
+      if (!out.empty()) break;
+      continue;
+    }
+    out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
+
 namespace {
 std::optional<std::uint64_t> parse_uint(std::string_view v) {
   std::uint64_t out = 0;

@@ -80,8 +80,14 @@ void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
   state_pool().give(s);
 }
 
-Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host)
-    : stream_(std::move(socket)), host_(host), route_deadline_(host.deadlines()) {
+Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host, std::string_view preread,
+                                 std::optional<tcp::endpoint> destination)
+    : stream_(std::move(socket)), host_(host), route_deadline_(host.deadlines()), destination_(destination) {
+  if (!preread.empty()) {
+    auto room = buffer_.prepare(preread.size());
+    std::memcpy(room.data(), preread.data(), preread.size());
+    buffer_.commit(preread.size());
+  }
   error_code ec;
   stream_.socket().set_option(tcp::no_delay(true), ec);
   const auto remote = stream_.socket().remote_endpoint(ec);
@@ -338,6 +344,8 @@ awaitable<bool> Http1Connection::serve_request() {
 
   auto& ex = state_->exchange.emplace(req, *this, start, start_wall, client_ip_);
   ex.protocol = request_version_ == 10 ? "HTTP/1.0" : "HTTP/1.1";
+  if (destination_) ex.destination = &*destination_;
+  if (req.find(bhttp::field::upgrade) != req.end()) ex.upgrade = upgrade_of(req.base());
   host_.listener_stats().count(observability::HttpProtocol::http1);
   if (stream_.tls()) {
     ex.downstream_tls = true;
@@ -447,7 +455,24 @@ const Fields* Http1Connection::request_trailers() const {
   return state_ && state_->trailers.begin() != state_->trailers.end() ? &state_->trailers : nullptr;
 }
 
+net::TunnelEnd* Http1Connection::tunnel(std::string_view& pending) {
+  const auto held = buffer_.data();
+  pending = {static_cast<const char*>(held.data()), held.size()};
+  if (!state_ || !state_->serializer || state_->serializer->get().result_int() != 101) return nullptr;
+  if (!tunnel_) tunnel_ = std::make_unique<net::StreamEnd>(stream_);
+  keep_alive_ = false;  // the connection ends with the tunnel
+  return tunnel_.get();
+}
+
 awaitable<StreamError> Http1Connection::write_response(ResponseMessage& msg, const Fields* trailers) {
+  if (!state_->serializer && msg.result_int() == 101) {
+    // Switching protocols: Connection and Upgrade are the point of it; the
+    // bytes after it are the tunnel's (see tunnel()).
+    response_started_ = header_only_ = true;
+    msg.version(11);
+    state_->serializer.emplace(msg);
+    co_return write_error(co_await write_serialized(stream_, *state_->serializer, true));
+  }
   if (!state_->serializer) {
     strip_hop_by_hop(msg.base());
     prepare_response(msg.base(), msg.find(bhttp::field::content_length) != msg.end());

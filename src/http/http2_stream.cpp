@@ -8,7 +8,13 @@
 #include <utility>
 #include <vector>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <boost/asio/error.hpp>
+
 #include "http2_io.hpp"
+#include "outrigger/net/tunnel.hpp"
 #include "outrigger/http/http2_session.hpp"
 
 namespace outrigger::http {
@@ -43,7 +49,7 @@ struct Http2Stream::Provider {
       s.out_offset_ = 0;
       if (s.out_eof_) s.end_body(flags);
     }
-    s.wake_.notify();  // room again for an exchange waiting to queue more
+    s.wake_out_.notify();  // room again for an exchange waiting to queue more
     return static_cast<ssize_t>(n);
   }
 };
@@ -64,13 +70,13 @@ Http2Stream::Http2Stream(Http2Session& session, std::int32_t id)
       id_(id),
       start_(Clock::now()),
       start_wall_(std::chrono::system_clock::now()),
-      wake_(session.stream_.get_executor()),
+      wake_in_(session.stream_.get_executor()),
+      wake_out_(session.stream_.get_executor()),
       deadline_(session.host_.deadlines()) {
   request_.version(11);
   last_activity_ = start_;
 }
 
-Http2Stream::~Http2Stream() = default;
 
 void Http2Stream::on_header(std::string_view name, std::string_view value, bool request) {
   header_bytes_ += name.size() + value.size() + 32;  // RFC 9113 §6.5.2's accounting
@@ -94,6 +100,8 @@ void Http2Stream::on_header(std::string_view name, std::string_view value, bool 
       request_.target(value);
     } else if (name == ":authority") {
       authority_.assign(value);
+    } else if (name == ":protocol") {
+      protocol_.assign(value);  // extended CONNECT (RFC 8441); nghttp2 checked it is allowed
     }
     return;  // :scheme says what the client used; the listener knows it too
   }
@@ -112,6 +120,23 @@ void Http2Stream::on_header(std::string_view name, std::string_view value, bool 
 
 void Http2Stream::on_request_headers(bool end_stream) {
   remote_ended_ = end_stream;
+  if (!protocol_.empty() && request_.method() == bhttp::verb::connect) {
+    // An extended CONNECT goes on as the HTTP/1.1 upgrade it stands for
+    // (RFC 8441 §5): GET with Upgrade; the router answers 200 for its 101.
+    for (auto& c : protocol_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    request_.method(bhttp::verb::get);
+    request_.set(bhttp::field::upgrade, protocol_);
+    request_.set(bhttp::field::connection, "upgrade");
+    if (protocol_ == "websocket" && request_.find(bhttp::field::sec_websocket_key) == request_.end()) {
+      // HTTP/2 has no key; an HTTP/1.1 server wants one (RFC 6455 §4.1).
+      unsigned char nonce[16];
+      RAND_bytes(nonce, sizeof nonce);
+      char key[32] = {};
+      const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(key), nonce, sizeof nonce);
+      request_.set(bhttp::field::sec_websocket_key, std::string_view(key, static_cast<std::size_t>(n)));
+    }
+    extended_connect_ = true;
+  }
   if (authority_.empty()) return;
   if (auto host = request_.find(bhttp::field::host); host != request_.end()) {
     // Host and :authority must name the same thing (RFC 9113 §8.3.1).
@@ -134,7 +159,7 @@ void Http2Stream::on_data(std::string_view data) {
     return;
   }
   in_.append(data);
-  wake_.notify();
+  wake();
 }
 
 void Http2Stream::discard_rest(std::size_t bound) {
@@ -146,13 +171,13 @@ void Http2Stream::discard_rest(std::size_t bound) {
 
 void Http2Stream::on_remote_end() {
   remote_ended_ = true;
-  wake_.notify();
+  wake();
 }
 
 std::size_t Http2Stream::on_closed(std::uint32_t) {
   closed_ = true;
   reset_ = true;  // whatever comes next on it fails
-  wake_.notify();
+  wake();
   const auto unread = in_.size() - in_offset_;
   in_.clear();
   in_offset_ = 0;
@@ -161,7 +186,7 @@ std::size_t Http2Stream::on_closed(std::uint32_t) {
 
 void Http2Stream::on_connection_lost() {
   reset_ = true;
-  wake_.notify();
+  wake();
 }
 
 awaitable<void> Http2Stream::serve(std::shared_ptr<ExchangeHandler> handler) {
@@ -173,7 +198,11 @@ awaitable<void> Http2Stream::serve(std::shared_ptr<ExchangeHandler> handler) {
     ex.downstream_tls = session_.peer_.tls;
     ex.peer_identity = session_.peer_.identity;
     ex.client_cert_xfcc = session_.peer_.xfcc;
-    ex.request_has_body = !remote_ended_ || !in_.empty();
+    ex.request_has_body = !extended_connect_ && (!remote_ended_ || !in_.empty());
+    if (extended_connect_) {
+      ex.upgrade = protocol_;  // its own copy: the header goes when the router rewrites it
+      ex.extended_connect = true;
+    }
     if (const auto cl = request_.find(bhttp::field::content_length); cl != request_.end()) {
       std::uint64_t v = 0;
       const auto text = cl->value();
@@ -209,7 +238,7 @@ awaitable<BodyRead> Http2Stream::read_body(char* buf, std::size_t size) {
     if (reset_ || timed_out_) co_return BodyRead{failure()};
     if (!reading_) touch();  // the client's wait starts now
     reading_ = true;
-    co_await wake_.wait();
+    co_await wake_in_.wait();
     reading_ = false;
   }
 }
@@ -268,7 +297,7 @@ awaitable<StreamError> Http2Stream::write_response(ResponseMessage& msg, const F
 awaitable<StreamError> Http2Stream::drain_output() {
   while (out_.size() - out_offset_ > kHighWater) {
     if (reset_ || timed_out_) co_return failure();
-    co_await wake_.wait();
+    co_await wake_out_.wait();
   }
   co_return StreamError::none;
 }
@@ -306,7 +335,63 @@ void Http2Stream::arm_deadline(Clock::time_point at) {
 void Http2Stream::on_deadline(void* self) {
   auto& s = *static_cast<Http2Stream*>(self);
   s.timed_out_ = true;
-  s.wake_.notify();
+  s.wake();
+}
+
+void Http2Stream::wake() {
+  wake_in_.notify();
+  wake_out_.notify();
+}
+
+// The stream as one side of a tunnel: DATA from the client is read as the
+// request body, bytes for it go as the response body, and its end is
+// END_STREAM (a half-close, as RFC 8441 §4 says).
+class Http2Stream::Tunnel final : public net::TunnelEnd {
+ public:
+  explicit Tunnel(Http2Stream& s) : s_(s) {}
+  awaitable<std::pair<error_code, std::size_t>> read(char* buf, std::size_t size) override {
+    if (done_) co_return std::pair{error_code(boost::asio::error::eof), std::size_t{0}};
+    const auto r = co_await s_.read_body(buf, size);
+    if (r.error != StreamError::none) co_return std::pair{error_code(boost::asio::error::connection_reset), std::size_t{0}};
+    done_ = r.done;
+    if (r.bytes == 0 && r.done) co_return std::pair{error_code(boost::asio::error::eof), std::size_t{0}};
+    co_return std::pair{error_code(), r.bytes};
+  }
+  awaitable<error_code> write(std::string_view bytes) override {
+    msg_.body().data = const_cast<char*>(bytes.data());
+    msg_.body().size = bytes.size();
+    msg_.body().more = true;
+    const auto e = co_await s_.write_response(msg_, nullptr);
+    co_return e == StreamError::none ? error_code() : error_code(boost::asio::error::connection_reset);
+  }
+  awaitable<void> finish() override {
+    msg_.body().data = nullptr;
+    msg_.body().size = 0;
+    msg_.body().more = false;
+    co_await s_.write_response(msg_, nullptr);
+  }
+  void abort() override {
+    if (!s_.closed_ && !s_.reset_) {
+      nghttp2_submit_rst_stream(s_.session_.session_, NGHTTP2_FLAG_NONE, s_.id_, NGHTTP2_CANCEL);
+      s_.session_.wake_writer();
+    }
+    s_.reset_ = true;
+    s_.wake();
+  }
+
+ private:
+  Http2Stream& s_;
+  ResponseMessage msg_;
+  bool done_ = false;
+};
+
+Http2Stream::~Http2Stream() = default;
+
+net::TunnelEnd* Http2Stream::tunnel(std::string_view& pending) {
+  pending = {};
+  if (!extended_connect_ || !response_started_) return nullptr;
+  if (!tunnel_) tunnel_ = std::make_unique<Tunnel>(*this);
+  return tunnel_.get();
 }
 
 }  // namespace outrigger::http

@@ -324,6 +324,69 @@ std::string Stats::scrape() const {
   }
   out.push_back(std::move(by_protocol));
 
+  auto detections = family("outrigger_protocol_detections_total",
+                           "Connections whose protocol was detected, by result: http1, http2, tls, tcp, timeout "
+                           "(nothing sent within detect_timeout: TCP), opaque_port (TCP without looking).",
+                           MetricType::Counter);
+  auto detect_time = family("outrigger_protocol_detection_duration_seconds",
+                            "Time from accept to the detection's verdict.", MetricType::Histogram);
+  auto passthrough = family("outrigger_passthrough_connections_total",
+                            "Connections to an original destination in no cluster, by decision: allowed, denied.",
+                            MetricType::Counter);
+  auto tunnels = family("outrigger_tunnels_total",
+                        "Tunnels opened, by kind: tcp, tls_passthrough, upgrade (101 or extended CONNECT).",
+                        MetricType::Counter);
+  auto tunnels_active = family("outrigger_tunnels_active", "Open tunnels, by kind.", MetricType::Gauge);
+  auto tunnel_rx = family("outrigger_tunnel_received_bytes_total", "Tunnel bytes received from clients.",
+                          MetricType::Counter);
+  auto tunnel_tx = family("outrigger_tunnel_sent_bytes_total", "Tunnel bytes sent to clients.", MetricType::Counter);
+  auto tunnel_idle = family("outrigger_tunnel_idle_timeouts_total", "Tunnels closed by tunnel_idle_timeout.",
+                            MetricType::Counter);
+  auto tunnel_refused = family("outrigger_tunnel_refused_total",
+                               "Tunnels that found no upstream (connect failure, limits, passthrough denied, RBAC).",
+                               MetricType::Counter);
+  auto tunnel_time = family("outrigger_tunnel_duration_seconds", "How long tunnels stayed open, by kind.",
+                            MetricType::Histogram);
+  for (const auto& [name, l] : listeners_) {
+    for (std::size_t i = 0; i < kDetectResultNames.size(); ++i) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"result", kDetectResultNames[i]}});
+      m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.detections[i].value(); }));
+      detections.metric.push_back(std::move(m));
+    }
+    auto d = with_labels({{"direction", l->direction}, {"listener", l->name}});
+    fill_histogram(d, l->workers, [](const ListenerSlice& s) -> const Histogram& { return s.detection_duration; });
+    detect_time.metric.push_back(std::move(d));
+    for (const bool allowed : {true, false}) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"decision", allowed ? "allowed" : "denied"}});
+      m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) {
+        return allowed ? s.passthrough_allowed.value() : s.passthrough_denied.value();
+      }));
+      passthrough.metric.push_back(std::move(m));
+    }
+    for (std::size_t k = 0; k < kTunnelKindNames.size(); ++k) {
+      const auto labels = with_labels({{"direction", l->direction}, {"listener", l->name}, {"kind", kTunnelKindNames[k]}});
+      auto counter = [&](MetricFamily& f, auto of) {
+        auto m = labels;
+        m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return of(s.tunnels[k]).value(); }));
+        f.metric.push_back(std::move(m));
+      };
+      counter(tunnels, [](const TunnelSlice& t) -> const Counter& { return t.total; });
+      counter(tunnel_rx, [](const TunnelSlice& t) -> const Counter& { return t.received; });
+      counter(tunnel_tx, [](const TunnelSlice& t) -> const Counter& { return t.sent; });
+      counter(tunnel_idle, [](const TunnelSlice& t) -> const Counter& { return t.idle_timeouts; });
+      counter(tunnel_refused, [](const TunnelSlice& t) -> const Counter& { return t.refused; });
+      auto a = labels;
+      a.gauge.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.tunnels[k].active.value(); }));
+      tunnels_active.metric.push_back(std::move(a));
+      auto h = labels;
+      fill_histogram(h, l->workers, [&](const ListenerSlice& s) -> const Histogram& { return s.tunnels[k].duration; });
+      tunnel_time.metric.push_back(std::move(h));
+    }
+  }
+  for (auto* f : {&detections, &detect_time, &passthrough, &tunnels, &tunnels_active, &tunnel_rx, &tunnel_tx,
+                  &tunnel_idle, &tunnel_refused, &tunnel_time})
+    out.push_back(std::move(*f));
+
   auto h2_active = family("outrigger_http2_connections_active", "Open HTTP/2 connections, by side.", MetricType::Gauge);
   auto h2_total = family("outrigger_http2_connections_total", "HTTP/2 connections made, by side.", MetricType::Counter);
   auto h2_events = family("outrigger_http2_events_total",

@@ -6,6 +6,7 @@
 #include "outrigger/router/retry_state.hpp"
 #include "outrigger/upstream/cluster.hpp"
 #include "outrigger/upstream/connection_pool.hpp"
+#include "upgrade.hpp"
 
 namespace outrigger::router {
 
@@ -163,6 +164,7 @@ http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext&
   }
   const auto route_deadline = timeout.count() > 0 ? ex.start + timeout : Clock::time_point::max();
   if (route_deadline != Clock::time_point::max()) ex.downstream.arm_deadline(route_deadline);
+  if (!ex.upgrade.empty()) co_return co_await forward_upgrade(ex, to, route_deadline);  // no retries, a tunnel after
 
   RetryState retry(ex, to.route, route_deadline);
   if (const auto e = retry.buffers(ex) ? co_await retry.buffer_body(ex) : ProxyError::none; e != ProxyError::none) {

@@ -78,6 +78,7 @@ json::object route_json(const config::Route& r) {
   }
   if (!r.request_headers_to_add.empty()) o["request_headers_to_add"] = headers(r.request_headers_to_add);
   if (!r.request_headers_to_remove.empty()) o["request_headers_to_remove"] = json::value_from(r.request_headers_to_remove);
+  o["upgrade"] = json::value_from(r.upgrade);
   return o;
 }
 
@@ -89,6 +90,7 @@ std::string_view protocol_name(config::Protocol p) {
   switch (p) {
     case config::Protocol::http1: return "http1";
     case config::Protocol::http2: return "http2";
+    case config::Protocol::tcp: return "tcp";
     case config::Protocol::auto_detect: break;
   }
   return "auto";
@@ -189,6 +191,20 @@ std::string config_to_json(const config::Config& c) {
         {"routes", std::move(routes)}};
     listener["protocol"] = protocol_name(l.protocol);
     listener["http2"] = http2_json(l.http2, false);
+    if (l.detects()) {
+      listener["original_destination"] = l.original_destination;
+      if (!l.cluster.empty()) listener["cluster"] = l.cluster;
+      if (l.original_destination) {
+        listener["passthrough"] = l.passthrough == config::Passthrough::allow ? "allow" : "deny";
+        listener["application_address"] = l.application_address.to_string();
+      }
+      listener["detect_timeout"] = duration(l.detect_timeout);
+      listener["opaque_ports"] = json::value_from(l.opaque_ports);
+      listener["tunnel_idle_timeout"] = duration(l.tunnel_idle_timeout);
+      json::array sni;
+      for (const auto& s : l.sni) sni.push_back(json::object{{"names", json::value_from(s.names)}, {"cluster", s.cluster}});
+      if (!sni.empty()) listener["sni"] = std::move(sni);
+    }
     if (l.tls) listener["tls"] = tls_json(*l.tls, true);
     listeners.push_back(std::move(listener));
   }
@@ -259,6 +275,7 @@ std::string config_to_json(const config::Config& c) {
       {"workers", c.workers},
       {"log_level", c.log_level},
       {"drain_timeout", duration(c.drain_timeout)},
+      {"socket_mark", c.socket_mark},
       {"file_watch_interval", duration(c.file_watch_interval)},
       {"access_log", std::move(access_log)},
       {"listeners", std::move(listeners)},

@@ -1,6 +1,7 @@
 #include "outrigger/server/pipeline.hpp"
 
 #include <boost/beast/http/field.hpp>
+#include <algorithm>
 #include <random>
 
 #include "outrigger/http/grpc.hpp"
@@ -33,11 +34,16 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
       filters_(make_filters(listener, worker.index)),
       pools_(snapshot_->clusters.size()),
       listener_stats_(listener.stats->workers[worker.index]) {
+  auto take_cluster = [&](const upstream::Cluster& c) {
+    auto& p = pools_[c.index()];
+    if (!p) p = upstreams.pools_for(c);
+  };
+  if (listener_.tcp_cluster) take_cluster(*listener_.tcp_cluster);
+  for (const auto& [sni, c] : listener_.sni_clusters) take_cluster(*c);
+  if (listener_.config->original_destination)
+    for (const auto& c : snapshot_->clusters) take_cluster(*c);  // any may be a connection's destination
   for (const auto& route : listener_.routes.routes()) {
-    auto take = [&](const router::RouteTarget& t) {
-      auto& p = pools_[t.cluster->index()];
-      if (!p) p = upstreams.pools_for(*t.cluster);
-    };
+    auto take = [&](const router::RouteTarget& t) { take_cluster(*t.cluster); };
     for (const auto& t : route.targets) take(t);
     if (route.fallback) take(*route.fallback);
   }
@@ -53,6 +59,10 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   forward_client_cert(ex);
   if (!normalize_target(ex)) co_return co_await reply_error(ex, ProxyError::bad_request);
   const auto* route = listener_.routes.match(ex.request);
+  if (!route && ex.destination) {
+    // Intercepted: the cluster the connection was going to.
+    if (const auto* c = snapshot_->cluster_at(*ex.destination)) route = &listener_.destination_routes[c->index()];
+  }
   const router::RouteTarget* target = nullptr;
   if (route) {
     ex.route = route->config;
@@ -65,6 +75,15 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     if (auto reply = co_await filters_.on_request(ex)) co_return co_await http::send_local_reply(ex, *reply);
   }
   if (!route) co_return co_await reply_error(ex, ProxyError::no_route);
+  if (!ex.upgrade.empty()) {
+    const auto& allowed = route->config->upgrade;
+    if (ex.upgrade == "h2c") {
+      ex.upgrade.clear();  // RFC 9113 §3.1: HTTP/2 by Upgrade is gone; the request goes on as HTTP/1.1
+    } else if (route->config->direct_response || std::find(allowed.begin(), allowed.end(), ex.upgrade) == allowed.end()) {
+      static const http::LocalReply kRefused{403, "upgrade not allowed on this route\n", "upgrade_not_allowed"};
+      co_return co_await http::send_local_reply(ex, kRefused);
+    }
+  }
   if (const auto& direct = route->config->direct_response) {
     const http::LocalReply reply{direct->status, direct->body, {}, direct->headers};
     co_return co_await http::send_local_reply(ex, reply);

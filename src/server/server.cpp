@@ -1,5 +1,7 @@
 #include "outrigger/server/server.hpp"
 
+#include "outrigger/net/original_dst.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
@@ -94,6 +96,7 @@ void Server::start() {
     throw std::runtime_error(all);
   }
   s.current = built.snapshot;
+  net::set_upstream_mark(s.current->config.socket_mark);
 
   // The first worker's bind picks the port when the config asks for port 0;
   // the others share it through SO_REUSEPORT.
@@ -181,6 +184,7 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
     errors = std::move(built.errors);
     if (built.snapshot) {
       current = built.snapshot;
+      net::set_upstream_mark(current->config.socket_mark);
       for (auto& w : workers) w->publish(current);
       stats.count_reload(true);
       spdlog::info("config reloaded");

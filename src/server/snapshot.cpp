@@ -1,5 +1,9 @@
 #include "outrigger/server/snapshot.hpp"
 
+#include <algorithm>
+
+#include "outrigger/net/detect.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <fmt/format.h>
@@ -17,6 +21,21 @@ using asio::ip::tcp;
 const ListenerRuntime* Snapshot::listener(std::string_view name) const {
   for (const auto& l : listeners)
     if (l->config->name == name) return l.get();
+  return nullptr;
+}
+
+const upstream::Cluster* Snapshot::cluster_at(const boost::asio::ip::tcp::endpoint& address) const {
+  auto it = std::lower_bound(endpoint_owners.begin(), endpoint_owners.end(), address,
+                             [](const auto& e, const auto& a) { return e.first < a; });
+  if (it == endpoint_owners.end() || it->first != address) return nullptr;
+  return clusters[it->second].get();
+}
+
+const upstream::Cluster* ListenerRuntime::cluster_for_sni(std::string_view server_name) const {
+  for (const auto& [route, cluster] : sni_clusters) {
+    for (const auto& name : route->names)
+      if (net::server_name_matches(name, server_name)) return cluster.get();
+  }
   return nullptr;
 }
 
@@ -87,10 +106,14 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
         errors.add(c.tls->mark, fmt::format("clusters.{}.{}", c.name, e.what()));
       }
     }
+    for (const auto& e : cluster->endpoints()) snap->endpoint_owners.emplace_back(e.address, snap->clusters.size());
     snap->clusters.push_back(cluster);
     clusters[c.name] = cluster;
   }
 
+  // First cluster wins for an endpoint in several (a stable sort keeps config order).
+  std::stable_sort(snap->endpoint_owners.begin(), snap->endpoint_owners.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& l : config.listeners) {
     auto rt = std::make_unique<ListenerRuntime>();
     rt->config = &l;
@@ -154,6 +177,33 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
       routes.push_back(std::move(cr));
     }
     rt->routes = router::RouteTable(std::move(routes));
+    if (!l.cluster.empty()) {
+      if (auto it = clusters.find(l.cluster); it != clusters.end()) rt->tcp_cluster = it->second;
+    }
+    if (l.original_destination) {
+      boost::system::error_code ec;
+      rt->application_ip = boost::asio::ip::make_address(l.application_address.host, ec);
+      if (ec)
+        errors.add(l.mark, fmt::format("listeners.{}.application_address: '{}' is not an IP address", l.name,
+                                       l.application_address.host));
+    }
+    for (const auto& sni : l.sni) {
+      if (auto it = clusters.find(sni.cluster); it != clusters.end()) rt->sni_clusters.emplace_back(&sni, it->second);
+    }
+    if (l.original_destination) {
+      rt->destination_configs.reserve(snap->clusters.size());  // routes point at these
+      for (const auto& c : snap->clusters) {
+        auto& r = rt->destination_configs.emplace_back();
+        r.name = l.name + "/destination";
+        r.cluster = c->name();
+        r.mark = l.mark;
+        router::CompiledRoute cr;
+        cr.config = &r;
+        cr.targets.push_back({c, stats.route(rt->direction, l.name, r.name, c->name()), 1});
+        cr.stats = cr.targets.front().stats;
+        rt->destination_routes.push_back(std::move(cr));
+      }
+    }
     snap->listeners.push_back(std::move(rt));
   }
 

@@ -1,5 +1,8 @@
 #include "outrigger/server/worker.hpp"
 
+#include "outrigger/server/inspector.hpp"
+#include "outrigger/server/tcp_proxy.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -66,11 +69,46 @@ class Worker::Slot final : public http::ConnectionHost {
       worker_.open_connections_.fetch_add(1, std::memory_order_relaxed);
       stats_->connections_active.add(1);
       stats_->connections_total.inc();
-      auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this);
-      worker_.connections_.push_back(*c);
-      http::Http1Connection::run(std::move(c));
+      if (pipeline_->listener().config->detects()) {
+        asio::co_spawn(worker_.io_, dispatch(std::move(socket), pipeline_), asio::detached);
+        continue;
+      }
+      serve_http(std::move(socket), {}, std::nullopt);
     }
   }
+
+ private:
+  void serve_http(tcp::socket socket, std::string_view preread, std::optional<tcp::endpoint> destination) {
+    auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this, preread, destination);
+    worker_.connections_.push_back(*c);
+    http::Http1Connection::run(std::move(c));
+  }
+
+  // A listener that takes more than HTTP: where the connection was going
+  // and what it speaks decide who serves it (server/inspector.hpp).
+  asio::awaitable<void> dispatch(tcp::socket socket, std::shared_ptr<Pipeline> pipeline) {
+    auto verdict = co_await inspect(socket, *pipeline);
+    if (worker_.stopping_) verdict.next = Verdict::Next::close;
+    switch (verdict.next) {
+      case Verdict::Next::http:
+        serve_http(std::move(socket), verdict.preread, verdict.destination);
+        break;
+      case Verdict::Next::tcp: {
+        auto t = std::make_unique<TcpSession>(std::move(socket), std::move(pipeline), std::move(verdict), *this);
+        worker_.connections_.push_back(*t);
+        TcpSession::run(std::move(t));
+        break;
+      }
+      case Verdict::Next::close: {
+        boost::system::error_code ec;
+        socket.close(ec);
+        connection_closed(false);
+        break;
+      }
+    }
+  }
+
+ public:
 
  private:
   Worker& worker_;

@@ -173,6 +173,7 @@ std::string alpn_for(config::Protocol protocol) {
   switch (protocol) {
     case config::Protocol::http1: return "\x08http/1.1"s;
     case config::Protocol::http2: return "\x02h2"s;
+    case config::Protocol::tcp: return {};  // bytes, no application protocol to agree on
     case config::Protocol::auto_detect: break;
   }
   return "\x02h2\x08http/1.1"s;

@@ -9,7 +9,13 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstring>
+
 #include "outrigger/http/http2_client.hpp"
+#include "outrigger/net/original_dst.hpp"
 #include "outrigger/upstream/worker_upstreams.hpp"
 
 namespace outrigger::upstream {
@@ -244,6 +250,15 @@ asio::awaitable<ClusterPools::Connected> ClusterPools::connect(std::size_t i, st
   c->holds_slot_ = true;  // taken by acquire
   auto& socket = c->codec.stream().socket();
   asio::steady_timer timer(owner_.executor(), timeout);
+  if (const auto mark = net::upstream_mark()) {
+    // Marked before it connects, so that interception rules let it pass.
+    boost::system::error_code ignored;
+    socket.open(endpoints_[i]->address().protocol(), ignored);
+    if (!ignored && !net::set_mark(socket.native_handle(), mark)) {
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) spdlog::warn("socket_mark {}: SO_MARK failed (needs CAP_NET_ADMIN): {}", mark, std::strerror(errno));
+    }
+  }
   auto result = co_await (socket.async_connect(endpoints_[i]->address(), use_tuple) || timer.async_wait(use_tuple));
   boost::system::error_code ec =
       result.index() == 0 ? std::get<0>(std::get<0>(result)) : make_error_code(asio::error::timed_out);
@@ -361,6 +376,30 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admiss
     stats_.requests.inc();
     co_return out;
   }
+}
+
+asio::awaitable<std::unique_ptr<UpstreamConnection>> ClusterPools::connect_exclusive(std::size_t i, Admission& admission,
+                                                                                    Clock::time_point deadline,
+                                                                                    const tls::Context* tls,
+                                                                                    Acquired::Failure& failure) {
+  failure = Acquired::Failure::none;
+  if (stopped_) {
+    failure = Acquired::Failure::stopped;
+    co_return nullptr;
+  }
+  if (!admission.take_connection()) {
+    stats_.overflow_connections.inc();
+    failure = Acquired::Failure::overflow;
+    co_return nullptr;
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  auto made = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls);
+  failure = made.failure;
+  if (made.connection) {
+    made.connection->codec.begin(false);
+    stats_.requests.inc();
+  }
+  co_return std::move(made.connection);
 }
 
 void ClusterPools::sweep(Clock::time_point now) {

@@ -41,7 +41,7 @@ TEST(Binary, ValidatesTheShippedDefaultConfig) {
 
 TEST(Binary, ValidatesTheShippedExamplesThatRunOutsideAPod) {
   // (mesh-mtls.yaml names Kubernetes services and mounted secrets.)
-  for (const char* example : {"routing.yaml", "grpc.yaml"}) {
+  for (const char* example : {"routing.yaml", "grpc.yaml", "sidecar.yaml"}) {
     TempDir dir;
     const auto r = run(dir, {"validate", "-c", std::string(OUTRIGGER_SOURCE_DIR) + "/config/examples/" + example});
     EXPECT_EQ(r.exit_code, 0) << example << ": " << r.err;

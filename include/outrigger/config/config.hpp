@@ -115,6 +115,9 @@ struct Route {
   std::optional<Fallback> fallback;
   std::vector<HeaderValue> request_headers_to_add;
   std::vector<std::string> request_headers_to_remove;  // lower-cased
+  // HTTP/1.1 upgrades (the Upgrade header's protocol, lower case) forwarded
+  // as a tunnel after 101; others are refused with 403.
+  std::vector<std::string> upgrade{"websocket"};
   Mark mark;
 };
 
@@ -165,7 +168,25 @@ struct Http2 {
 // a listener takes HTTP/1.1 and HTTP/2 (by ALPN over TLS, by the connection
 // preface in cleartext); a cluster asks for h2 by ALPN over TLS and speaks
 // HTTP/1.1 otherwise.
-enum class Protocol { auto_detect, http1, http2 };
+// `tcp` (listeners only): no HTTP at all, bytes both ways to the listener's
+// cluster (or the connection's original destination).
+enum class Protocol { auto_detect, http1, http2, tcp };
+
+// A listener's TLS passthrough: connections whose ClientHello names one of
+// `names` (exact, or "*.example.com") go to `cluster`, bytes untouched.
+struct SniRoute {
+  std::vector<std::string> names;  // lower case
+  std::string cluster;
+  Mark mark;
+};
+
+// What an original-destination listener does with a connection whose
+// destination is in no cluster: connect to it itself, or refuse it.
+enum class Passthrough { allow, deny };
+
+// The ports whose clients Linkerd's default config treats as opaque (SMTP,
+// submission, MySQL, Galera, PostgreSQL, Redis, Elasticsearch, memcached).
+inline const std::vector<std::uint16_t> kDefaultOpaquePorts{25, 587, 3306, 4444, 5432, 6379, 9300, 11211};
 
 // What a listener does with the x-forwarded-client-cert header (Envoy's options).
 enum class ForwardClientCert { sanitize, forward_only, append_forward, sanitize_set };
@@ -195,7 +216,23 @@ struct Listener {
   EscapedSlashes path_with_escaped_slashes_action = EscapedSlashes::keep;
   Protocol protocol = Protocol::auto_detect;
   Http2 http2;
+  // Beyond HTTP (docs/configuration.md, "Protocol detection and TCP").
+  bool original_destination = false;  // route each connection by SO_ORIGINAL_DST
+  std::string cluster;                // opaque TCP and TLS not terminated here go to this cluster
+  Passthrough passthrough = Passthrough::allow;
+  // Inbound original destination: where the application listens; port 0
+  // means the original destination's port.
+  core::Address application_address{"127.0.0.1", 0};
+  Duration detect_timeout{100};  // a client silent this long speaks a server-first protocol: TCP
+  std::vector<std::uint16_t> opaque_ports = kDefaultOpaquePorts;  // destination ports that skip detection
+  std::vector<SniRoute> sni;
+  Duration tunnel_idle_timeout{std::chrono::hours(1)};  // TCP, TLS passthrough and upgraded connections
   Mark mark;
+  // Whether connections are looked at before a codec takes them (the
+  // listener has somewhere to send what is not HTTP).
+  bool detects() const {
+    return protocol == Protocol::tcp || original_destination || !cluster.empty() || !sni.empty();
+  }
 };
 
 struct ConnectionPool {
@@ -319,6 +356,7 @@ struct Config {
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   Duration drain_timeout{std::chrono::seconds(5)};
   Duration file_watch_interval{std::chrono::seconds(1)};  // how often certificate and key-set files are checked
+  std::uint32_t socket_mark = 0;  // SO_MARK on the proxy's upstream sockets (interception skips them); 0: none
   std::optional<Tracing> tracing;
 
   const Cluster* find_cluster(std::string_view name) const;

@@ -80,4 +80,20 @@ class ConnectionHost {
 
 using ConnectionHook = boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
 
+// What a worker does with each of its client connections, whatever they
+// carry (HTTP, a TCP tunnel).
+class ClientConnection : public ConnectionHook {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Every 100 ms: timeouts of the phase the connection is in.
+  virtual void sweep(Clock::time_point now, Clock::duration linger) = 0;
+  // Drain: close now if nothing is in flight, else after it.
+  virtual void close_if_idle() = 0;
+  // Worker shutdown: close now.
+  virtual void close_now() = 0;
+
+ protected:
+  ~ClientConnection() = default;
+};
+
 }  // namespace outrigger::http

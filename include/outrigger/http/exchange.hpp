@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "outrigger/config/config.hpp"
@@ -19,6 +20,16 @@
 #include "outrigger/http/headers.hpp"
 #include "outrigger/http/local_reply.hpp"
 #include "outrigger/observability/exchange_record.hpp"
+
+namespace boost::asio::ip {
+class tcp;
+template <typename InternetProtocol>
+class basic_endpoint;
+}  // namespace boost::asio::ip
+
+namespace outrigger::net {
+class TunnelEnd;
+}
 
 namespace outrigger::http {
 
@@ -71,6 +82,15 @@ class Downstream {
   // with StreamError::timeout. (Each upstream try has its own deadline.)
   virtual void arm_deadline(std::chrono::steady_clock::time_point at) = 0;
   virtual void disarm_deadline() = 0;
+
+  // After an upgrade (a 101 written through write_response, or an HTTP/2
+  // extended CONNECT answered 200): the client's side of the tunnel, and in
+  // `pending` what the codec read past the request (it goes upstream
+  // first). Null when this codec cannot tunnel.
+  virtual net::TunnelEnd* tunnel(std::string_view& pending) {
+    pending = {};
+    return nullptr;
+  }
 };
 
 class FilterChain;
@@ -93,6 +113,11 @@ struct Exchange : observability::ExchangeRecord {
   ControlHeaders control;                // the client's x-outrigger-* overrides (trusted listeners only)
   ProxyError error = ProxyError::none;
   bool close_connection = false;  // the codec must close after this exchange
+  std::string upgrade;            // the protocol an upgrade asks for (lower case), empty for none
+  bool extended_connect = false;  // ... through HTTP/2's extended CONNECT (RFC 8441)
+  // The connection's original destination (an original-destination
+  // listener): where a request no route takes goes. Null otherwise.
+  const boost::asio::ip::basic_endpoint<boost::asio::ip::tcp>* destination = nullptr;
 
   // The filters of this exchange, and how many have seen its request:
   // their on_response sees every response, local replies included.

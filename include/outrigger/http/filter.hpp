@@ -49,6 +49,10 @@ class Filter {
   virtual bool observes_bodies() const { return false; }
   virtual void on_request_body(Exchange& /*ex*/, std::span<const char> /*data*/, bool /*end*/) {}
   virtual void on_response_body(Exchange& /*ex*/, std::span<const char> /*data*/, bool /*end*/) {}
+  // A connection that is not HTTP (opaque TCP, TLS passthrough) from this
+  // client: false refuses it. Only filters that decide by who the client is
+  // (rbac) have a say; the others let it through.
+  virtual bool on_connection(std::string_view /*peer_identity*/, std::string_view /*client_ip*/) { return true; }
 };
 
 // Where a filter's factory is built: its listener, and the metrics registry
@@ -123,6 +127,12 @@ class FilterChain {
   void on_request_body(Exchange& ex, std::span<const char> data, bool end);
   void on_response_body(Exchange& ex, std::span<const char> data, bool end);
   std::size_t size() const { return filters_.size(); }
+  // Every filter's on_connection, in order: false at the first that refuses.
+  bool on_connection(std::string_view peer_identity, std::string_view client_ip) {
+    for (auto& f : filters_)
+      if (!f->on_connection(peer_identity, client_ip)) return false;
+    return true;
+  }
 
  private:
   std::vector<std::unique_ptr<Filter>> filters_;

@@ -21,6 +21,11 @@ void strip_hop_by_hop(Fields& f);
 // The TE header names "trailers".
 bool accepts_trailers(const Fields& f);
 
+// The protocol an HTTP/1.1 upgrade request asks for (RFC 9110 §7.8: an
+// Upgrade header, and "upgrade" among the Connection options), lower case;
+// empty when the request asks for none.
+std::string upgrade_of(const Fields& f);
+
 // Appends the client address to x-forwarded-for (as the peers do), sets
 // x-forwarded-proto to `proto` ("http" or "https": the client's connection)
 // unless a trusted client sent one, and x-request-id when absent (generated).

@@ -31,6 +31,11 @@ class Http1Client final : public UpstreamRequest {
   bool end();
   // Unread bytes while idle mean the peer sent something unasked.
   bool has_unread_bytes() const { return buffer_.size() > 0; }
+  // Bytes read past the response header (after a 101: the tunnel's first).
+  std::string_view unread() const {
+    const auto d = buffer_.data();
+    return {static_cast<const char*>(d.data()), d.size()};
+  }
   void release_buffer() { buffer_.shrink_to_fit(); }
 
   // UpstreamRequest

@@ -31,10 +31,11 @@
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
 #include "outrigger/net/stream.hpp"
+#include "outrigger/net/tunnel.hpp"
 
 namespace outrigger::http {
 
-class Http1Connection final : public Downstream, public ConnectionHook {
+class Http1Connection final : public Downstream, public ClientConnection {
  public:
   using Clock = std::chrono::steady_clock;
   // The parser and serializer of the request in progress: taken from a
@@ -45,19 +46,22 @@ class Http1Connection final : public Downstream, public ConnectionHook {
     void operator()(RequestState* s) const;
   };
 
-  Http1Connection(boost::asio::ip::tcp::socket socket, ConnectionHost& host);
+  // `preread`: the client's first bytes, read by protocol detection;
+  // `destination`: its original destination (original-destination listeners).
+  Http1Connection(boost::asio::ip::tcp::socket socket, ConnectionHost& host, std::string_view preread = {},
+                  std::optional<boost::asio::ip::tcp::endpoint> destination = std::nullopt);
   ~Http1Connection() override;
 
   // Serves the connection until it closes; it owns itself meanwhile (its
   // coroutine's completion, or its parked wait, holds it).
   static void run(std::unique_ptr<Http1Connection> connection);
   // Drain: an idle connection closes now, a busy one after its response.
-  void close_if_idle();
+  void close_if_idle() override;
   // Worker shutdown: the connection ends now, whatever it was doing.
-  void close_now();
+  void close_now() override;
   // The worker's sweep: a phase past its deadline is cancelled; a read that
   // lingered longer than `linger` gives its buffer back.
-  void sweep(Clock::time_point now, Clock::duration linger);
+  void sweep(Clock::time_point now, Clock::duration linger) override;
 
   // Downstream
   awaitable<BodyRead> read_body(char* buf, std::size_t size) override;
@@ -66,6 +70,7 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   awaitable<StreamError> write_response(ResponseMessage& msg, const Fields* trailers) override;
   awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) override;
   bool response_started() const override { return response_started_; }
+  net::TunnelEnd* tunnel(std::string_view& pending) override;
   void arm_deadline(Clock::time_point at) override { route_deadline_.arm(at, &stream_.socket()); }
   void disarm_deadline() override { route_deadline_.disarm(); }
 
@@ -113,6 +118,8 @@ class Http1Connection final : public Downstream, public ConnectionHook {
   };
   std::unique_ptr<Peer> peer_;
   std::unique_ptr<class Http2Session> h2_;  // while the connection speaks HTTP/2
+  std::optional<boost::asio::ip::tcp::endpoint> destination_;
+  std::unique_ptr<net::StreamEnd> tunnel_;  // after a 101
   Clock::time_point phase_deadline_ = Clock::time_point::max();
   Clock::time_point linger_since_;
   Phase phase_ = Phase::active;

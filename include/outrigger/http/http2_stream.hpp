@@ -41,7 +41,7 @@ class Http2Stream final : public Downstream {
   void touch() { last_activity_ = Clock::now(); }
   Clock::time_point last_activity() const { return last_activity_; }
   // The exchange waits for the client: for body bytes, or for window to send.
-  bool stalled_on_client() const { return reading_ || out_offset_ < out_.size(); }
+  bool stalled_on_client() const { return !tunnel_ && (reading_ || out_offset_ < out_.size()); }  // a tunnel keeps its own idle time
   void discard_rest(std::size_t bound);
 
   // From the session's nghttp2 callbacks.
@@ -62,11 +62,14 @@ class Http2Stream final : public Downstream {
   awaitable<StreamError> write_response(ResponseMessage& msg, const Fields* trailers) override;
   awaitable<StreamError> write_local_reply(ResponseHeader& header, std::string_view body) override;
   bool response_started() const override { return response_started_; }
+  net::TunnelEnd* tunnel(std::string_view& pending) override;
   void arm_deadline(Clock::time_point at) override;
   void disarm_deadline() override { deadline_.disarm(); }
 
  private:
   struct Provider;  // nghttp2's data source for the response body
+  class Tunnel;     // the stream after an extended CONNECT
+  void wake();      // whatever the exchange waits for may have changed
   // Submits the response header; with_body: DATA follows.
   bool submit(ResponseHeader& header, bool with_body);
   // Waits until the client has taken enough of what is queued.
@@ -93,7 +96,13 @@ class Http2Stream final : public Downstream {
   std::string out_;              // response body queued for nghttp2
   std::size_t out_offset_ = 0;
   bool out_eof_ = false;
-  core::Wakeup wake_;
+  // The exchange waits for the client's bytes on one, for room to queue on
+  // the other: a tunnel does both at once.
+  core::Wakeup wake_in_;
+  core::Wakeup wake_out_;
+  std::string protocol_;          // :protocol of an extended CONNECT
+  bool extended_connect_ = false;
+  std::unique_ptr<Tunnel> tunnel_;
   core::Deadline deadline_;
   bool timed_out_ = false;
   bool remote_ended_ = false;    // END_STREAM from the client

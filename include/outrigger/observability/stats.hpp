@@ -132,6 +132,33 @@ struct Http2Slice {
 enum class HttpProtocol : std::uint8_t { http1, http2 };
 inline constexpr std::array<std::string_view, 2> kHttpProtocolNames{"http1", "http2"};
 
+// What protocol detection decided for a connection (the `result` label of
+// outrigger_protocol_detections_total).
+enum class DetectResult : std::uint8_t {
+  http1,        // an HTTP/1.x request line
+  http2,        // the HTTP/2 preface
+  tls,          // a TLS ClientHello
+  tcp,          // bytes of another protocol
+  timeout,      // the client sent nothing (or too little) within detect_timeout: TCP
+  opaque_port,  // a destination port in opaque_ports: TCP without looking
+};
+inline constexpr std::array<std::string_view, 6> kDetectResultNames{"http1", "http2", "tls", "tcp", "timeout",
+                                                                    "opaque_port"};
+
+// What a tunnel carries (the `kind` label of the outrigger_tunnel* series).
+enum class TunnelKind : std::uint8_t { tcp, tls_passthrough, upgrade };
+inline constexpr std::array<std::string_view, 3> kTunnelKindNames{"tcp", "tls_passthrough", "upgrade"};
+
+struct TunnelSlice {
+  Counter total;
+  Gauge active;
+  Counter received;  // bytes from the client
+  Counter sent;      // bytes to the client
+  Counter idle_timeouts;
+  Counter refused;   // no upstream (connect failure, overflow, no endpoint, passthrough denied, RBAC)
+  Histogram duration;
+};
+
 struct ListenerSlice {
   Gauge connections_active;
   Counter connections_total;
@@ -144,6 +171,12 @@ struct ListenerSlice {
   std::array<Counter, kHttpProtocolNames.size()> requests;  // exchanges started, by protocol
   void count(HttpProtocol p) { requests[static_cast<std::size_t>(p)].inc(); }
   Http2Slice http2;
+  std::array<Counter, kDetectResultNames.size()> detections;
+  void count(DetectResult r) { detections[static_cast<std::size_t>(r)].inc(); }
+  Histogram detection_duration;
+  Counter passthrough_allowed, passthrough_denied;  // original destinations in no cluster
+  std::array<TunnelSlice, kTunnelKindNames.size()> tunnels;
+  TunnelSlice& tunnel(TunnelKind k) { return tunnels[static_cast<std::size_t>(k)]; }
 };
 
 struct ClusterSlice {

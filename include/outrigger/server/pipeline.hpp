@@ -32,6 +32,14 @@ class Pipeline final : public http::ExchangeHandler {
   void complete(http::Exchange& ex) override;
 
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  const ListenerRuntime& listener() const { return listener_; }
+  observability::ListenerSlice& listener_stats() const { return listener_stats_; }
+  // This worker's pools for a cluster of the snapshot (those the listener
+  // may send to: its routes', its `cluster`, its SNI routes', and every
+  // cluster on an original-destination listener), else null.
+  upstream::ClusterPools* pools(std::size_t cluster_index) const { return pools_[cluster_index].get(); }
+  http::FilterChain& filters() { return filters_; }
+  unsigned worker_index() const { return worker_.index; }
 
  private:
   // The route's cluster (or its fallback), admitted; then the router.

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <map>
 #include <memory>
 #include <optional>
@@ -36,6 +37,17 @@ struct ListenerRuntime {
   http::CodecSettings settings;
   std::unique_ptr<tls::Context> tls_context;  // the listener's certificates, watched
   std::optional<http::DownstreamTls> tls;     // null: plain HTTP only
+  // Original-destination listeners: for each cluster (by index), the route
+  // a request takes when no configured route does and its connection was
+  // going to one of that cluster's endpoints. The route configs live here.
+  std::vector<config::Route> destination_configs;
+  std::vector<router::CompiledRoute> destination_routes;
+  // Where TLS this listener does not terminate goes, by the ClientHello's
+  // server name (the config's order); null: nowhere.
+  const upstream::Cluster* cluster_for_sni(std::string_view server_name) const;
+  std::vector<std::pair<const config::SniRoute*, std::shared_ptr<const upstream::Cluster>>> sni_clusters;
+  std::shared_ptr<const upstream::Cluster> tcp_cluster;  // the listener's `cluster`, or null
+  boost::asio::ip::address application_ip;               // inbound original destination: where the application is
 };
 
 struct Snapshot {
@@ -46,6 +58,9 @@ struct Snapshot {
   std::shared_ptr<observability::SpanQueues> spans;         // null when the config does not trace
 
   const ListenerRuntime* listener(std::string_view name) const;
+  // The first cluster (config order) with an endpoint at `address`, or null.
+  const upstream::Cluster* cluster_at(const boost::asio::ip::tcp::endpoint& address) const;
+  std::vector<std::pair<boost::asio::ip::tcp::endpoint, std::size_t>> endpoint_owners;  // sorted, by cluster index
 };
 
 // What survives from one config to the next on the main thread: the health

@@ -63,7 +63,7 @@ class Worker {
   upstream::WorkerUpstreams upstreams_;
   router::WorkerContext context_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  boost::intrusive::list<http::Http1Connection, boost::intrusive::constant_time_size<false>> connections_;
+  boost::intrusive::list<http::ClientConnection, boost::intrusive::constant_time_size<false>> connections_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::atomic<std::size_t> open_connections_{0};

@@ -152,6 +152,14 @@ class ClusterPools : public AutoUnlinkHook {
   // waiting in the bounded pending queue; all by `deadline` (the connect timeout).
   boost::asio::awaitable<Acquired> acquire(std::size_t i, Admission& admission, Clock::time_point deadline,
                                            const tls::Context* tls);
+  // A connection of its own to endpoint i, never pooled (opaque TCP, an
+  // upgraded request): a max_connections slot if one is free now (no
+  // queueing: a tunnel would hold it for long), then a connect by
+  // `deadline`. Null on failure, and *failure says why.
+  boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> connect_exclusive(std::size_t i, Admission& admission,
+                                                                               Clock::time_point deadline,
+                                                                               const tls::Context* tls,
+                                                                               Acquired::Failure& failure);
   // Waits (a retry's back-off); ends early when the worker stops.
   boost::asio::awaitable<void> sleep(std::chrono::milliseconds d);
 

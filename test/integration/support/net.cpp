@@ -65,6 +65,27 @@ int Socket::recv_some(char* buf, std::size_t n, std::chrono::milliseconds timeou
   return got < 0 ? -1 : static_cast<int>(got);
 }
 
+std::string Socket::read_bytes(std::size_t n, std::chrono::milliseconds timeout) {
+  std::string out = std::move(pending_);
+  pending_.clear();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[16384];
+  while (out.size() < n) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    const int got = recv_some(buf, std::min(sizeof buf, n - out.size()), left);
+    if (got <= 0) break;
+    out.append(buf, static_cast<std::size_t>(got));
+  }
+  if (out.size() > n) {
+    pending_ = out.substr(n);
+    out.resize(n);
+  }
+  return out;
+}
+
+void Socket::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
 std::string Socket::read_until_close(std::chrono::milliseconds timeout) {
   std::string out;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -209,6 +230,46 @@ FakeUpstream::~FakeUpstream() {
   ::close(listen_fd_);
   acceptor_.join();
   for (auto& t : threads_) t.join();  // connection threads poll stopping_
+}
+
+EchoServer::EchoServer(std::string greeting) : greeting_(std::move(greeting)) {
+  listen_fd_ = listen_loopback(port_, 1024);
+  acceptor_ = std::thread([this] {
+    for (;;) {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (stopping_) return;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      ++connections_;
+      ++open_;
+      std::lock_guard lock(mutex_);
+      threads_.emplace_back([this, fd] {
+        timeval tv{0, 100'000};  // wake up to see stopping_
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (!greeting_.empty()) (void)::send(fd, greeting_.data(), greeting_.size(), MSG_NOSIGNAL);
+        char buf[16384];
+        while (!stopping_) {
+          const auto n = ::recv(fd, buf, sizeof buf, 0);
+          if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+          if (n <= 0) break;
+          if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
+        }
+        ::shutdown(fd, SHUT_WR);
+        ::close(fd);
+        --open_;
+      });
+    }
+  });
+}
+
+EchoServer::~EchoServer() {
+  stopping_ = true;
+  ::shutdown(listen_fd_, SHUT_RDWR);
+  ::close(listen_fd_);
+  acceptor_.join();
+  for (auto& t : threads_) t.join();
 }
 
 void FakeUpstream::accept_loop() {

@@ -36,6 +36,10 @@ class Socket {
   int fd() const { return fd_; }
 
   bool send(std::string_view bytes);
+  // Up to `n` bytes: fewer only at a close or the timeout.
+  std::string read_bytes(std::size_t n, std::chrono::milliseconds timeout = 3s);
+  // No more bytes from us (a FIN); reading goes on.
+  void shutdown_write();
   // Everything until the peer closes (or the timeout, or max bytes).
   std::string read_until_close(std::chrono::milliseconds timeout = 3s);
   // One complete response (Beast parser); nullopt on close/timeout/garbage.
@@ -103,6 +107,29 @@ class FakeUpstream {
   Handler handler_;
   Request last_;
   std::string received_;
+  std::thread acceptor_;
+  std::vector<std::thread> threads_;
+};
+
+// A TCP server on 127.0.0.1:0 that echoes what it reads, one thread per
+// connection; on the client's end of file it shuts down its sending side
+// too (a half-close answered). With a greeting it speaks first, as MySQL or
+// SMTP servers do.
+class EchoServer {
+ public:
+  explicit EchoServer(std::string greeting = "");
+  ~EchoServer();
+  std::uint16_t port() const { return port_; }
+  int connections() const { return connections_.load(); }
+  int open_connections() const { return open_.load(); }
+
+ private:
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::string greeting_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0}, open_{0};
+  std::mutex mutex_;
   std::thread acceptor_;
   std::vector<std::thread> threads_;
 };

@@ -268,7 +268,7 @@ clusters:
     http2: { initial_stream_window_size: 100, ping_timeout: 0s }
     health_check: { path: /healthz }
 )");
-  EXPECT_TRUE(has_error(r, "listeners[0].protocol: invalid value 'spdy' (one of: auto, http1, http2)"));
+  EXPECT_TRUE(has_error(r, "listeners[0].protocol: invalid value 'spdy' (one of: auto, http1, http2, tcp)"));
   EXPECT_TRUE(has_error(r, "listeners[0].http2.max_concurrent_streams: must be from 1 to"));
   EXPECT_TRUE(has_error(r, "listeners[0].http2: unknown key 'ping_interval'"));
   EXPECT_TRUE(has_error(r, "clusters[0].http2.initial_stream_window_size: must be from 65535 to"));
@@ -526,6 +526,112 @@ listeners:
 )", "t.yaml");
   ASSERT_FALSE(missing.errors.empty());
   EXPECT_NE(missing.errors[0].to_string().find("needs a top-level 'tracing' section"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace outrigger::config
+
+namespace outrigger::config {
+namespace {
+
+constexpr std::string_view kBeyondHttp = R"(
+listeners:
+  - name: out
+    address: 127.0.0.1:15001
+    direction: outbound
+    original_destination: true
+    passthrough: deny
+    detect_timeout: 250ms
+    opaque_ports: [3306, "5000-5002"]
+    tunnel_idle_timeout: 10m
+    sni: [{ names: [A.test, "*.b.test"], cluster: app }]
+  - name: db
+    address: 127.0.0.1:15002
+    protocol: tcp
+    cluster: app
+  - name: in
+    address: 127.0.0.1:15006
+    original_destination: true
+    application_address: 127.0.0.2
+    routes: [{ cluster: app, upgrade: [websocket, spdy/3] }]
+socket_mark: 1337
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:8080]
+)";
+
+TEST(ConfigLoader, ReadsWhatListenersDoBeyondHttp) {
+  auto r = load_string(kBeyondHttp, "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.errors.front().to_string();
+  const auto& c = *r.config;
+  EXPECT_EQ(c.socket_mark, 1337u);
+  const auto& out = c.listeners[0];
+  EXPECT_TRUE(out.original_destination);
+  EXPECT_TRUE(out.detects());
+  EXPECT_EQ(out.passthrough, Passthrough::deny);
+  EXPECT_EQ(out.detect_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(out.opaque_ports, (std::vector<std::uint16_t>{3306, 5000, 5001, 5002}));
+  EXPECT_EQ(out.tunnel_idle_timeout, std::chrono::minutes(10));
+  ASSERT_EQ(out.sni.size(), 1u);
+  EXPECT_EQ(out.sni[0].names, (std::vector<std::string>{"a.test", "*.b.test"}));
+  EXPECT_TRUE(out.routes.empty());  // an original-destination listener needs none
+  const auto& db = c.listeners[1];
+  EXPECT_EQ(db.protocol, Protocol::tcp);
+  EXPECT_EQ(db.cluster, "app");
+  EXPECT_EQ(db.opaque_ports, kDefaultOpaquePorts);
+  EXPECT_EQ(db.detect_timeout, std::chrono::milliseconds(100));
+  const auto& in = c.listeners[2];
+  EXPECT_EQ(in.application_address.host, "127.0.0.2");
+  EXPECT_EQ(in.application_address.port, 0);
+  EXPECT_EQ(in.routes[0].upgrade, (std::vector<std::string>{"websocket", "spdy/3"}));
+  EXPECT_EQ(c.listeners[0].passthrough, Passthrough::deny);
+}
+
+TEST(ConfigLoader, RoutesAllowWebSocketUpgradesByDefault) {
+  auto r = load_string(kMinimal, "t.yaml");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config->listeners[0].routes[0].upgrade, std::vector<std::string>{"websocket"});
+  EXPECT_FALSE(r.config->listeners[0].detects());
+}
+
+TEST(ConfigLoader, ExplainsWhatBeyondHttpCannotBe) {
+  auto check = [](std::string_view yaml, std::string_view part) {
+    auto r = load_string(yaml, "t.yaml");
+    EXPECT_TRUE(has_error(r, part)) << yaml << "\n" << ::testing::PrintToString(messages(r));
+  };
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, protocol: tcp }]
+)", "t.yaml:2:13: listeners[0]: a 'protocol: tcp' listener needs a 'cluster'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, protocol: tcp, cluster: nope }]
+)", "listener 't' names unknown cluster 'nope'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, protocol: http1, cluster: a, routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "need 'protocol: auto' (detection) or 'tcp'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, protocol: tcp, cluster: a, filters: [{ type: jwt_authn }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "takes only 'rbac' filters, not 'jwt_authn'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, cluster: a, opaque_ports: [0, "9-3", x], routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "listeners[0].opaque_ports[1]: expected a port (1-65535) or a range such as 5000-5010, got '9-3'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, cluster: a, detect_timeout: 0s, routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "detect_timeout: must be from 1ms to 60s");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, sni: [{ names: [a.test], cluster: nope }], routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "listener 't' sni route names unknown cluster 'nope'");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, routes: [{ cluster: a, upgrade: [h2c] }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)", "'h2c' is not an upgrade a proxy forwards");
+  check(R"(
+listeners: [{ name: t, address: 127.0.0.1:1, original_destination: true, passthrough: maybe }]
+)", "passthrough");
 }
 
 }  // namespace

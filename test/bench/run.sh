@@ -13,6 +13,7 @@
 #   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
 #   test/bench/run.sh h2         # HTTP/2 (h2load) against HAProxy, idle h2c memory (h2.sh)
 #   test/bench/run.sh grpc       # gRPC unary latency added at a fixed rate (grpc.sh)
+#   test/bench/run.sh tcp        # opaque TCP (iperf3) against HAProxy, latency of protocol detection (tcp.sh)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 #   BASELINE_BIN=path test/bench/run.sh   # also an older Outrigger ("baseline"), for an A/B in one run
 set -euo pipefail
@@ -40,6 +41,9 @@ if [ "$what" = h2 ]; then  # HTTP/2 against HAProxy: test/bench/h2.sh
 fi
 if [ "$what" = grpc ]; then  # gRPC latency, direct and through Outrigger: test/bench/grpc.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 900 "$here/grpc.sh"
+fi
+if [ "$what" = tcp ]; then  # opaque TCP against HAProxy, protocol detection: test/bench/tcp.sh
+  OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 900 "$here/tcp.sh"
 fi
 if [ "$what" = tls ]; then  # mTLS against HAProxy: test/bench/tls.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/tls.sh"

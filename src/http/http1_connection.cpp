@@ -307,7 +307,7 @@ awaitable<bool> Http1Connection::is_http2_preface() {
 awaitable<void> Http1Connection::serve_http2() {
   enter(Phase::active);  // the session keeps its own time (Http2Session::sweep)
   const Http2Peer peer{client_ip_, stream_.tls() != nullptr, peer_ ? std::string_view(peer_->identity) : "",
-                       peer_ ? std::string_view(peer_->xfcc) : ""};
+                       peer_ ? std::string_view(peer_->xfcc) : "", destination_ ? &*destination_ : nullptr};
   h2_ = std::make_unique<Http2Session>(stream_, buffer_, host_, peer);
   co_await h2_->run();
   h2_.reset();

@@ -197,6 +197,7 @@ awaitable<void> Http2Stream::serve(std::shared_ptr<ExchangeHandler> handler) {
     ex.protocol = "HTTP/2";
     ex.downstream_tls = session_.peer_.tls;
     ex.peer_identity = session_.peer_.identity;
+    ex.destination = session_.peer_.destination;
     ex.client_cert_xfcc = session_.peer_.xfcc;
     ex.request_has_body = !extended_connect_ && (!remote_ended_ || !in_.empty());
     if (extended_connect_) {

@@ -77,7 +77,9 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   if (!route) co_return co_await reply_error(ex, ProxyError::no_route);
   if (!ex.upgrade.empty()) {
     const auto& allowed = route->config->upgrade;
-    if (ex.upgrade == "h2c") {
+    if (ex.upgrade == "h2c" || (ex.request_has_body && !ex.extended_connect)) {
+      // (An upgrade with a body would have the upstream wait for bytes the
+      // tunnel only passes after its 101: such a request goes on as a plain one.)
       ex.upgrade.clear();  // RFC 9113 §3.1: HTTP/2 by Upgrade is gone; the request goes on as HTTP/1.1
     } else if (route->config->direct_response || std::find(allowed.begin(), allowed.end(), ex.upgrade) == allowed.end()) {
       static const http::LocalReply kRefused{403, "upgrade not allowed on this route\n", "upgrade_not_allowed"};

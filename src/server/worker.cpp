@@ -86,9 +86,26 @@ class Worker::Slot final : public http::ConnectionHost {
 
   // A listener that takes more than HTTP: where the connection was going
   // and what it speaks decide who serves it (server/inspector.hpp).
-  asio::awaitable<void> dispatch(tcp::socket socket, std::shared_ptr<Pipeline> pipeline) {
-    auto verdict = co_await inspect(socket, *pipeline);
-    if (worker_.stopping_) verdict.next = Verdict::Next::close;
+  // A connection being looked at is on the worker's list too, so that a
+  // shutdown does not wait for its detect_timeout.
+  struct Inspecting final : http::ClientConnection {
+    explicit Inspecting(tcp::socket s) : socket(std::move(s)) {}
+    void sweep(Clock::time_point, Clock::duration) override {}
+    void close_if_idle() override {}  // it will be served or closed within detect_timeout
+    void close_now() override {
+      boost::system::error_code ec;
+      socket.close(ec);
+    }
+    tcp::socket socket;
+  };
+
+  asio::awaitable<void> dispatch(tcp::socket accepted, std::shared_ptr<Pipeline> pipeline) {
+    auto looking = std::make_unique<Inspecting>(std::move(accepted));
+    worker_.connections_.push_back(*looking);
+    auto verdict = co_await inspect(looking->socket, *pipeline);
+    auto socket = std::move(looking->socket);
+    looking.reset();
+    if (worker_.stopping_ || !socket.is_open()) verdict.next = Verdict::Next::close;
     switch (verdict.next) {
       case Verdict::Next::http:
         serve_http(std::move(socket), verdict.preread, verdict.destination);

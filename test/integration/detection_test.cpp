@@ -123,6 +123,21 @@ TEST(Detection, OpaquePortsSkipTheLook) {
   EXPECT_TRUE(eventually([&] { return has(metrics(proxy), detections("opaque_port", 1)); }));
 }
 
+TEST(Detection, AShutdownDoesNotWaitForADetectTimeout) {
+  FakeUpstream web;
+  EchoServer raw;
+  Proxy proxy(config(web.port(), raw.port(), "detect_timeout: 30s") + "drain_timeout: 200ms\n");
+  auto silent = Socket::connect(proxy.port("edge"));
+  ASSERT_TRUE(eventually([&] {
+    return has(metrics(proxy), R"(outrigger_downstream_connections_active{direction="inbound",listener="edge",tls="false"} 1)");
+  }));
+  const auto start = Clock::now();
+  EXPECT_EQ(proxy.drain_and_wait(5s), 0);
+  EXPECT_LT(Clock::now() - start, 3s);
+  EXPECT_TRUE(silent.closed_by_peer(1s));
+  EXPECT_EQ(raw.connections(), 0);
+}
+
 // A TLS server answering every request with its own name.
 std::string tls_upstream(const TestPki::Leaf& leaf, const std::string& name) {
   return fill(R"(

@@ -145,6 +145,19 @@ TEST(WebSocket, AnUpgradeTheUpstreamRefusesIsAnOrdinaryResponse) {
   EXPECT_FALSE(req["x-request-id"].empty());
 }
 
+TEST(WebSocket, AnUpgradeWithABodyIsServedAsAPlainRequest) {
+  FakeUpstream upstream;
+  Proxy proxy(config(upstream.port()));
+  auto s = Socket::connect(proxy.port());
+  ASSERT_TRUE(s.send(request_text("POST", "/chat", {{"Host", "x"}, {"Connection", "Upgrade"}, {"Upgrade", "websocket"}},
+                                  "hello")));
+  const auto res = s.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ(res->body(), "POST /chat 5");
+  EXPECT_TRUE(upstream.last_request()[boost::beast::http::field::upgrade].empty());
+}
+
 TEST(WebSocket, AnH2cUpgradeIsIgnoredAndTheRequestServedAsHttp1) {
   FakeUpstream upstream;
   Proxy proxy(config(upstream.port()));

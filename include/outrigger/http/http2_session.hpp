@@ -41,6 +41,7 @@ struct Http2Peer {
   bool tls = false;
   std::string_view identity;  // mTLS identity, empty without
   std::string_view xfcc;
+  const boost::asio::ip::tcp::endpoint* destination = nullptr;  // an original destination, see Exchange
 };
 
 class Http2Session final : private Http2Transport {

@@ -241,6 +241,14 @@ awaitable<void> Http1Connection::serve() {
       // ALPN chose h2; a listener that speaks only HTTP/2 takes a TLS
       // client that asked for nothing as HTTP/2 too.
       const auto alpn = stream_.tls() ? tls::alpn_selected(stream_.tls()->native_handle()) : "";
+      if (alpn == tls::kTcpAlpn) {
+        enter(Phase::active);  // the tunnel keeps its own idle time
+        co_await handler->tunnel(stream_, peer_ ? std::string_view(peer_->identity) : "",
+                                 destination_ ? &*destination_ : nullptr);
+        error_code ec;
+        stream_.socket().close(ec);
+        co_return;
+      }
       if (alpn == "h2" || (stream_.tls() && alpn.empty() && !host_.settings().http1)) {
         co_await serve_http2();
         co_return;

@@ -12,6 +12,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
+#include <tuple>
+#include <vector>
 
 #include "outrigger/core/buffer_pool.hpp"
 #include "outrigger/net/stream.hpp"
@@ -62,6 +64,8 @@ asio::awaitable<void> StreamEnd::finish() {
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
 }
 
+asio::ip::tcp::socket* StreamEnd::plain_socket() { return stream_.tls() ? nullptr : &stream_.socket(); }
+
 void StreamEnd::abort() {
   error_code ec;
   stream_.socket().close(ec);
@@ -107,10 +111,106 @@ asio::awaitable<void> pump(TunnelEnd& from, TunnelEnd& to, std::string_view firs
   }
 }
 
+// 64 KiB blocks for the plain relay, recycled per thread.
+class BlockPool {
+ public:
+  static constexpr std::size_t kSize = 64 * 1024;
+  ~BlockPool() {
+    for (char* p : free_) delete[] p;
+  }
+  char* take() {
+    if (free_.empty()) return new char[kSize];
+    char* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void give(char* p) {
+    if (free_.size() < 32) {
+      free_.push_back(p);
+    } else {
+      delete[] p;
+    }
+  }
+  static BlockPool& here() {
+    thread_local BlockPool pool;
+    return pool;
+  }
+
+ private:
+  std::vector<char*> free_;
+};
+
+// One direction between two plain sockets (see the header).
+asio::awaitable<void> pump_plain(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, std::string_view first,
+                                 std::uint64_t& moved, Shared& s) {
+  using asio::ip::tcp;
+  if (!first.empty()) {
+    auto [ec, n] = co_await asio::async_write(to, asio::buffer(first.data(), first.size()), use_tuple);
+    if (ec) {
+      s.failed = true;
+      co_return;
+    }
+    moved += n;
+  }
+  error_code ec;
+  from.non_blocking(true, ec);
+  to.non_blocking(true, ec);
+  struct Block {
+    char* p = nullptr;
+    ~Block() {
+      if (p) BlockPool::here().give(p);
+    }
+  } block;
+  for (;;) {
+    if (block.p) {
+      BlockPool::here().give(block.p);  // idle from here: nothing held
+      block.p = nullptr;
+    }
+    std::tie(ec) = co_await from.async_wait(tcp::socket::wait_read, use_tuple);
+    if (ec) {
+      s.failed = true;
+      co_return;
+    }
+    block.p = BlockPool::here().take();
+    for (;;) {
+      const auto n = from.read_some(asio::buffer(block.p, BlockPool::kSize), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;  // drained: wait again
+      if (ec == asio::error::eof) {
+        to.shutdown(tcp::socket::shutdown_send, ec);
+        co_return;
+      }
+      if (ec) {
+        s.failed = true;
+        co_return;
+      }
+      s.last = Clock::now();
+      std::size_t done = 0;
+      while (done < n) {
+        done += to.write_some(asio::buffer(block.p + done, n - done), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          std::tie(ec) = co_await to.async_wait(tcp::socket::wait_write, use_tuple);
+        }
+        if (ec) {
+          s.failed = true;
+          co_return;
+        }
+      }
+      moved += n;
+      if (n < BlockPool::kSize) break;  // most likely drained: wait rather than read for nothing
+    }
+  }
+}
+
 // Ends the tunnel: when a direction failed, or at the idle timeout.
 asio::awaitable<void> pump_then_close(TunnelEnd& from, TunnelEnd& to, std::string_view first, std::uint64_t& moved,
                                       Shared& s) {
-  co_await pump(from, to, first, moved, s);
+  auto* in = from.plain_socket();
+  auto* out = to.plain_socket();
+  if (in && out) {
+    co_await pump_plain(*in, *out, first, moved, s);
+  } else {
+    co_await pump(from, to, first, moved, s);
+  }
   if (s.failed || --s.open == 0) {
     from.abort();
     to.abort();

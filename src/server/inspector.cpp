@@ -59,40 +59,48 @@ asio::awaitable<Verdict> inspect(tcp::socket& socket, const Pipeline& pipeline) 
     }
   }
   const upstream::Cluster* to_cluster = v.destination ? pipeline.snapshot()->cluster_at(*v.destination) : nullptr;
-  if (v.destination && !to_cluster) {
-    // A destination no cluster knows: bytes untouched to it, or nothing.
+  auto found = [&](DetectResult r) {
+    stats.count(r);
+    stats.detection_duration.observe(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
+  };
+  // A destination no cluster knows: bytes untouched to it, or nothing.
+  auto passthrough = [&] {
     if (l.passthrough == config::Passthrough::deny) {
       stats.passthrough_denied.inc();
-      co_return v;
+      return;
     }
     stats.passthrough_allowed.inc();
     v.next = Verdict::Next::tcp;
-    co_return v;
-  }
-  if (!to_cluster) to_cluster = rt.tcp_cluster.get();
+  };
   auto to_tcp = [&](const upstream::Cluster* c, TunnelKind kind) {
     v.cluster = c;
     v.kind = kind;
     v.next = c ? Verdict::Next::tcp : Verdict::Next::close;
     if (!c) stats.tunnel(kind).refused.inc();  // nowhere to send it
   };
-  auto found = [&](DetectResult r) {
-    stats.count(r);
-    stats.detection_duration.observe(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
-  };
   if (l.protocol == config::Protocol::tcp) {
-    to_tcp(to_cluster, TunnelKind::tcp);
+    if (v.destination && !to_cluster) {
+      passthrough();
+    } else {
+      to_tcp(to_cluster ? to_cluster : rt.tcp_cluster.get(), TunnelKind::tcp);
+    }
     co_return v;
   }
+  if (rt.tls) {
+    // This listener terminates TLS: its codec takes the handshake, and
+    // another Outrigger's TCP comes by ALPN (Pipeline::tunnel).
+    v.next = Verdict::Next::http;
+    co_return v;
+  }
+  if (v.destination && !to_cluster) {
+    passthrough();
+    co_return v;
+  }
+  if (!to_cluster) to_cluster = rt.tcp_cluster.get();
   const auto port = v.destination ? v.destination->port() : local.port();
   if (std::find(l.opaque_ports.begin(), l.opaque_ports.end(), port) != l.opaque_ports.end()) {
     found(DetectResult::opaque_port);
     to_tcp(to_cluster, TunnelKind::tcp);
-    co_return v;
-  }
-  if (rt.tls) {
-    // This listener terminates TLS: its codec takes the handshake.
-    v.next = Verdict::Next::http;
     co_return v;
   }
 

@@ -6,6 +6,7 @@
 
 #include "outrigger/http/grpc.hpp"
 #include "outrigger/http/path.hpp"
+#include "outrigger/server/tcp_proxy.hpp"
 
 namespace outrigger::server {
 
@@ -121,6 +122,30 @@ http::awaitable<void> Pipeline::proxy(http::Exchange& ex, const router::Compiled
                            worker_);
   const auto now = std::chrono::steady_clock::now();
   ticket.finish(ex.status, ex.error, now, now - ex.start);
+}
+
+http::awaitable<void> Pipeline::tunnel(net::Stream& client, std::string_view identity,
+                                       const boost::asio::ip::tcp::endpoint* destination) {
+  // Where opaque TCP goes on this listener: the destination's cluster, the
+  // listener's, or (passthrough) the destination itself.
+  Verdict v;
+  v.next = Verdict::Next::tcp;
+  if (destination) v.destination = *destination;
+  v.cluster = destination ? snapshot_->cluster_at(*destination) : nullptr;
+  if (!v.cluster && destination) {
+    if (listener_.config->passthrough == config::Passthrough::deny) {
+      listener_stats_.passthrough_denied.inc();
+      co_return;
+    }
+    listener_stats_.passthrough_allowed.inc();
+  }
+  if (!v.cluster && !destination) v.cluster = listener_.tcp_cluster.get();
+  if (!v.cluster && !destination) {
+    listener_stats_.tunnel(observability::TunnelKind::tcp).refused.inc();
+    co_return;
+  }
+  TcpSession session(client, shared_from_this(), std::move(v), std::string(identity));
+  co_await session.serve();
 }
 
 bool Pipeline::normalize_target(http::Exchange& ex) {

@@ -128,8 +128,12 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
                                                   : static_cast<std::uint32_t>(l.max_request_headers_bytes)}};
     if (l.tls) {
       try {
+        // A listener that tunnels TCP also takes it in mTLS from another Outrigger.
+        auto alpn = tls::alpn_for(l.protocol);
+        if (l.protocol == config::Protocol::tcp || l.original_destination || !l.cluster.empty())
+          alpn.insert(0, tls::kTcpAlpnWire);
         rt->tls_context = std::make_unique<tls::Context>(*l.tls, tls::Side::server, stats.tls_material(l.name, ""),
-                                                         tls::alpn_for(l.protocol));
+                                                         std::move(alpn));
         using FCC = config::ForwardClientCert;
         rt->tls = http::DownstreamTls{rt->tls_context.get(), l.tls->mode == config::Tls::Mode::permissive,
                                       l.forward_client_cert == FCC::sanitize_set ||

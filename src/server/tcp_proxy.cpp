@@ -38,9 +38,19 @@ class UpstreamSide {
   net::Stream& stream() { return pooled ? pooled->codec.stream() : *own; }
 };
 
+TcpSession::TcpSession(net::Stream& client, std::shared_ptr<Pipeline> pipeline, Verdict verdict, std::string identity)
+    : client_(client), pipeline_(std::move(pipeline)), verdict_(std::move(verdict)), identity_(std::move(identity)) {
+  boost::system::error_code ec;
+  if (const auto remote = client_.socket().remote_endpoint(ec); !ec) client_ip_ = remote.address().to_string();
+}
+
 TcpSession::TcpSession(tcp::socket socket, std::shared_ptr<Pipeline> pipeline, Verdict verdict,
                        http::ConnectionHost& host)
-    : client_(std::move(socket)), pipeline_(std::move(pipeline)), verdict_(std::move(verdict)), host_(host) {
+    : owned_(std::make_unique<net::Stream>(std::move(socket))),
+      client_(*owned_),
+      pipeline_(std::move(pipeline)),
+      verdict_(std::move(verdict)),
+      host_(&host) {
   boost::system::error_code ec;
   client_.socket().set_option(tcp::no_delay(true), ec);
   if (const auto remote = client_.socket().remote_endpoint(ec); !ec) client_ip_ = remote.address().to_string();
@@ -48,7 +58,7 @@ TcpSession::TcpSession(tcp::socket socket, std::shared_ptr<Pipeline> pipeline, V
 
 TcpSession::~TcpSession() {
   upstream_.reset();  // before the pipeline (and its pools) may go
-  host_.connection_closed(client_.tls() != nullptr);
+  if (host_) host_->connection_closed(client_.tls() != nullptr);
 }
 
 void TcpSession::run(std::unique_ptr<TcpSession> session) {
@@ -122,8 +132,10 @@ asio::awaitable<bool> TcpSession::connect() {
     upstream_host_ = cluster.endpoints()[*endpoint].name;
     upstream::Acquired::Failure failure;
     pools->begin_request(*endpoint);  // least_request sees tunnels too
+    // TLS of the cluster's own: to another Outrigger, which takes it for TCP by this ALPN.
     upstream_->pooled = co_await pools->connect_exclusive(*endpoint, cluster.admission(),
-                                                          Clock::now() + cluster.config().connect_timeout, tls, failure);
+                                                          Clock::now() + cluster.config().connect_timeout, tls, failure,
+                                                          tls ? tls::kTcpAlpnWire : std::string_view{});
     pools->end_request(*endpoint);
     if (upstream_->pooled) co_return true;
     if (failure == upstream::Acquired::Failure::overflow) {
@@ -147,7 +159,7 @@ asio::awaitable<void> TcpSession::serve() {
   stats.active.add(1);
   std::uint64_t received = 0, sent = 0;
   bool ok = true;
-  if (rt.tls && rt.config->protocol == config::Protocol::tcp) {
+  if (owned_ && rt.tls && rt.config->protocol == config::Protocol::tcp) {
     ok = co_await terminate_tls();
     if (!ok) error_ = "tls_handshake";
   }

@@ -244,7 +244,7 @@ asio::awaitable<void> ClusterPools::sleep(std::chrono::milliseconds d) {
 }
 
 asio::awaitable<ClusterPools::Connected> ClusterPools::connect(std::size_t i, std::chrono::milliseconds timeout,
-                                                             const tls::Context* tls) {
+                                                             const tls::Context* tls, std::string_view alpn) {
   using namespace asio::experimental::awaitable_operators;
   auto c = std::make_unique<UpstreamConnection>(*this);
   c->holds_slot_ = true;  // taken by acquire
@@ -269,6 +269,8 @@ asio::awaitable<ClusterPools::Connected> ClusterPools::connect(std::size_t i, st
     auto& s = c->codec.stream().start_tls(material);
     SSL* ssl = s.native_handle();
     tls->prepare_client(ssl, *material);
+    if (!alpn.empty())
+      SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(alpn.data()), static_cast<unsigned>(alpn.size()));
     auto handshake = co_await (s.async_handshake(net::TlsStream::client, use_tuple) || timer.async_wait(use_tuple));
     ec = handshake.index() == 0 ? std::get<0>(std::get<0>(handshake)) : make_error_code(asio::error::timed_out);
     if (ec) stats_.count(tls::classify_failure(ssl, ec));
@@ -381,7 +383,8 @@ asio::awaitable<Acquired> ClusterPools::acquire(std::size_t i, Admission& admiss
 asio::awaitable<std::unique_ptr<UpstreamConnection>> ClusterPools::connect_exclusive(std::size_t i, Admission& admission,
                                                                                     Clock::time_point deadline,
                                                                                     const tls::Context* tls,
-                                                                                    Acquired::Failure& failure) {
+                                                                                    Acquired::Failure& failure,
+                                                                                    std::string_view alpn) {
   failure = Acquired::Failure::none;
   if (stopped_) {
     failure = Acquired::Failure::stopped;
@@ -393,7 +396,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ClusterPools::connect_exclu
     co_return nullptr;
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  auto made = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls);
+  auto made = co_await connect(i, std::max(left, std::chrono::milliseconds(1)), tls, alpn);
   failure = made.failure;
   if (made.connection) {
     made.connection->codec.begin(false);

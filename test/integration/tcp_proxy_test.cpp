@@ -197,6 +197,49 @@ TEST(TcpProxy, TwoOutriggersWrapTcpInMutualTls) {
   EXPECT_NE(log.find(R"("error":"tls_handshake")"), std::string::npos) << log;
 }
 
+TEST(TcpProxy, AnHttpListenerWithTlsTakesAnotherOutriggersTcpByAlpn) {
+  // One inbound port for everything, as a sidecar has it: HTTPS from
+  // clients through the routes, and another Outrigger's TCP in mTLS, told
+  // apart by the ALPN name the outbound side offers ("outrigger-tcp").
+  EchoServer echo;
+  FakeUpstream web;
+  TestPki pki;
+  const auto inbound_cert = pki.issue("inbound", {.uris = {"spiffe://cluster.local/ns/db/sa/db"}, .dns = {"db.test"}});
+  const auto outbound_cert = pki.issue("outbound", {.uris = {"spiffe://cluster.local/ns/shop/sa/web"}});
+  Proxy inbound(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    tls: { cert: {CERT}, key: {KEY}, ca: {CA}, mode: permissive }
+    cluster: db
+    routes: [{ match: { prefix: / }, cluster: web }]
+clusters:
+  - { name: db, endpoints: [127.0.0.1:{ECHO}] }
+  - { name: web, endpoints: [127.0.0.1:{WEB}] }
+)",
+                     {{"CERT", inbound_cert.cert}, {"KEY", inbound_cert.key}, {"CA", pki.ca_path()},
+                      {"ECHO", std::to_string(echo.port())}, {"WEB", std::to_string(web.port())}}));
+  Proxy outbound(tcp_config(at(inbound.port("ingress")), "",
+                            "tls: { cert: " + outbound_cert.cert + ", key: " + outbound_cert.key + ", ca: " +
+                                pki.ca_path() + " }"));
+  auto s = Socket::connect(outbound.port("tcp"));
+  ASSERT_TRUE(s.send("PING\r\n"));
+  EXPECT_EQ(s.read_bytes(6), "PING\r\n");
+  s.shutdown_write();
+  EXPECT_EQ(s.read_until_close(), "");  // the half-close went through TLS and back
+  EXPECT_EQ(echo.connections(), 1);
+  EXPECT_EQ(web.requests(), 0);
+  EXPECT_TRUE(eventually([&] {
+    return has(metrics(inbound), R"(outrigger_tunnels_total{direction="inbound",listener="ingress",kind="tcp"} 1)");
+  })) << metrics(inbound);
+  // A plain HTTP client on the same port still gets HTTP (permissive mode).
+  auto res = http_get(inbound.port("ingress"), "/x");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body(), "GET /x 0");
+}
+
 TEST(TcpProxy, DrainRefusesNewConnectionsAndEndsOpenTunnelsAtTheDrainTimeout) {
   EchoServer echo;
   Proxy proxy(tcp_config(at(echo.port()), "", "", "drain_timeout: 500ms"));

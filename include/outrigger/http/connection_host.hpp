@@ -5,6 +5,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list_hook.hpp>
 #include <chrono>
 #include <memory>
@@ -13,6 +14,10 @@
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
 #include "outrigger/tls/context.hpp"
+
+namespace outrigger::net {
+class Stream;
+}
 
 namespace outrigger::http {
 
@@ -55,6 +60,12 @@ class ExchangeHandler {
   // The exchange is over (also for requests the codec refused, which it
   // answered through http::send_local_reply): metrics, spans, access log.
   virtual void complete(Exchange& ex) = 0;
+  // A TLS client that agreed on ALPN "outrigger-tcp" (another Outrigger
+  // sending opaque TCP): the connection is a TCP tunnel until it ends.
+  virtual awaitable<void> tunnel(net::Stream& /*client*/, std::string_view /*identity*/,
+                                 const boost::asio::ip::tcp::endpoint* /*destination*/) {
+    co_return;
+  }
 };
 
 // The worker's side of a listener, as a connection sees it.

@@ -19,7 +19,7 @@
 
 namespace outrigger::server {
 
-class Pipeline final : public http::ExchangeHandler {
+class Pipeline final : public http::ExchangeHandler, public std::enable_shared_from_this<Pipeline> {
  public:
   // On the worker's thread: makes this worker's filters and takes its pools
   // for the clusters the listener's routes name.
@@ -30,6 +30,8 @@ class Pipeline final : public http::ExchangeHandler {
   const http::DownstreamTls* tls() const override { return listener_.tls ? &*listener_.tls : nullptr; }
   http::awaitable<void> handle(http::Exchange& ex) override;
   void complete(http::Exchange& ex) override;
+  http::awaitable<void> tunnel(net::Stream& client, std::string_view identity,
+                               const boost::asio::ip::tcp::endpoint* destination) override;
 
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   const ListenerRuntime& listener() const { return listener_; }

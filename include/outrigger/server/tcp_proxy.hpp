@@ -26,16 +26,20 @@ class TcpSession final : public http::ClientConnection {
  public:
   TcpSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<Pipeline> pipeline, Verdict verdict,
              http::ConnectionHost& host);
+  // On a connection the HTTP codec accepted (TLS done: ALPN "outrigger-tcp"),
+  // which stays its owner's; `identity` is the client's.
+  TcpSession(net::Stream& client, std::shared_ptr<Pipeline> pipeline, Verdict verdict, std::string identity);
   ~TcpSession();
   // Runs until both sides are done; the session owns itself meanwhile.
   static void run(std::unique_ptr<TcpSession> session);
+  // Until both sides are done (what run() spawns).
+  boost::asio::awaitable<void> serve();
 
   void sweep(Clock::time_point, Clock::duration) override {}
   void close_if_idle() override {}  // a tunnel has no idle moment: it runs until drain_timeout
   void close_now() override;
 
  private:
-  boost::asio::awaitable<void> serve();
   // The client's TLS, on a `protocol: tcp` listener with `tls`.
   boost::asio::awaitable<bool> terminate_tls();
   // A connection to the target; false when none could be made (error_ says why).
@@ -43,10 +47,11 @@ class TcpSession final : public http::ClientConnection {
   void log(Clock::time_point start, std::chrono::system_clock::time_point start_wall, std::uint64_t received,
            std::uint64_t sent);
 
-  net::Stream client_;
+  std::unique_ptr<net::Stream> owned_;  // the client connection, when this session owns it
+  net::Stream& client_;
   std::shared_ptr<Pipeline> pipeline_;
   Verdict verdict_;
-  http::ConnectionHost& host_;
+  http::ConnectionHost* host_ = nullptr;  // the owner's, when this session owns the connection
   std::unique_ptr<class UpstreamSide> upstream_;
   std::string client_ip_;
   std::string identity_;        // the client's mTLS identity

@@ -57,6 +57,12 @@ struct Loaded {
 // speaks: h2 before http/1.1 when both.
 std::string alpn_for(config::Protocol protocol);
 
+// The ALPN name under which one Outrigger sends another opaque TCP in mTLS
+// (Istio's sidecars agree on names of their own the same way): the inbound
+// side hands such a connection to a TCP tunnel instead of its HTTP codec.
+inline constexpr std::string_view kTcpAlpn = "outrigger-tcp";
+inline constexpr std::string_view kTcpAlpnWire = "\x0doutrigger-tcp";
+
 // The protocol `ssl` agreed on by ALPN; empty when none.
 std::string_view alpn_selected(const SSL* ssl);
 

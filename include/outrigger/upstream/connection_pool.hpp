@@ -156,10 +156,12 @@ class ClusterPools : public AutoUnlinkHook {
   // upgraded request): a max_connections slot if one is free now (no
   // queueing: a tunnel would hold it for long), then a connect by
   // `deadline`. Null on failure, and *failure says why.
+  // `alpn` (wire form), when not empty, is what the TLS client offers instead of the cluster's.
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> connect_exclusive(std::size_t i, Admission& admission,
                                                                                Clock::time_point deadline,
                                                                                const tls::Context* tls,
-                                                                               Acquired::Failure& failure);
+                                                                               Acquired::Failure& failure,
+                                                                               std::string_view alpn = {});
   // Waits (a retry's back-off); ends early when the worker stops.
   boost::asio::awaitable<void> sleep(std::chrono::milliseconds d);
 
@@ -204,7 +206,8 @@ class ClusterPools : public AutoUnlinkHook {
     Acquired::Failure failure = Acquired::Failure::none;
     bool h2 = false;
   };
-  boost::asio::awaitable<Connected> connect(std::size_t i, std::chrono::milliseconds timeout, const tls::Context* tls);
+  boost::asio::awaitable<Connected> connect(std::size_t i, std::chrono::milliseconds timeout, const tls::Context* tls,
+                                            std::string_view alpn = {});
   // A lease on a new stream of c.
   Acquired lease_stream(EndpointPool& pool, H2Connection& c);
 

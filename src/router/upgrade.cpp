@@ -64,9 +64,11 @@ http::awaitable<void> forward_upgrade(http::Exchange& ex, Destination& to, Clock
     }
     ex.upstream_host = to.cluster.endpoints()[*endpoint].name;
     upstream::Acquired::Failure failure;
+    // Over TLS, HTTP/1.1 only: an upgrade is an HTTP/1.1 affair (a cluster
+    // with `protocol: auto` would offer h2 too).
     conn = co_await to.pools.connect_exclusive(*endpoint, to.cluster.admission(),
                                                Clock::now() + to.cluster.config().connect_timeout, to.cluster.tls(),
-                                               failure);
+                                               failure, to.cluster.tls() ? std::string_view("\x08http/1.1") : std::string_view());
     if (conn) break;
     if (failure == upstream::Acquired::Failure::overflow) co_return co_await fail(ex, ProxyError::overflow);
     if (failure == upstream::Acquired::Failure::stopped) co_return co_await fail(ex, ProxyError::downstream_reset);

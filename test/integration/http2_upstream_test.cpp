@@ -242,7 +242,8 @@ TEST(Http2Upstream, AnAnsweredPingKeepsTheConnection) {
   H2Upstream up;
   Proxy proxy(config(endpoint(up), ", http2: { ping_interval: 1s, ping_timeout: 1s }"));
   ASSERT_EQ(http_get(proxy.port(), "/a")->result_int(), 200);
-  ASSERT_TRUE(eventually([&] { return up.pings() >= 2; }));
+  // The pool's sweep looks once a second: two PINGs take 2 to 4 s.
+  ASSERT_TRUE(eventually([&] { return up.pings() >= 2; }, 8s));
   ASSERT_EQ(http_get(proxy.port(), "/b")->result_int(), 200);
   EXPECT_EQ(up.connections(), 1);
   EXPECT_TRUE(has(metrics(proxy), event("keepalive_timeout") + "0"));

@@ -12,6 +12,7 @@
 
 #include "support/h2.hpp"
 #include "support/net.hpp"
+#include "support/pki.hpp"
 #include "support/process.hpp"
 
 namespace {
@@ -111,6 +112,48 @@ TEST(WebSocket, EchoesThroughHttp2ExtendedConnect) {
   EXPECT_TRUE(eventually([&] {
     return has(metrics(proxy), R"(outrigger_tunnels_total{direction="inbound",listener="ingress",kind="upgrade"} 1)");
   }));
+}
+
+TEST(WebSocket, EchoesThroughTwoOutriggersOverTls) {
+  // client -ws-> Outrigger A -wss (cluster tls, protocol auto)-> Outrigger B -ws-> server:
+  // A asks B for HTTP/1.1 by ALPN (an upgrade is HTTP/1.1's), B tunnels over TLS.
+  REQUIRE_WEBSOCKETS();
+  WsServer ws;
+  TestPki pki;
+  const auto b_cert = pki.issue("b", {.dns = {"ws.test"}});
+  Proxy b(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    tls: { cert: {CERT}, key: {KEY} }
+    routes: [{ match: { prefix: / }, cluster: ws }]
+clusters:
+  - { name: ws, endpoints: [127.0.0.1:{PORT}] }
+)",
+               {{"CERT", b_cert.cert}, {"KEY", b_cert.key}, {"PORT", std::to_string(ws.port())}}));
+  Proxy a(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    routes: [{ match: { prefix: / }, cluster: b }]
+clusters:
+  - name: b
+    endpoints: [127.0.0.1:{PORT}]
+    protocol: auto
+    tls: { ca: {CA}, sni: ws.test }
+)",
+               {{"CA", pki.ca_path()}, {"PORT", std::to_string(b.port())}}));
+  const auto url = "ws://127.0.0.1:" + std::to_string(a.port()) + "/chat";
+  const auto r = run_program({kPython, kPeer, "client", url, "3"}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("ok 4"), std::string::npos) << r.out << r.err;
+  EXPECT_TRUE(eventually([&] {
+    return has(metrics(b), R"(outrigger_tunnels_total{direction="inbound",listener="ingress",kind="upgrade"} 1)");
+  })) << metrics(b);
 }
 
 TEST(WebSocket, ARouteThatDoesNotAllowTheUpgradeAnswers403) {

@@ -438,12 +438,13 @@ std::vector<int> send_gets(std::uint16_t port, int n, std::vector<std::string>* 
   return out;
 }
 
-bool eventually(const std::function<bool()>& condition) {
-  for (int i = 0; i < 300; ++i) {
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
     if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(10ms);
   }
-  return false;
 }
 
 std::string metrics(Proxy& proxy) {

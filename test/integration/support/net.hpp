@@ -163,8 +163,8 @@ outrigger::config::Config parse_config(const std::string& yaml);
 // when the connection broke), and the bodies when asked.
 std::vector<int> send_gets(std::uint16_t port, int n, std::vector<std::string>* bodies = nullptr);
 
-// Polls `condition` every 10 ms for at most 3 s.
-bool eventually(const std::function<bool()>& condition);
+// Polls `condition` every 10 ms for at most `timeout`.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 3s);
 
 // The proxy's /metrics text, and whether it holds one exact series line prefix.
 std::string metrics(Proxy& proxy);

@@ -379,8 +379,8 @@ class Loader {
       r_.error(n, path, "a 'protocol: tcp' listener needs a 'cluster' (or 'original_destination: true')");
     if (!l.sni.empty() && l.tls)
       r_.error(n["sni"], path + ".sni", "a listener that terminates TLS ('tls') cannot also pass TLS through by SNI");
-    if (l.protocol == Protocol::tcp && YamlReader::child(n, "routes"))
-      r_.error(n["routes"], path + ".routes", "a 'protocol: tcp' listener has no HTTP routes");
+    if (auto routes = YamlReader::child(n, "routes"); l.protocol == Protocol::tcp && routes && routes->size() > 0)
+      r_.error(*routes, path + ".routes", "a 'protocol: tcp' listener has no HTTP routes");
     if ((l.protocol == Protocol::http1 || l.protocol == Protocol::http2) && l.detects())
       r_.error(n, path, "'cluster', 'sni' and 'original_destination' need 'protocol: auto' (detection) or 'tcp'");
   }
@@ -470,7 +470,8 @@ class Loader {
       // An original-destination listener sends HTTP to the destination's cluster.
       if (l.protocol != Protocol::tcp && !l.original_destination) r_.error(n, path, "missing required key 'routes'");
     } else if (r_.sequence(*routes, path + ".routes")) {
-      if (routes->size() == 0) r_.error(*routes, path + ".routes", "needs at least one route");
+      if (routes->size() == 0 && l.protocol != Protocol::tcp && !l.original_destination)
+        r_.error(*routes, path + ".routes", "needs at least one route");
       for (std::size_t i = 0; i < routes->size(); ++i)
         route((*routes)[i], YamlReader::index(path + ".routes", i), l, i);
     }

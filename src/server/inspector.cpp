@@ -67,6 +67,7 @@ asio::awaitable<Verdict> inspect(tcp::socket& socket, const Pipeline& pipeline) 
   auto passthrough = [&] {
     if (l.passthrough == config::Passthrough::deny) {
       stats.passthrough_denied.inc();
+      v.refused = "passthrough_denied";
       return;
     }
     stats.passthrough_allowed.inc();
@@ -76,7 +77,10 @@ asio::awaitable<Verdict> inspect(tcp::socket& socket, const Pipeline& pipeline) 
     v.cluster = c;
     v.kind = kind;
     v.next = c ? Verdict::Next::tcp : Verdict::Next::close;
-    if (!c) stats.tunnel(kind).refused.inc();  // nowhere to send it
+    if (!c) {
+      stats.tunnel(kind).refused.inc();  // nowhere to send it
+      v.refused = "no_cluster";
+    }
   };
   if (l.protocol == config::Protocol::tcp) {
     if (v.destination && !to_cluster) {

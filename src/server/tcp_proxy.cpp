@@ -193,6 +193,25 @@ asio::awaitable<void> TcpSession::serve() {
   client_.socket().close(ec);
 }
 
+void log_refused(const Pipeline& pipeline, const Verdict& verdict, const tcp::socket& client) {
+  auto* log = pipeline.snapshot()->access_log.get();
+  if (!log) return;
+  boost::system::error_code ec;
+  const auto remote = client.remote_endpoint(ec);
+  const auto ip = ec ? std::string() : remote.address().to_string();
+  std::string to;
+  if (verdict.destination) to = verdict.destination->address().to_string() + ":" + std::to_string(verdict.destination->port());
+  observability::AccessLogEntry e;
+  e.start_time = std::chrono::system_clock::now();
+  e.protocol = verdict.kind == TunnelKind::tls_passthrough ? "TLS" : "TCP";
+  e.error = verdict.refused;
+  e.authority = verdict.sni;
+  e.upstream_host = to;  // where it was going
+  e.listener = pipeline.listener().config->name;
+  e.downstream_address = ip;
+  log->write(e);
+}
+
 void TcpSession::log(Clock::time_point start, std::chrono::system_clock::time_point start_wall,
                      std::uint64_t received, std::uint64_t sent) {
   auto* log = pipeline_->snapshot()->access_log.get();

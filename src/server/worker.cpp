@@ -117,6 +117,7 @@ class Worker::Slot final : public http::ConnectionHost {
         break;
       }
       case Verdict::Next::close: {
+        if (!verdict.refused.empty()) log_refused(*pipeline, verdict, socket);
         boost::system::error_code ec;
         socket.close(ec);
         connection_closed(false);

@@ -413,6 +413,11 @@ TEST_F(OriginalDestinationDenied, ADestinationInNoClusterIsClosedWithoutData) {
   EXPECT_LT(elapsed_ms(r), 500) << r;
   EXPECT_TRUE(metrics_reach({{passthrough("denied"), 1}, {passthrough("allowed"), 0}}));
   EXPECT_EQ(echo.out().find("accepted "), std::string::npos) << "the destination was reached: " << echo.out();
+  // One access-log line says why, and where it was going.
+  const auto refused = access_log([](const json::object& o) { return str(o, "error") == "passthrough_denied"; });
+  ASSERT_EQ(refused.size(), 1u) << proxy_output();
+  EXPECT_EQ(str(refused[0], "upstream_host"), "198.51.100.8:9000");
+  EXPECT_EQ(str(refused[0], "protocol"), "TCP");
 
   // A cluster's endpoint is still reached.
   server("http-server", "198.51.100.7", 80);

@@ -32,6 +32,7 @@ struct Verdict {
   const upstream::Cluster* cluster = nullptr;
   observability::TunnelKind kind = observability::TunnelKind::tcp;
   std::string sni;  // TLS passthrough: the server name asked for
+  std::string_view refused;  // close: why, for the access log (passthrough_denied, no_cluster); empty: the client left
 };
 
 boost::asio::awaitable<Verdict> inspect(boost::asio::ip::tcp::socket& socket, const Pipeline& pipeline);

@@ -22,6 +22,9 @@ namespace outrigger::server {
 
 class Pipeline;
 
+// The access-log line of a connection the inspector refused (verdict.refused).
+void log_refused(const Pipeline& pipeline, const Verdict& verdict, const boost::asio::ip::tcp::socket& client);
+
 class TcpSession final : public http::ClientConnection {
  public:
   TcpSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<Pipeline> pipeline, Verdict verdict,

@@ -41,6 +41,28 @@ listeners:
         fallback: { status: 200, body: "[]", headers: { content-type: application/json } }
       - name: static
         direct_response: { status: 204 }
+      - name: ws
+        match: { prefix: /ws }
+        cluster: app
+        upgrade: [websocket, spdy/3]
+  - name: db
+    address: 127.0.0.1:8081
+    protocol: tcp
+    cluster: app
+    tunnel_idle_timeout: 10m
+  - name: outbound
+    address: 127.0.0.1:15001
+    direction: outbound
+    original_destination: true
+    passthrough: deny
+    detect_timeout: 250ms
+    opaque_ports: [3306, 5432]
+    sni: [{ names: [a.test, "*.b.test"], cluster: spare }]
+  - name: inbound
+    address: 127.0.0.1:15006
+    original_destination: true
+    application_address: 127.0.0.2
+socket_mark: 1337
 clusters:
   - name: app
     endpoints: [127.0.0.1:1, { address: 127.0.0.1:2, weight: 3 }]
@@ -78,6 +100,12 @@ TEST(ConfigDump, LoadsBackAsTheSameConfig) {
   EXPECT_NE(dump.find("\"source_ip\":\"10.0.0.0/8\""), std::string::npos);
   EXPECT_NE(dump.find("\"propagation\":[\"w3c\",\"b3\"]"), std::string::npos);
   EXPECT_NE(dump.find("\"flush_interval\":\"250ms\""), std::string::npos);
+  EXPECT_NE(dump.find("\"socket_mark\":1337"), std::string::npos);
+  EXPECT_NE(dump.find("\"upgrade\":[\"websocket\",\"spdy/3\"]"), std::string::npos);
+  EXPECT_NE(dump.find("\"protocol\":\"tcp\""), std::string::npos);
+  EXPECT_NE(dump.find("\"passthrough\":\"deny\""), std::string::npos);
+  EXPECT_NE(dump.find("\"opaque_ports\":[3306,5432]"), std::string::npos);
+  EXPECT_NE(dump.find("\"application_address\":\"127.0.0.2:0\""), std::string::npos);
   const auto& reloaded = *again.config;
   ASSERT_EQ(reloaded.listeners[0].filters.size(), 3u);
   EXPECT_EQ(reloaded.listeners[0].filters[2].type, "rbac");

@@ -13,6 +13,9 @@
 #      nginx upstream directly, through Outrigger's plain HTTP listener and
 #      through its detecting listener (`protocol: auto` with a `cluster`);
 #      p50/p99 and detect - plain.
+#   3. Memory per idle tunnel: IDLE_TUNNELS connections held open through
+#      each proxy (idle_tunnels.py: one byte each, then nothing), RSS growth
+#      per connection once it settles.
 # Targets interleaved, RUNS runs each, medians. Loopback only; every step is
 # bounded in time. A binary that will not start with this config is reported,
 # the rest is measured, and the script exits 1.
@@ -28,6 +31,7 @@ DURATION=${DURATION:-10}
 PARALLEL=${PARALLEL:-1 4}  # iperf3 -P values, each a scenario
 REVERSE=${REVERSE:-1}      # 1: also -P 1 -R (the upstream sends)
 CONN_N=${CONN_N:-2000}     # connections per conn_latency.py run
+IDLE_TUNNELS=${IDLE_TUNNELS:-2000}  # idle connections per proxy for the memory figure
 OUTRIGGER_BIN=$(realpath -m "${OUTRIGGER_BIN:-$root/build/release/outrigger}")
 py=/usr/bin/python3
 
@@ -282,6 +286,42 @@ for t in direct http detect; do
   m[$t.err]=$(awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; print (NF ? s : "-")}' <<<"${lerr[$t]:-}")
 done
 
+# --- 3. memory per idle tunnel ----------------------------------------------
+# Fresh proxies of their own, to an upstream that holds what it accepts.
+idle_up=$(free_port)
+idle_hap=$(free_port)
+idle_out=$(free_port)
+idle_admin=$(free_port)
+sed -e "s/127.0.0.1:$hap_port/127.0.0.1:$idle_hap/" -e "s/127.0.0.1:$iperf_port/127.0.0.1:$idle_up/" \
+  -e "s/maxconn 1000/maxconn $((IDLE_TUNNELS + 100))/" "$work/haproxy.cfg" >"$work/haproxy-idle.cfg"
+haproxy -f "$work/haproxy-idle.cfg" -db >"$work/haproxy-idle.log" 2>&1 &
+idle_hap_pid=$!
+pids+=("$idle_hap_pid")
+cat >"$work/outrigger-idle.yaml" <<CONF
+workers: 1
+admin: { address: 127.0.0.1:$idle_admin }
+log_level: warn
+listeners:
+  - { name: tcp, address: 127.0.0.1:$idle_out, protocol: tcp, cluster: hold }
+clusters:
+  - { name: hold, endpoints: [127.0.0.1:$idle_up] }
+CONF
+idle_out_pid=""
+if [ -n "$out_pid" ]; then
+  "$OUTRIGGER_BIN" run -c "$work/outrigger-idle.yaml" >"$work/outrigger-idle.log" 2>&1 &
+  idle_out_pid=$!
+  pids+=("$idle_out_pid")
+  wait_port "$idle_out"
+fi
+wait_port "$idle_hap"
+declare -A idle_kb=([haproxy]="-" [outrigger]="-")
+idle_kb[haproxy]=$(timeout 120 "$py" "$here/idle_tunnels.py" --pid "$idle_hap_pid" --port "$idle_hap" \
+  --upstream-port "$idle_up" --conns "$IDLE_TUNNELS" || echo "-")
+if [ -n "$idle_out_pid" ]; then
+  idle_kb[outrigger]=$(timeout 120 "$py" "$here/idle_tunnels.py" --pid "$idle_out_pid" --port "$idle_out" \
+    --upstream-port "$idle_up" --conns "$IDLE_TUNNELS" || echo "-")
+fi
+
 # --- report -----------------------------------------------------------------
 printf '\n| iperf3 | target | Gbit/s | proxy CPU (s) | GB per proxy CPU-second |\n|---|---|---|---|---|\n'
 for s in "${scenarios[@]}"; do
@@ -289,6 +329,8 @@ for s in "${scenarios[@]}"; do
     printf '| %s | %s | %s | %s | %s |\n' "${label[$s]}" "$t" "${m[$t.$s.gbps]}" "${m[$t.$s.cpu]}" "${m[$t.$s.gbcpu]}"
   done
 done
+printf '\n| proxy | per idle tunnel (KB), %s connections |\n|---|---|\n' "$IDLE_TUNNELS"
+for t in haproxy outrigger; do printf '| %s | %s |\n' "$t" "${idle_kb[$t]}"; done
 printf '\n| listener | new connection + GET, p50 (us) | p99 (us) | errors (all runs) |\n|---|---|---|---|\n'
 for t in direct http detect; do
   printf '| %s | %s | %s | %s |\n' "${llabel[$t]}" "${m[$t.p50]}" "${m[$t.p99]}" "${m[$t.err]}"
@@ -301,6 +343,7 @@ for s in "${scenarios[@]}"; do
     "$(ratio "${m[outrigger.$s.gbps]}" "${m[haproxy.$s.gbps]}")" \
     "$(ratio "${m[outrigger.$s.gbcpu]}" "${m[haproxy.$s.gbcpu]}")"
 done
+printf '  Memory per idle tunnel: Outrigger %s KB, HAProxy %s KB\n' "${idle_kb[outrigger]}" "${idle_kb[haproxy]}"
 printf '  Detection adds (detecting - plain HTTP listener): p50 %s us, p99 %s us\n' \
   "$(diff_us "${m[detect.p50]}" "${m[http.p50]}")" "$(diff_us "${m[detect.p99]}" "${m[http.p99]}")"
 printf '  Outrigger plain HTTP listener adds (plain - direct): p50 %s us, p99 %s us\n' \

@@ -55,9 +55,15 @@ asio::awaitable<void> AdminServer::serve(tcp::socket socket) {
     auto [ec, n] = co_await bhttp::async_read(socket, buffer, parser, use_tuple);
     if (ec) break;
     const auto& req = parser.get();
-    auto page = (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head)
+    const bool quit = router::path_of(req.target()) == "/quitquitquit";
+    auto page = quit ? (req.method() == bhttp::verb::post ? Page{200, "text/plain", "draining\n"}
+                                                          : Page{405, "text/plain", "POST to quit\n"})
+                : (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head)
                     ? this->page(req.target())
                     : Page{405, "text/plain", "method not allowed\n"};
+    // The application's container asks the proxy to end with it (a Job
+    // whose sidecar is a plain container): the same drain as SIGTERM.
+    if (quit && req.method() == bhttp::verb::post && hooks_.quit) hooks_.quit();
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(page.status), 11};
     res.set(bhttp::field::content_type, page.content_type);
     res.body() = std::move(page.body);
@@ -135,7 +141,8 @@ AdminServer::Page AdminServer::page(std::string_view target) const {
   }
   if (path == "/") {
     return {200, "text/plain",
-            "outrigger admin\n  /ready\n  /live\n  /metrics\n  /stats/prometheus\n  /config_dump\n  /clusters\n"};
+            "outrigger admin\n  /ready\n  /live\n  /metrics\n  /stats/prometheus\n  /config_dump\n  /clusters\n"
+            "  POST /quitquitquit\n"};
   }
   return {404, "text/plain", "not found\n"};
 }

@@ -119,7 +119,11 @@ void Server::start() {
     try {
       s.admin = std::make_unique<AdminServer>(
           s.io, endpoint_of(a), s.stats,
-          AdminServer::Hooks{[&s] { return s.started && !s.draining; }, [&s] { return s.current; }});
+          AdminServer::Hooks{[&s] { return s.started && !s.draining; }, [&s] { return s.current; },
+                             [&s] {
+                               spdlog::info("admin: /quitquitquit: draining");
+                               s.do_drain();
+                             }});
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
     }

@@ -50,6 +50,23 @@ clusters:
   Proxy proxy_;
 };
 
+TEST_F(Admin, QuitquitquitDrainsAndExits) {
+  // What the application of a Job runs when it is done, so that the pod completes.
+  auto s = Socket::connect(proxy_.admin_port());
+  ASSERT_TRUE(s.send(request_text("GET", "/quitquitquit")));
+  auto res = s.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 405);  // only a POST ends the proxy
+  EXPECT_EQ(admin("/ready"), "ready\n");
+  auto q = Socket::connect(proxy_.admin_port());
+  ASSERT_TRUE(q.send(request_text("POST", "/quitquitquit", {{"Content-Length", "0"}})));
+  res = q.read_response();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->result_int(), 200);
+  EXPECT_EQ(res->body(), "draining\n");
+  EXPECT_EQ(proxy_.wait_exit(5s), 0);
+}
+
 TEST_F(Admin, AnswersReadyAndLive) {
   EXPECT_EQ(admin("/ready"), "ready\n");
   EXPECT_EQ(admin("/live"), "live\n");

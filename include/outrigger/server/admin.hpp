@@ -18,6 +18,7 @@ class AdminServer {
   struct Hooks {
     std::function<bool()> ready;                                   // listeners bound and not draining
     std::function<std::shared_ptr<const Snapshot>()> snapshot;     // the config in force
+    std::function<void()> quit;                                    // POST /quitquitquit: drain, then exit 0
   };
   AdminServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, observability::Stats& stats,
               Hooks hooks);

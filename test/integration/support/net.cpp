@@ -398,6 +398,14 @@ Proxy::Proxy(const std::string& yaml) {
   });
 }
 
+int Proxy::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done_ && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  if (!done_) return -2;
+  if (thread_.joinable()) thread_.join();
+  return exit_code_;
+}
+
 int Proxy::drain_and_wait(std::chrono::milliseconds timeout) {
   if (thread_.joinable()) {
     server_->drain();

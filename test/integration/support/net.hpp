@@ -149,6 +149,8 @@ class Proxy {
   std::uint16_t admin_port() const { return server_->admin_port(); }
   // Drains and waits for run() to return; its exit code.
   int drain_and_wait(std::chrono::milliseconds timeout = 10s);
+  // Waits for run() to return (something else ended it); its exit code, -2 at the deadline.
+  int wait_exit(std::chrono::milliseconds timeout = 10s);
 
  private:
   std::unique_ptr<outrigger::server::Server> server_;

@@ -10,8 +10,6 @@ using http::ProxyError;
 using http::StreamError;
 using http::UpstreamError;
 
-namespace {
-
 ProxyError proxy_error(UpstreamError e) {
   switch (e) {
     case UpstreamError::timeout: return ProxyError::timeout;
@@ -22,6 +20,8 @@ ProxyError proxy_error(UpstreamError e) {
   }
   return ProxyError::upstream_reset;
 }
+
+namespace {
 
 // An upstream failure before anything went downstream.
 TryResult failed(http::Exchange& ex, UpstreamError e, bool resendable) {
@@ -95,6 +95,17 @@ http::awaitable<TryResult> hold_response(http::Exchange& ex, http::UpstreamReque
     done = piece.done;
   }
   co_return TryResult::ok;
+}
+
+http::awaitable<void> answer_failure(http::Exchange& ex, http::ProxyError e) {
+  ex.error = e;
+  if (e == http::ProxyError::downstream_reset) {
+    ex.error_reason = http::to_string(e);
+    ex.close_connection = true;
+    co_return;
+  }
+  const auto reply = http::local_reply_for(e);  // named: GCC 12 mishandles temporaries in co_await
+  co_await http::send_local_reply(ex, reply);
 }
 
 http::awaitable<TryResult> relay_response(http::Exchange& ex, http::UpstreamRequest& upstream, std::string_view held,

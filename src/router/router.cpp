@@ -167,17 +167,8 @@ http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext&
   if (!ex.upgrade.empty()) co_return co_await forward_upgrade(ex, to, route_deadline);  // no retries, a tunnel after
 
   RetryState retry(ex, to.route, route_deadline);
-  if (const auto e = retry.buffers(ex) ? co_await retry.buffer_body(ex) : ProxyError::none; e != ProxyError::none) {
-    ex.error = e;
-    if (e == ProxyError::downstream_reset) {
-      ex.error_reason = http::to_string(e);
-      ex.close_connection = true;
-      co_return;
-    }
-    const auto reply = http::local_reply_for(e);  // named: GCC 12 mishandles temporaries in co_await
-    co_await http::send_local_reply(ex, reply);
-    co_return;
-  }
+  if (const auto e = retry.buffers(ex) ? co_await retry.buffer_body(ex) : ProxyError::none; e != ProxyError::none)
+    co_return co_await answer_failure(ex, e);
   to.pools.retry_budget().record_request(ex.start);
 
   const bool guarded = to.cluster.outlier_detector() || to.cluster.config().health_check;
@@ -201,13 +192,7 @@ http::awaitable<void> forward(http::Exchange& ex, Destination to, WorkerContext&
   if (Clock::now() >= route_deadline &&
       (e == ProxyError::connect_failure || e == ProxyError::upstream_reset || e == ProxyError::upstream_protocol))
     ex.error = ProxyError::timeout;
-  if (ex.error == ProxyError::downstream_reset) {
-    ex.error_reason = http::to_string(ex.error);
-    ex.close_connection = true;
-    co_return;
-  }
-  const auto reply = http::local_reply_for(ex.error);
-  co_await http::send_local_reply(ex, reply);
+  co_await answer_failure(ex, ex.error);
 }
 
 }  // namespace outrigger::router

@@ -12,29 +12,6 @@ namespace bhttp = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 using http::ProxyError;
 
-namespace {
-
-http::awaitable<void> fail(http::Exchange& ex, ProxyError e) {
-  ex.error = e;
-  if (e == ProxyError::downstream_reset) {
-    ex.error_reason = http::to_string(e);
-    ex.close_connection = true;
-    co_return;
-  }
-  const auto reply = http::local_reply_for(e);  // named: GCC 12 mishandles temporaries in co_await
-  co_await http::send_local_reply(ex, reply);
-}
-
-ProxyError proxy_error_of(http::UpstreamError e) {
-  switch (e) {
-    case http::UpstreamError::timeout: return ProxyError::timeout;
-    case http::UpstreamError::protocol: return ProxyError::upstream_protocol;
-    default: return ProxyError::upstream_reset;
-  }
-}
-
-}  // namespace
-
 http::awaitable<void> forward_upgrade(http::Exchange& ex, Destination& to, Clock::time_point deadline) {
   if (to.cluster.config().protocol == config::Protocol::http2) {
     // An HTTP/2 endpoint would need an extended CONNECT of its own.
@@ -70,26 +47,26 @@ http::awaitable<void> forward_upgrade(http::Exchange& ex, Destination& to, Clock
                                                Clock::now() + to.cluster.config().connect_timeout, to.cluster.tls(),
                                                failure, to.cluster.tls() ? std::string_view("\x08http/1.1") : std::string_view());
     if (conn) break;
-    if (failure == upstream::Acquired::Failure::overflow) co_return co_await fail(ex, ProxyError::overflow);
-    if (failure == upstream::Acquired::Failure::stopped) co_return co_await fail(ex, ProxyError::downstream_reset);
+    if (failure == upstream::Acquired::Failure::overflow) co_return co_await answer_failure(ex, ProxyError::overflow);
+    if (failure == upstream::Acquired::Failure::stopped) co_return co_await answer_failure(ex, ProxyError::downstream_reset);
     ex.error = ProxyError::connect_failure;
     if (auto* outlier = to.cluster.outlier_detector())
       outlier->record(*endpoint, upstream::OutlierDetector::Result::gateway_failure, Clock::now());
   }
-  if (!conn) co_return co_await fail(ex, ex.error);
+  if (!conn) co_return co_await answer_failure(ex, ex.error);
   ex.error = ProxyError::none;
 
   auto& up = conn->codec;
   up.set_deadline(deadline);
   if (auto e = co_await up.write_request(req, nullptr); e != http::UpstreamError::none)
-    co_return co_await fail(ex, proxy_error_of(e));
+    co_return co_await answer_failure(ex, proxy_error(e));
   if (auto e = co_await up.read_response_header(); e != http::UpstreamError::none)
-    co_return co_await fail(ex, proxy_error_of(e));
+    co_return co_await answer_failure(ex, proxy_error(e));
   auto& res = up.response();
   if (res.result_int() != 101) {
     // Refused (a 400 for a bad key, a 403, a plain 200): an ordinary response.
     const auto r = co_await relay_response(ex, up);
-    if (r == TryResult::failed) co_await fail(ex, ex.error);
+    if (r == TryResult::failed) co_await answer_failure(ex, ex.error);
     if (r == TryResult::aborted) ex.close_connection = true;
     co_return;
   }

@@ -45,7 +45,6 @@ def main():
 
     t = threading.Thread(target=accept, daemon=True)
     t.start()
-    time.sleep(0.3)
     before = rss_kb(a.pid)
     clients = []
     deadline = time.monotonic() + a.hold

@@ -54,7 +54,10 @@ TEST(Detection, Http1GoesThroughTheRoutes) {
   EXPECT_EQ(res->body(), "GET /hello 0");
   EXPECT_FALSE(web.last_request()["x-request-id"].empty());  // HTTP features apply
   EXPECT_EQ(raw.connections(), 0);
-  EXPECT_TRUE(has(metrics(proxy), detections("http1", 1)));
+  const auto m = metrics(proxy);
+  EXPECT_TRUE(has(m, detections("http1", 1)));
+  // The verdict is timed too.
+  EXPECT_TRUE(has(m, R"(outrigger_protocol_detection_duration_seconds_count{direction="inbound",listener="edge"} 1)")) << m;
 }
 
 TEST(Detection, H2cByPriorKnowledgeGoesThroughTheRoutes) {

@@ -18,6 +18,13 @@ enum class TryResult {
   aborted,        // the client went away, or the response broke after it started
 };
 
+// What an upstream failure is to the client: timeout, upstream_protocol or upstream_reset.
+http::ProxyError proxy_error(http::UpstreamError e);
+
+// The exchange ends with the proxy's error `e`: its local reply (502/503/504),
+// or, when the client went away, nothing but closing its connection.
+http::awaitable<void> answer_failure(http::Exchange& ex, http::ProxyError e);
+
 // Sends the request: the header, then the buffered body or the client's as it comes.
 http::awaitable<TryResult> send_request(http::Exchange& ex, http::UpstreamRequest& upstream, RetryState& retry);
 // Waits for the response header (upstream.response()).

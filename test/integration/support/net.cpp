@@ -219,6 +219,28 @@ int listen_loopback(std::uint16_t& port, int backlog) {
   return fd;
 }
 
+// Accepts on listen_fd until it is shut down, each connection served by
+// serve(fd) on a thread of its own (which owns the descriptor); counts them.
+static void accept_each(int listen_fd, const std::atomic<bool>& stopping, std::atomic<int>& connections,
+                        std::atomic<int>& open, std::mutex& mutex, std::vector<std::thread>& threads,
+                        std::function<void(int)> serve) {
+  for (;;) {
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping) return;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;
+    }
+    ++connections;
+    ++open;
+    std::lock_guard lock(mutex);
+    threads.emplace_back([fd, &open, serve] {
+      serve(fd);
+      --open;
+    });
+  }
+}
+
 FakeUpstream::FakeUpstream(Handler handler) : handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
   listen_fd_ = listen_loopback(port_, 1024);
   acceptor_ = std::thread([this] { accept_loop(); });
@@ -235,32 +257,20 @@ FakeUpstream::~FakeUpstream() {
 EchoServer::EchoServer(std::string greeting) : greeting_(std::move(greeting)) {
   listen_fd_ = listen_loopback(port_, 1024);
   acceptor_ = std::thread([this] {
-    for (;;) {
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (stopping_) return;
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;
+    accept_each(listen_fd_, stopping_, connections_, open_, mutex_, threads_, [this](int fd) {
+      timeval tv{0, 100'000};  // wake up to see stopping_
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      if (!greeting_.empty()) (void)::send(fd, greeting_.data(), greeting_.size(), MSG_NOSIGNAL);
+      char buf[16384];
+      while (!stopping_) {
+        const auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (n <= 0) break;
+        if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
       }
-      ++connections_;
-      ++open_;
-      std::lock_guard lock(mutex_);
-      threads_.emplace_back([this, fd] {
-        timeval tv{0, 100'000};  // wake up to see stopping_
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        if (!greeting_.empty()) (void)::send(fd, greeting_.data(), greeting_.size(), MSG_NOSIGNAL);
-        char buf[16384];
-        while (!stopping_) {
-          const auto n = ::recv(fd, buf, sizeof buf, 0);
-          if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-          if (n <= 0) break;
-          if (::send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
-        }
-        ::shutdown(fd, SHUT_WR);
-        ::close(fd);
-        --open_;
-      });
-    }
+      ::shutdown(fd, SHUT_WR);
+      ::close(fd);
+    });
   });
 }
 
@@ -273,24 +283,10 @@ EchoServer::~EchoServer() {
 }
 
 void FakeUpstream::accept_loop() {
-  for (;;) {
-    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (stopping_) return;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;
-    }
-    ++connections_;
-    ++open_;
-    std::lock_guard lock(mutex_);
-    threads_.emplace_back([this, fd] {
-      {
-        Socket s(fd);
-        serve(s);
-      }
-      --open_;
-    });
-  }
+  accept_each(listen_fd_, stopping_, connections_, open_, mutex_, threads_, [this](int fd) {
+    Socket s(fd);
+    serve(s);
+  });
 }
 
 void FakeUpstream::serve(Socket& s) {

@@ -6,12 +6,13 @@ set -eu
 what=${1:-test}
 build="g++ cmake make pkg-config ccache \
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev \
-  libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev"
+  libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libc-ares-dev"
 # h2spec's Go build, nghttp and h2load for the HTTP/2 tests, gRPC's Python runtime for the gRPC tests,
-# WebSocket peers (websockets, h2), and ip/iptables for the original-destination tests in a netns.
+# WebSocket peers (websockets, h2), ip/iptables for the original-destination tests in a netns, and dnslib
+# for the DNS server the DNS-cluster tests run.
 test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
-  python3-websockets python3-h2 iproute2 iptables"
+  python3-websockets python3-h2 iproute2 iptables python3-dnslib"
 bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3"
 case "$what" in
   build) pkgs=$build ;;

@@ -1,5 +1,7 @@
 #include "outrigger/config/loader.hpp"
 
+#include <arpa/inet.h>
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -53,7 +55,8 @@ class Loader {
   void load(const YAML::Node& root, Config& c) {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
-                               "drain_timeout", "file_watch_interval", "tracing", "socket_mark"}))
+                               "drain_timeout", "outbound_drain_idle", "file_watch_interval", "tracing",
+                               "socket_mark"}))
       return;
     if (auto m = r_.integer(root, "socket_mark", "", 0, UINT32_MAX)) c.socket_mark = static_cast<std::uint32_t>(*m);
     if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
@@ -62,6 +65,7 @@ class Loader {
     if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
       c.log_level = *l;
     if (auto d = r_.duration(root, "drain_timeout", "")) c.drain_timeout = *d;
+    if (auto d = r_.duration(root, "outbound_drain_idle", "")) c.outbound_drain_idle = *d;
     if (auto d = r_.duration(root, "file_watch_interval", "")) c.file_watch_interval = *d;
     if (auto n = YamlReader::child(root, "access_log")) access_log(*n, c.access_log);
     if (auto n = YamlReader::child(root, "clusters"); n && r_.sequence(*n, "clusters")) {
@@ -134,11 +138,17 @@ class Loader {
   void cluster(const YAML::Node& n, const std::string& path, Config& c) {
     if (!r_.mapping(n, path,
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
-                     "retry_budget", "breaker", "outlier_detection", "health_check", "tls", "protocol", "http2"}))
+                     "retry_budget", "breaker", "outlier_detection", "health_check", "tls", "protocol", "http2",
+                     "type", "dns_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "dns_resolvers",
+                     "dns_timeout"}))
       return;
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
     if (auto name = r_.string(n, "name", path, true)) cl.name = *name;
+    if (auto t = r_.choice(n, "type", path, {"static", "strict_dns", "logical_dns"}))
+      cl.type = *t == "static" ? ClusterType::static_ : *t == "strict_dns" ? ClusterType::strict_dns
+                                                                            : ClusterType::logical_dns;
+    dns(n, path, cl);
     if (auto eps = YamlReader::child(n, "endpoints"); !eps) {
       r_.error(n, path, "missing required key 'endpoints'");
     } else if (r_.sequence(*eps, path + ".endpoints")) {
@@ -165,6 +175,9 @@ class Loader {
         }
       }
     }
+    if (cl.type == ClusterType::logical_dns && cl.endpoints.size() > 1)
+      r_.error(n["endpoints"], path + ".endpoints",
+               "a logical_dns cluster has one endpoint (one host name); use strict_dns for several");
     if (auto p = r_.choice(n, "lb_policy", path, {"round_robin", "least_request", "random"}))
       cl.lb_policy = *p == "round_robin" ? LbPolicy::round_robin
                      : *p == "least_request" ? LbPolicy::least_request
@@ -279,6 +292,44 @@ class Loader {
     if (!cl.name.empty()) {
       if (c.find_cluster(cl.name)) r_.error(n["name"], path + ".name", "duplicate cluster name '" + cl.name + "'");
       c.clusters.push_back(std::move(cl));
+    }
+  }
+
+  // The DNS keys of a strict_dns or logical_dns cluster (Envoy's names).
+  void dns(const YAML::Node& n, const std::string& path, Cluster& cl) {
+    if (cl.type == ClusterType::static_) {
+      for (const char* key : {"dns_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "dns_resolvers", "dns_timeout"})
+        if (YamlReader::child(n, key))
+          r_.error(n[key], path + "." + key, "only for clusters of type strict_dns or logical_dns");
+      return;
+    }
+    auto& d = cl.dns;
+    if (auto v = r_.duration(n, "dns_refresh_rate", path)) {
+      if (v->count() < 10) r_.error(n["dns_refresh_rate"], path + ".dns_refresh_rate", "must be at least 10ms");
+      d.refresh_rate = *v;
+    }
+    if (auto v = r_.duration(n, "dns_timeout", path)) {
+      if (v->count() < 10) r_.error(n["dns_timeout"], path + ".dns_timeout", "must be at least 10ms");
+      d.timeout = *v;
+    }
+    if (auto v = r_.boolean(n, "respect_dns_ttl", path)) d.respect_ttl = *v;
+    if (auto f = r_.choice(n, "dns_lookup_family", path, {"v4_only", "v6_only", "v4_preferred", "auto", "all"}))
+      d.lookup_family = *f == "v4_only"        ? DnsLookupFamily::v4_only
+                        : *f == "v6_only"      ? DnsLookupFamily::v6_only
+                        : *f == "v4_preferred" ? DnsLookupFamily::v4_preferred
+                        : *f == "auto"         ? DnsLookupFamily::auto_
+                                               : DnsLookupFamily::all;
+    const auto rp = path + ".dns_resolvers";
+    for (const auto& text : r_.strings(n, "dns_resolvers", path)) {
+      std::string why;
+      auto a = core::parse_address(text, false, &why);
+      if (!a && text.find(':') == std::string::npos) a = core::parse_address(text + ":53", false, &why);
+      unsigned char ip[16];
+      const bool literal = a && (inet_pton(AF_INET, a->host.c_str(), ip) == 1 || inet_pton(AF_INET6, a->host.c_str(), ip) == 1);
+      if (!literal)
+        r_.error(n["dns_resolvers"], rp, "invalid resolver '" + text + "': " + (a ? "not an IP address" : why));
+      else
+        d.resolvers.push_back(*a);
     }
   }
 

@@ -625,6 +625,22 @@ std::string Stats::scrape() const {
   out.push_back(std::move(rq_active));
   out.push_back(std::move(rq_pending));
 
+  auto dns = family("outrigger_dns_resolutions_total",
+                    "Lookups of a DNS cluster's host names, by result: success, empty (no address, or NXDOMAIN), "
+                    "failure (no answer; the last addresses keep serving).",
+                    MetricType::Counter);
+  for (const auto& [name, c] : clusters_) {
+    if (!c->dns.load(std::memory_order_relaxed)) continue;
+    const std::pair<const char*, const std::atomic<std::uint64_t>*> results[] = {
+        {"success", &c->dns_ok}, {"empty", &c->dns_empty}, {"failure", &c->dns_failed}};
+    for (const auto& [result, n] : results) {
+      auto m = with_labels({{"cluster", c->name}, {"result", result}});
+      m.counter.value = static_cast<double>(n->load(std::memory_order_relaxed));
+      dns.metric.push_back(std::move(m));
+    }
+  }
+  out.push_back(std::move(dns));
+
   auto reloads = family("outrigger_config_reloads_total", "Config reloads, by result.", MetricType::Counter);
   auto ok = with_labels({{"result", "success"}});
   ok.counter.value = static_cast<double>(reloads_ok_.load());

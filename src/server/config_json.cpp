@@ -261,6 +261,22 @@ std::string config_to_json(const config::Config& c) {
       if (!hc->host.empty()) h["host"] = hc->host;
       cluster["health_check"] = std::move(h);
     }
+    if (cl.type != config::ClusterType::static_) {
+      using F = config::DnsLookupFamily;
+      const auto f = cl.dns.lookup_family;
+      cluster["type"] = cl.type == config::ClusterType::strict_dns ? "strict_dns" : "logical_dns";
+      cluster["dns_refresh_rate"] = duration(cl.dns.refresh_rate);
+      cluster["dns_timeout"] = duration(cl.dns.timeout);
+      cluster["respect_dns_ttl"] = cl.dns.respect_ttl;
+      cluster["dns_lookup_family"] = f == F::v4_only        ? "v4_only"
+                                     : f == F::v6_only      ? "v6_only"
+                                     : f == F::v4_preferred ? "v4_preferred"
+                                     : f == F::auto_        ? "auto"
+                                                            : "all";
+      json::array resolvers;
+      for (const auto& r : cl.dns.resolvers) resolvers.push_back(json::string(r.to_string()));
+      if (!resolvers.empty()) cluster["dns_resolvers"] = std::move(resolvers);
+    }
     cluster["protocol"] = protocol_name(cl.protocol);
     cluster["http2"] = http2_json(cl.http2, true);
     if (cl.tls) cluster["tls"] = tls_json(*cl.tls, false);
@@ -275,6 +291,7 @@ std::string config_to_json(const config::Config& c) {
       {"workers", c.workers},
       {"log_level", c.log_level},
       {"drain_timeout", duration(c.drain_timeout)},
+      {"outbound_drain_idle", duration(c.outbound_drain_idle)},
       {"socket_mark", c.socket_mark},
       {"file_watch_interval", duration(c.file_watch_interval)},
       {"access_log", std::move(access_log)},

@@ -8,7 +8,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <future>
+#include <optional>
 #include <map>
 
 #include "outrigger/config/loader.hpp"
@@ -36,17 +38,23 @@ struct Server::Impl {
   std::unique_ptr<AdminServer> admin;
   KeptUpstreams upstreams;
   std::unique_ptr<SpanReporter> reporter;
+  std::unique_ptr<upstream::DnsRefresher> dns;  // DNS clusters' lookups, on this thread
   std::shared_ptr<const Snapshot> current;
   std::map<std::string, std::uint16_t, std::less<>> ports;
   bool started = false;
   bool draining = false;
+  bool inbound_first = false;  // draining the inbound side only, so far
+  std::optional<std::chrono::steady_clock::time_point> outbound_quiet_since;
   bool stopped = false;
 
   void wait_signal();
   void watch_files();
   std::vector<std::string> do_reload(config::Config next);
-  void do_drain();
+  void dns_changed();
+  // `everything`: both sides at once (the application said it is done).
+  void do_drain(bool everything);
   void finish_drain(std::chrono::steady_clock::time_point deadline);
+  bool sidecar() const;
 };
 
 namespace {
@@ -78,6 +86,7 @@ Server::Server(config::Config config, ServerOptions options)
 
 Server::~Server() {
   impl_->reporter.reset();
+  impl_->dns.reset();
   impl_->workers.clear();  // each stops, closes what it owns on its own thread, and joins
   impl_->current.reset();
   impl_->upstreams = {};
@@ -89,6 +98,8 @@ void Server::start() {
   for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n));
 
   s.upstreams.checks_on = s.io.get_executor();
+  s.dns = std::make_unique<upstream::DnsRefresher>(s.io, s.stats, [&s] { s.dns_changed(); });
+  s.upstreams.dns = &s.dns->table();
   auto built = build_snapshot(s.initial, s.stats, n, s.upstreams);
   if (!built.snapshot) {
     std::string all;
@@ -97,6 +108,7 @@ void Server::start() {
   }
   s.current = built.snapshot;
   net::set_upstream_mark(s.current->config.socket_mark);
+  s.dns->sync(s.current->config);
 
   // The first worker's bind picks the port when the config asks for port 0;
   // the others share it through SO_REUSEPORT.
@@ -119,10 +131,10 @@ void Server::start() {
     try {
       s.admin = std::make_unique<AdminServer>(
           s.io, endpoint_of(a), s.stats,
-          AdminServer::Hooks{[&s] { return s.started && !s.draining; }, [&s] { return s.current; },
+          AdminServer::Hooks{[&s] { return s.started && !s.draining && s.dns->initialized(); }, [&s] { return s.current; },
                              [&s] {
                                spdlog::info("admin: /quitquitquit: draining");
-                               s.do_drain();
+                               s.do_drain(true);
                              }});
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
@@ -176,7 +188,7 @@ void Server::Impl::wait_signal() {
       return;
     }
     spdlog::info("signal {}: draining", sig);
-    do_drain();
+    do_drain(false);
   });
 }
 
@@ -190,6 +202,7 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
       current = built.snapshot;
       net::set_upstream_mark(current->config.socket_mark);
       for (auto& w : workers) w->publish(current);
+      dns->sync(current->config);
       stats.count_reload(true);
       spdlog::info("config reloaded");
       return {};
@@ -200,21 +213,80 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
   return errors;
 }
 
-void Server::Impl::do_drain() {
-  if (draining) return;
+// A DNS cluster's names resolved to other addresses: the same config again,
+// with them, for the workers (not counted as a reload).
+void Server::Impl::dns_changed() {
+  if (stopped) return;
+  auto built = build_snapshot(current->config, stats, static_cast<unsigned>(workers.size()), upstreams);
+  if (!built.snapshot) {
+    for (const auto& e : built.errors) spdlog::error("dns: the new endpoints were not taken: {}", e);
+    return;
+  }
+  current = built.snapshot;
+  for (auto& w : workers) w->publish(current);
+}
+
+// Inbound and outbound listeners both: the proxy beside an application.
+bool Server::Impl::sidecar() const {
+  const auto& ls = current->config.listeners;
+  auto any = [&](config::Direction d) {
+    return std::any_of(ls.begin(), ls.end(), [d](const auto& l) { return l.direction == d; });
+  };
+  return current->config.outbound_drain_idle.count() > 0 && any(config::Direction::inbound) &&
+         any(config::Direction::outbound);
+}
+
+// A sidecar's shutdown goes in two steps, so that the application's own
+// shutdown can still call out (where Istio's and Linkerd's sidecars have
+// broken it): first the inbound listeners stop accepting and drain, while
+// the outbound ones serve as before; once the inbound side is drained and
+// no outbound connection has been open for outbound_drain_idle (the
+// application is done, or gone), the outbound side drains too. drain_timeout
+// bounds the whole. Anything else drains at once, as does a sidecar told by
+// its application that it is done (/quitquitquit).
+void Server::Impl::do_drain(bool everything) {
+  if (draining && !(everything && inbound_first)) return;
+  const bool first = !draining;
   draining = true;
   signals.cancel();
-  for (auto& w : workers) w->drain();
-  finish_drain(std::chrono::steady_clock::now() + current->config.drain_timeout);
+  if (first && !everything && sidecar()) {
+    inbound_first = true;
+    spdlog::info("draining the inbound listeners; the outbound ones serve until the application is done");
+    for (auto& w : workers) w->drain(true);
+  } else {
+    inbound_first = false;
+    for (auto& w : workers) w->drain(false);
+  }
+  if (first) finish_drain(std::chrono::steady_clock::now() + current->config.drain_timeout);
 }
 
 void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) {
+  const auto now = std::chrono::steady_clock::now();
+  if (inbound_first && now < deadline) {
+    std::size_t inbound = 0, outbound = 0;
+    for (auto& w : workers) {
+      inbound += w->open_connections(true);
+      outbound += w->open_connections(false);
+    }
+    if (outbound > 0) {
+      outbound_quiet_since.reset();
+    } else if (!outbound_quiet_since) {
+      outbound_quiet_since = now;
+    }
+    if (inbound == 0 && outbound_quiet_since && now - *outbound_quiet_since >= current->config.outbound_drain_idle) {
+      spdlog::info("inbound drained, no outbound connection for {} ms: draining the outbound listeners",
+                   current->config.outbound_drain_idle.count());
+      inbound_first = false;
+      for (auto& w : workers) w->drain(false);
+    }
+  }
   std::size_t open = 0;
   for (auto& w : workers) open += w->open_connections();
-  if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+  if ((open == 0 && !inbound_first) || now >= deadline) {
     if (open) spdlog::warn("drain timeout: closing {} connections", open);
     for (auto& w : workers) w->stop();
     if (admin) admin->stop();
+    if (dns) dns->stop();
     watch_timer.cancel();
     stopped = true;
     // The spans of the last moments go out before the process ends.
@@ -263,7 +335,7 @@ std::vector<std::string> Server::reload_from_file() {
 }
 
 void Server::drain() {
-  asio::post(impl_->io, [this] { impl_->do_drain(); });
+  asio::post(impl_->io, [this] { impl_->do_drain(false); });
 }
 
 std::uint16_t Server::listener_port(std::string_view name) const {

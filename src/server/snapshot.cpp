@@ -64,6 +64,35 @@ std::optional<tcp::endpoint> resolve(const core::Address& a, std::string& why) {
   return results.begin()->endpoint();
 }
 
+// A DNS cluster's endpoints as its names last resolved: strict_dns, one per
+// address (named by it); logical_dns, its one name at one address. IP
+// addresses among the names stand for themselves. A name not yet resolved
+// adds nothing.
+std::vector<upstream::Endpoint> dns_endpoints(const config::Cluster& c, const upstream::DnsTable* table) {
+  std::vector<upstream::Endpoint> out;
+  const std::map<std::string, std::vector<asio::ip::address>>* names = nullptr;
+  if (table)
+    if (auto it = table->find(c.name); it != table->end()) names = &it->second;
+  for (const auto& e : c.endpoints) {
+    std::vector<asio::ip::address> addresses;
+    boost::system::error_code ec;
+    if (auto ip = asio::ip::make_address(e.address.host, ec); !ec) {
+      addresses.push_back(ip);
+    } else if (names) {
+      if (auto it = names->find(e.address.host); it != names->end()) addresses = it->second;
+    }
+    for (const auto& a : addresses) {
+      tcp::endpoint ep(a, e.address.port);
+      if (std::any_of(out.begin(), out.end(), [&](const auto& x) { return x.address == ep; })) continue;
+      std::string name = c.type == config::ClusterType::logical_dns
+                             ? e.address.to_string()
+                             : core::Address{a.to_string(), e.address.port}.to_string();
+      out.push_back({std::move(name), ep, e.weight});
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsigned workers, KeptUpstreams& kept) {
@@ -78,16 +107,20 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
   std::map<std::string, std::shared_ptr<const upstream::Cluster>, std::less<>> clusters;
   for (const auto& c : config.clusters) {
     std::vector<upstream::Endpoint> endpoints;
-    for (const auto& e : c.endpoints) {
-      std::string why;
-      if (auto ep = resolve(e.address, why)) {
-        endpoints.push_back({e.address.to_string(), *ep, e.weight});
-      } else {
-        errors.add(c.mark,
-                   fmt::format("clusters.{}: cannot resolve endpoint '{}': {}", c.name, e.address.to_string(), why));
+    if (c.type != config::ClusterType::static_) {
+      endpoints = dns_endpoints(c, kept.dns);
+    } else {
+      for (const auto& e : c.endpoints) {
+        std::string why;
+        if (auto ep = resolve(e.address, why)) {
+          endpoints.push_back({e.address.to_string(), *ep, e.weight});
+        } else {
+          errors.add(c.mark,
+                     fmt::format("clusters.{}: cannot resolve endpoint '{}': {}", c.name, e.address.to_string(), why));
+        }
       }
+      if (endpoints.size() != c.endpoints.size()) continue;
     }
-    if (endpoints.size() != c.endpoints.size()) continue;
     auto* cstats = stats.cluster(c.name);
     // Health and ejections stay with the cluster while its endpoints do.
     std::vector<std::string> names;

@@ -35,11 +35,20 @@ class Worker::Slot final : public http::ConnectionHost {
   void set_pipeline(std::shared_ptr<Pipeline> p, observability::ListenerSlice* stats) {
     pipeline_ = std::move(p);
     stats_ = stats;
+    if (pipeline_) inbound_ = pipeline_->listener().config->direction == config::Direction::inbound;
+  }
+  bool inbound() const { return inbound_.load(std::memory_order_relaxed); }
+  std::size_t open() const { return open_.load(std::memory_order_relaxed); }
+  // Stop accepting; the connections close after what they are doing.
+  void drain() {
+    draining_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
   }
 
   std::shared_ptr<http::ExchangeHandler> current_handler() override { return pipeline_; }
   const http::CodecSettings& settings() override { return pipeline_->settings(); }
-  bool draining() const override { return worker_.draining_; }
+  bool draining() const override { return draining_; }
   http::RequestIdGenerator& request_ids() override { return worker_.context_.request_ids; }
   core::DeadlineQueue& deadlines() override { return worker_.deadlines_; }
   bool begin_linger() override {
@@ -53,6 +62,7 @@ class Worker::Slot final : public http::ConnectionHost {
     stats_->connections_active.add(-1);
     if (tls) stats_->tls_connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    open_.fetch_sub(1, std::memory_order_relaxed);
   }
 
   asio::awaitable<void> accept_loop() {
@@ -67,6 +77,7 @@ class Worker::Slot final : public http::ConnectionHost {
         continue;
       }
       worker_.open_connections_.fetch_add(1, std::memory_order_relaxed);
+      open_.fetch_add(1, std::memory_order_relaxed);
       stats_->connections_active.add(1);
       stats_->connections_total.inc();
       if (pipeline_->listener().config->detects()) {
@@ -80,6 +91,7 @@ class Worker::Slot final : public http::ConnectionHost {
  private:
   void serve_http(tcp::socket socket, std::string_view preread, std::optional<tcp::endpoint> destination) {
     auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this, preread, destination);
+    c->listener = this;
     worker_.connections_.push_back(*c);
     http::Http1Connection::run(std::move(c));
   }
@@ -101,6 +113,7 @@ class Worker::Slot final : public http::ConnectionHost {
 
   asio::awaitable<void> dispatch(tcp::socket accepted, std::shared_ptr<Pipeline> pipeline) {
     auto looking = std::make_unique<Inspecting>(std::move(accepted));
+    looking->listener = this;
     worker_.connections_.push_back(*looking);
     auto verdict = co_await inspect(looking->socket, *pipeline);
     auto socket = std::move(looking->socket);
@@ -112,6 +125,7 @@ class Worker::Slot final : public http::ConnectionHost {
         break;
       case Verdict::Next::tcp: {
         auto t = std::make_unique<TcpSession>(std::move(socket), std::move(pipeline), std::move(verdict), *this);
+        t->listener = this;
         worker_.connections_.push_back(*t);
         TcpSession::run(std::move(t));
         break;
@@ -134,6 +148,9 @@ class Worker::Slot final : public http::ConnectionHost {
   tcp::acceptor acceptor_;
   std::shared_ptr<Pipeline> pipeline_;
   observability::ListenerSlice* stats_ = nullptr;
+  std::atomic<bool> inbound_{false};
+  std::atomic<std::size_t> open_{0};  // its connections, for the main thread's drain
+  bool draining_ = false;
 };
 
 Worker::Worker(unsigned index, unsigned workers)
@@ -186,19 +203,25 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
   });
 }
 
-void Worker::drain() {
-  asio::post(io_, [this] {
-    draining_ = true;
-    boost::system::error_code ec;
-    for (auto& slot : slots_) slot->acceptor().close(ec);
-    for (auto& c : connections_) c.close_if_idle();
+void Worker::drain(bool inbound_only) {
+  asio::post(io_, [this, inbound_only] {
+    for (auto& slot : slots_)
+      if (!inbound_only || slot->inbound()) slot->drain();
+    for (auto& c : connections_)
+      if (!c.listener || c.listener->draining()) c.close_if_idle();
   });
 }
 
+std::size_t Worker::open_connections(bool inbound) const {
+  std::size_t n = 0;
+  for (const auto& slot : slots_)
+    if (slot->inbound() == inbound) n += slot->open();
+  return n;
+}
+
 void Worker::shutdown() {
-  stopping_ = draining_ = true;
-  boost::system::error_code ec;
-  for (auto& slot : slots_) slot->acceptor().close(ec);
+  stopping_ = true;
+  for (auto& slot : slots_) slot->drain();
   if (sweep_timer_) sweep_timer_->cancel();
   for (auto& c : connections_) c.close_now();
   upstreams_.shutdown();

@@ -62,6 +62,7 @@ std::optional<std::size_t> choose_endpoint(LoadBalancer& balancer, std::span<con
                                     std::chrono::steady_clock::now().time_since_epoch())
                                     .count()
                               : std::int64_t{0};
+  if (endpoints.empty()) return std::nullopt;  // a DNS cluster whose names have no address (yet)
   auto fresh = [&](std::size_t i) { return endpoints[i].available(now_ms) && !tried.contains(i); };
   std::size_t index = balancer.pick(active);
   for (int i = 0; i < 3 && !fresh(index); ++i) index = balancer.pick(active);

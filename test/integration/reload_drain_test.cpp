@@ -136,4 +136,86 @@ TEST(Drain, ClosesIdleKeepAliveConnectionsAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
+// A sidecar: the pod's inbound listener and the application's outbound one.
+std::string sidecar(std::uint16_t upstream, const std::string& drain_timeout = "5s") {
+  return fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 2
+log_level: off
+drain_timeout: {DRAIN}
+outbound_drain_idle: 300ms
+listeners:
+  - { name: inbound, address: 127.0.0.1:0, direction: inbound, routes: [{ cluster: app }] }
+  - { name: outbound, address: 127.0.0.1:0, direction: outbound, routes: [{ cluster: app }] }
+clusters:
+  - { name: app, endpoints: [127.0.0.1:{UP}] }
+)",
+              {{"UP", std::to_string(upstream)}, {"DRAIN", drain_timeout}});
+}
+
+// SIGTERM reaches a classic sidecar with its application: the inbound side
+// drains at once, the application's outbound calls keep working (a
+// keep-alive connection and new ones) until it stops calling out; then the
+// proxy ends, well before drain_timeout.
+TEST(Drain, ASidecarKeepsServingOutboundCallsUntilTheApplicationIsDone) {
+  FakeUpstream up;
+  Proxy proxy(sidecar(up.port(), "20s"));
+  const auto inbound = proxy.port("inbound"), outbound = proxy.port("outbound");
+  auto app = Socket::connect(outbound);
+  ASSERT_TRUE(app.send(request_text("GET", "/before")));
+  ASSERT_TRUE(app.read_response());
+  auto in = Socket::connect(inbound);
+  ASSERT_TRUE(in.send(request_text("GET", "/in")));
+  ASSERT_TRUE(in.read_response());
+
+  const auto start = std::chrono::steady_clock::now();
+  proxy.server().drain();
+  EXPECT_TRUE(in.closed_by_peer(2s));  // idle inbound connections close at once
+  ASSERT_TRUE(eventually([&] { return !Socket::connect(inbound, 200ms).valid(); }, 3s));
+  EXPECT_EQ(http_get(proxy.admin_port(), "/ready")->result_int(), 503);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(app.send(request_text("GET", "/during")));
+    auto r = app.read_response();
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->result_int(), 200);
+    EXPECT_NE((*r)[boost::beast::http::field::connection], "close");  // keep-alive goes on
+  }
+  auto fresh = http_get(outbound, "/new-call");
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->result_int(), 200);
+
+  app.close();  // the application exits
+  EXPECT_EQ(proxy.wait_exit(5s), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+}
+
+TEST(Drain, ASidecarEndsAtDrainTimeoutWhenTheApplicationKeepsItsConnection) {
+  FakeUpstream up;
+  Proxy proxy(sidecar(up.port(), "1s"));
+  auto app = Socket::connect(proxy.port("outbound"));
+  ASSERT_TRUE(app.send(request_text("GET", "/before")));
+  ASSERT_TRUE(app.read_response());
+  const auto start = std::chrono::steady_clock::now();
+  proxy.server().drain();
+  EXPECT_EQ(proxy.wait_exit(5s), 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 900ms);
+  EXPECT_TRUE(app.closed_by_peer(1s));
+}
+
+// The application says it is done (a Job's last step): both sides drain now.
+TEST(Drain, QuitQuitQuitDrainsASidecarsOutboundSideAtOnce) {
+  FakeUpstream up;
+  Proxy proxy(sidecar(up.port(), "20s"));
+  auto app = Socket::connect(proxy.port("outbound"));
+  ASSERT_TRUE(app.send(request_text("GET", "/before")));
+  ASSERT_TRUE(app.read_response());
+  proxy.server().drain();
+  ASSERT_TRUE(app.send(request_text("GET", "/during")));
+  ASSERT_TRUE(app.read_response());
+  auto q = Socket::connect(proxy.admin_port());
+  ASSERT_TRUE(q.send(request_text("POST", "/quitquitquit")));
+  EXPECT_TRUE(app.closed_by_peer(3s));
+  EXPECT_EQ(proxy.wait_exit(5s), 0);
+}
+
 }  // namespace

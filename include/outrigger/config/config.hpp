@@ -295,9 +295,30 @@ struct CircuitBreakers {
   std::uint32_t max_retries = 1024;  // not Envoy's 3: the retry budget is the storm guard (see configuration.md)
 };
 
+// How a cluster finds its endpoints (Envoy's cluster types). `static`: the
+// addresses as written (a host name is resolved once, when the config loads).
+// `strict_dns`: each host name is resolved again and again, and every address
+// it returns is an endpoint. `logical_dns`: one host name, one endpoint at the
+// first address it returns; new connections go to the latest one.
+enum class ClusterType : std::uint8_t { static_, strict_dns, logical_dns };
+
+// Which addresses a DNS cluster takes from an answer (Envoy's names).
+enum class DnsLookupFamily : std::uint8_t { v4_only, v6_only, v4_preferred, auto_, all };
+
+struct Dns {
+  Duration refresh_rate{std::chrono::seconds(5)};  // between resolutions of a name
+  bool respect_ttl = true;                         // re-resolve when the answer's TTL ends, if sooner
+  DnsLookupFamily lookup_family = DnsLookupFamily::v4_preferred;
+  std::vector<core::Address> resolvers;            // IP:port; none: the system's (/etc/resolv.conf)
+  Duration timeout{std::chrono::seconds(5)};       // a resolution's whole time, retries included
+  bool operator==(const Dns&) const = default;
+};
+
 struct Cluster {
   std::string name;
+  ClusterType type = ClusterType::static_;
   std::vector<ClusterEndpoint> endpoints;
+  Dns dns;  // strict_dns and logical_dns
   LbPolicy lb_policy = LbPolicy::round_robin;
   Duration connect_timeout{std::chrono::seconds(1)};
   ConnectionPool connection_pool;
@@ -355,6 +376,11 @@ struct Config {
   AccessLog access_log;
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   Duration drain_timeout{std::chrono::seconds(5)};
+  // A sidecar (inbound and outbound listeners) drains its inbound side first
+  // and keeps serving the application's outbound calls until none has been
+  // open for this long (the application is done or gone), within
+  // drain_timeout. 0: both sides drain at once.
+  Duration outbound_drain_idle{std::chrono::seconds(1)};
   Duration file_watch_interval{std::chrono::seconds(1)};  // how often certificate and key-set files are checked
   std::uint32_t socket_mark = 0;  // SO_MARK on the proxy's upstream sockets (interception skips them); 0: none
   std::optional<Tracing> tracing;

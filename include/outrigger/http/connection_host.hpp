@@ -103,6 +103,10 @@ class ClientConnection : public ConnectionHook {
   // Worker shutdown: close now.
   virtual void close_now() = 0;
 
+  // The listener it came in on (set by the worker that lists it), so that a
+  // drain of some listeners finds their connections.
+  const ConnectionHost* listener = nullptr;
+
  protected:
   ~ClientConnection() = default;
 };

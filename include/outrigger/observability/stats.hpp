@@ -319,6 +319,10 @@ struct ClusterStats {
   // The current config's endpoints (set on the main thread when a config is
   // committed; read there by the scrape).
   std::shared_ptr<EndpointSet> endpoints;
+  // strict_dns and logical_dns clusters: lookups by result (main thread
+  // writes, the scrape reads).
+  std::atomic<bool> dns{false};
+  std::atomic<std::uint64_t> dns_ok{0}, dns_empty{0}, dns_failed{0};
 };
 
 class Stats {

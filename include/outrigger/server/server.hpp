@@ -42,8 +42,11 @@ class Server {
   // Thread-safe. Re-reads the file the config came from and reloads it (SIGHUP).
   std::vector<std::string> reload_from_file();
 
-  // Thread-safe. Graceful shutdown: stop accepting, `Connection: close` on
-  // responses, wait for in-flight requests up to drain_timeout, then stop.
+  // Thread-safe. Graceful shutdown, as SIGTERM: stop accepting,
+  // `Connection: close` on responses, wait for in-flight requests up to
+  // drain_timeout, then stop. A sidecar (inbound and outbound listeners)
+  // drains its inbound side first and its outbound side once the
+  // application has stopped calling out (outbound_drain_idle).
   void drain();
 
   // The ports actually bound (useful when the config asked for port 0).

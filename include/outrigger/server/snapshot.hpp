@@ -23,6 +23,7 @@
 #include "outrigger/observability/tracing.hpp"
 #include "outrigger/router/route_table.hpp"
 #include "outrigger/upstream/cluster.hpp"
+#include "outrigger/upstream/dns.hpp"
 #include "outrigger/upstream/health_checker.hpp"
 
 namespace outrigger::server {
@@ -71,6 +72,9 @@ struct KeptUpstreams {
   std::map<std::string, std::unique_ptr<upstream::HealthChecker>, std::less<>> checkers;
   std::optional<boost::asio::any_io_executor> checks_on;  // where health checks run; none: not at all
   std::shared_ptr<observability::SpanQueues> spans;       // kept while max_queue_spans stays the same
+  // What the DNS clusters' names resolved to (the main thread's refresher);
+  // none: they have no endpoints yet.
+  const upstream::DnsTable* dns = nullptr;
 };
 
 struct BuildResult {

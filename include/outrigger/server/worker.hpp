@@ -37,13 +37,17 @@ class Worker {
   void start(std::shared_ptr<const Snapshot> snapshot);
   // Thread-safe: new requests use `snapshot` from now on.
   void publish(std::shared_ptr<const Snapshot> snapshot);
-  // Thread-safe: stop accepting, close idle connections, close the others after their response.
-  void drain();
+  // Thread-safe: stop accepting, close idle connections, close the others
+  // after their response; on every listener, or on the inbound ones only
+  // (a sidecar's first step: the application may still call out).
+  void drain(bool inbound_only = false);
   // Closes everything the worker has open, lets every coroutine end, and
   // joins the thread. Idempotent.
   void stop();
 
   std::size_t open_connections() const { return open_connections_.load(std::memory_order_relaxed); }
+  // Thread-safe: those of the inbound (or the outbound) listeners.
+  std::size_t open_connections(bool inbound) const;
 
  private:
   class Slot;
@@ -67,7 +71,6 @@ class Worker {
   std::shared_ptr<const Snapshot> snapshot_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   std::atomic<std::size_t> open_connections_{0};
-  bool draining_ = false;
   bool stopping_ = false;
   std::size_t lingering_ = 0;  // connections idle with a read buffer (see Http1Connection::serve)
   std::thread thread_;

@@ -219,6 +219,34 @@ int listen_loopback(std::uint16_t& port, int backlog) {
   return fd;
 }
 
+int listen_on(const std::string& address, std::uint16_t& port, int backlog) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof *v4;
+  } else if (::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof *v6;
+  } else {
+    throw std::runtime_error("not an IP address: " + address);
+  }
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, backlog) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot listen on " + address + ":" + std::to_string(port));
+  }
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  port = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
+  return fd;
+}
+
 // Accepts on listen_fd until it is shut down, each connection served by
 // serve(fd) on a thread of its own (which owns the descriptor); counts them.
 static void accept_each(int listen_fd, const std::atomic<bool>& stopping, std::atomic<int>& connections,
@@ -241,8 +269,9 @@ static void accept_each(int listen_fd, const std::atomic<bool>& stopping, std::a
   }
 }
 
-FakeUpstream::FakeUpstream(Handler handler) : handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
-  listen_fd_ = listen_loopback(port_, 1024);
+FakeUpstream::FakeUpstream(Handler handler, const std::string& address, std::uint16_t port)
+    : port_(port), handler_(handler ? std::move(handler) : Handler(&FakeUpstream::echo)) {
+  listen_fd_ = listen_on(address, port_, 1024);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 

@@ -70,7 +70,8 @@ std::optional<Response> http_get(std::uint16_t port, const std::string& target,
 std::string request_text(std::string_view method, std::string_view target,
                          std::vector<std::pair<std::string, std::string>> headers = {}, std::string_view body = "");
 
-// A fake upstream on 127.0.0.1:0, one thread per connection.
+// A fake upstream on 127.0.0.1:0 (or another loopback address and port),
+// one thread per connection.
 class FakeUpstream {
  public:
   struct Exchange {
@@ -79,7 +80,8 @@ class FakeUpstream {
   };
   using Handler = std::function<void(Exchange&)>;
 
-  explicit FakeUpstream(Handler handler = nullptr);  // default: echo
+  explicit FakeUpstream(Handler handler = nullptr, const std::string& address = "127.0.0.1",
+                        std::uint16_t port = 0);  // default handler: echo
   ~FakeUpstream();
 
   std::uint16_t port() const { return port_; }
@@ -138,6 +140,8 @@ class EchoServer {
 std::uint16_t closed_port();
 // A listening socket on 127.0.0.1 and a free port (its number into `port`); throws when it cannot.
 int listen_loopback(std::uint16_t& port, int backlog);
+// The same on `address` (IPv4 or IPv6) at `port` (0: a free one, written back).
+int listen_on(const std::string& address, std::uint16_t& port, int backlog);
 
 // Outrigger in this process: config from YAML, run() on its own thread.
 class Proxy {

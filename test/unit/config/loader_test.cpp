@@ -120,6 +120,49 @@ clusters:
   EXPECT_EQ(c.clusters[0].connection_pool.max_requests_per_connection, 100u);
 }
 
+TEST(ConfigLoader, ReadsDnsClusters) {
+  auto r = load(R"(
+clusters:
+  - name: reviews
+    type: strict_dns
+    endpoints: [reviews.default.svc.cluster.local:9080, { address: 192.0.2.1:80, weight: 2 }]
+    dns_refresh_rate: 250ms
+    dns_lookup_family: v4_only
+    dns_resolvers: [127.0.0.1:5353, 192.0.2.53]
+  - { name: one, type: logical_dns, endpoints: [one.test:443] }
+  - { name: plain, endpoints: [localhost:80] }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& c = r.config->clusters;
+  EXPECT_EQ(c[0].type, ClusterType::strict_dns);
+  EXPECT_EQ(c[0].dns.refresh_rate, 250ms);
+  EXPECT_TRUE(c[0].dns.respect_ttl);
+  EXPECT_EQ(c[0].dns.lookup_family, DnsLookupFamily::v4_only);
+  ASSERT_EQ(c[0].dns.resolvers.size(), 2u);
+  EXPECT_EQ(c[0].dns.resolvers[1].to_string(), "192.0.2.53:53");
+  EXPECT_EQ(c[0].endpoints[0].address.host, "reviews.default.svc.cluster.local");
+  EXPECT_EQ(c[1].type, ClusterType::logical_dns);
+  EXPECT_EQ(c[1].dns.lookup_family, DnsLookupFamily::v4_preferred);
+  EXPECT_EQ(c[2].type, ClusterType::static_);
+}
+
+TEST(ConfigLoader, RejectsDnsKeysWhereTheyDoNotApply) {
+  auto r = load(R"(
+clusters:
+  - { name: a, endpoints: [localhost:80], dns_refresh_rate: 1s }
+  - { name: b, type: logical_dns, endpoints: [x.test:80, y.test:80] }
+  - { name: c, type: strict_dns, endpoints: [x.test:80], dns_resolvers: [dns.test:53], dns_lookup_family: v5 }
+  - { name: d, type: dns, endpoints: [x.test:80] }
+)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "test.yaml:3:")) << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(r, "clusters[0].dns_refresh_rate: only for clusters of type strict_dns or logical_dns"));
+  EXPECT_TRUE(has_error(r, "clusters[1].endpoints: a logical_dns cluster has one endpoint"));
+  EXPECT_TRUE(has_error(r, "clusters[2].dns_resolvers: invalid resolver 'dns.test:53': not an IP address"));
+  EXPECT_TRUE(has_error(r, "clusters[2].dns_lookup_family: invalid value 'v5'"));
+  EXPECT_TRUE(has_error(r, "clusters[3].type: invalid value 'dns'"));
+}
+
 TEST(ConfigLoader, ReportsUnknownKeyWithSuggestionAndPosition) {
   auto r = load("listners: []\n");
   ASSERT_EQ(r.errors.size(), 1u);

@@ -76,6 +76,15 @@ clusters:
     health_check: { path: /healthz, host: app.local, interval: 2s, timeout: 300ms, unhealthy_threshold: 2,
                     healthy_threshold: 3 }
   - { name: spare, endpoints: [127.0.0.1:3] }
+  - name: reviews
+    type: strict_dns
+    endpoints: [reviews.default.svc.cluster.local:9080]
+    dns_refresh_rate: 2s
+    dns_timeout: 1s
+    respect_dns_ttl: false
+    dns_lookup_family: all
+    dns_resolvers: [127.0.0.1:5353, "[::1]:53"]
+  - { name: ratings, type: logical_dns, endpoints: [ratings.test:80] }
 )";
 
 TEST(ConfigDump, LoadsBackAsTheSameConfig) {
@@ -106,6 +115,10 @@ TEST(ConfigDump, LoadsBackAsTheSameConfig) {
   EXPECT_NE(dump.find("\"passthrough\":\"deny\""), std::string::npos);
   EXPECT_NE(dump.find("\"opaque_ports\":[3306,5432]"), std::string::npos);
   EXPECT_NE(dump.find("\"application_address\":\"127.0.0.2:0\""), std::string::npos);
+  EXPECT_NE(dump.find("\"type\":\"strict_dns\""), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"respect_dns_ttl\":false"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"dns_resolvers\":[\"127.0.0.1:5353\",\"[::1]:53\"]"), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"type\":\"logical_dns\""), std::string::npos);
   const auto& reloaded = *again.config;
   ASSERT_EQ(reloaded.listeners[0].filters.size(), 3u);
   EXPECT_EQ(reloaded.listeners[0].filters[2].type, "rbac");

@@ -71,3 +71,18 @@ TEST(LoadBalancer, OneEndpointIsAlwaysPicked) {
 
 }  // namespace
 }  // namespace outrigger::upstream
+
+namespace outrigger::upstream {
+namespace {
+
+// A DNS cluster whose names have no address (yet) has no endpoint to give.
+TEST(ChooseEndpoint, AnEmptyClusterHasNone) {
+  LoadBalancer lb(config::LbPolicy::round_robin, {}, 1);
+  observability::EndpointSet none({});
+  TriedEndpoints tried;
+  EXPECT_FALSE(choose_endpoint(lb, {}, none, true, tried));
+  EXPECT_FALSE(choose_endpoint(lb, {}, none, false, tried));
+}
+
+}  // namespace
+}  // namespace outrigger::upstream

@@ -128,7 +128,7 @@ http {
   }
 }
 CONF
-  in_ns "$2" nginx -c "$work/$1/nginx.conf" -p "$work/$1" &
+  ip netns exec "$2" nginx -c "$work/$1/nginx.conf" -p "$work/$1" &  # (not a function: $! is nginx)
   pids+=($!)
 }
 start_nginx peer-web "$peer" "$peer_ip:80"
@@ -173,7 +173,7 @@ clusters:
 CONF
 chmod 644 "$work/outrigger.yaml"
 # ip netns exec and setpriv both exec: $! is the proxy itself.
-in_ns "$pod" setpriv --reuid "$PROXY_UID" --regid "$PROXY_UID" --clear-groups \
+ip netns exec "$pod" setpriv --reuid "$PROXY_UID" --regid "$PROXY_UID" --clear-groups \
   "$OUTRIGGER_BIN" run -c "$work/outrigger.yaml" >"$work/outrigger.log" 2>&1 &
 out_pid=$!
 pids+=("$out_pid")
@@ -214,8 +214,15 @@ rules_off() {
   fi
   rules=off
 }
-# conntrack entries in the pod's namespace now (0 or "-": conntrack is off)
-conntrack_count() { timeout 5 ip netns exec "$pod" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo "-"; }
+# nat tables in the pod's namespace now (0: no NAT hooks, so conntrack is off there;
+# "-": no nft to tell). Conntrack entries would not say it: they outlive the hooks.
+nat_tables() {
+  if command -v nft >/dev/null; then
+    timeout 5 ip netns exec "$pod" nft list tables 2>/dev/null | grep -c ' nat$' || true
+  else
+    echo "-"
+  fi
+}
 # requests a listener has counted (outrigger_downstream_requests_total, all protocols)
 listener_requests() {
   timeout 5 ip netns exec "$pod" curl -s http://127.0.0.1:9901/metrics |
@@ -265,7 +272,7 @@ for run in $(seq "$RUNS"); do
     n0=$(listener_requests "${listener_of[$s]}")
     out=$(timeout $((DURATION + 30)) ip netns exec "${ns_of[$s]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${url_of[$s]}") ||
       fail "run $run $s: wrk failed"
-    c=$(conntrack_count)
+    c=$(nat_tables)
     read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$out_pid/stat")
     n1=$(listener_requests "${listener_of[$s]}")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -284,7 +291,7 @@ for run in $(seq "$RUNS"); do
     ucpu[$s]+="$(per $((u1 - u0))) "
     scpu[$s]+="$(per $((s1 - s0))) "
     ct[$s]+="$c "
-    echo "  run $run $s: $r req/s, proxy CPU $(per $((u1 + s1 - u0 - s0))) us/request (user $(per $((u1 - u0))), system $(per $((s1 - s0)))), conntrack entries $c" >&2
+    echo "  run $run $s: $r req/s, proxy CPU $(per $((u1 + s1 - u0 - s0))) us/request (user $(per $((u1 - u0))), system $(per $((s1 - s0)))), nat tables $c" >&2
   done
 done
 rules_off
@@ -298,7 +305,7 @@ for s in "${scenarios[@]}"; do
   m[$s.ucpu]=$(med "${ucpu[$s]}" 2)
   m[$s.scpu]=$(med "${scpu[$s]}" 2)
 done
-printf '\n| scenario | requests/s | p50 (us) | p99 (us) | proxy CPU per request (us) | user | system | conntrack entries |\n|---|---|---|---|---|---|---|---|\n'
+printf '\n| scenario | requests/s | p50 (us) | p99 (us) | proxy CPU per request (us) | user | system | nat tables |\n|---|---|---|---|---|---|---|---|\n'
 for s in "${scenarios[@]}"; do
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${label_of[$s]}" "${m[$s.rps]}" "${m[$s.p50]}" "${m[$s.p99]}" \
     "${m[$s.cpu]}" "${m[$s.ucpu]}" "${m[$s.scpu]}" "$(tr ' ' '\n' <<<"${ct[$s]}" | grep -v '^$' | sort -u | paste -sd/)"

@@ -29,6 +29,7 @@
 #   test/bench/interception.sh                     # as root; RUNS=3 DURATION=10 CONNS=32
 #   OUTRIGGER_BIN=build/release/outrigger RUNS=5 DURATION=15 test/bench/interception.sh
 #   INBOUND=0 RUNS=1 DURATION=3 test/bench/interception.sh   # a quick check, outbound only
+#   PERF_DIR=/tmp/prof test/bench/interception.sh   # also one perf-recorded run per scenario
 #
 # Needs root, ip, iptables, setpriv, wrk, nginx, curl; without root, or where
 # network namespaces or veth pairs cannot be made, it says so and exits 0.
@@ -257,7 +258,7 @@ for s in "${scenarios[@]}"; do [[ $s == *-redir ]] && order+=("$s"); done
 
 ticks=$(getconf CLK_TCK)
 per() { awk -v d="$1" -v r="$requests" -v hz="$ticks" 'BEGIN {printf "%.3f", d * 1e6 / hz / r}'; }  # ticks -> us per request
-declare -A rps p50 p99 cpu ucpu scpu ct
+declare -A rps p50 p99 cpu ucpu scpu ct cpu_run
 echo "interception: wrk -t1 -c$CONNS -d${DURATION}s --latency, $RUNS runs per scenario, medians; proxy pid $out_pid (UID $PROXY_UID, workers: 1)" >&2
 for s in "${order[@]}"; do  # warm-up
   set_rules_for "$s"
@@ -291,9 +292,25 @@ for run in $(seq "$RUNS"); do
     ucpu[$s]+="$(per $((u1 - u0))) "
     scpu[$s]+="$(per $((s1 - s0))) "
     ct[$s]+="$c "
+    cpu_run[$s.$run]=$(per $((u1 + s1 - u0 - s0)))
     echo "  run $run $s: $r req/s, proxy CPU $(per $((u1 + s1 - u0 - s0))) us/request (user $(per $((u1 - u0))), system $(per $((s1 - s0)))), nat tables $c" >&2
   done
 done
+# PERF_DIR=dir: one more run per scenario, not in the figures, with `perf record -g`
+# on the proxy (dir/<scenario>.data), to see where the difference goes.
+if [ -n "${PERF_DIR:-}" ]; then
+  command -v perf >/dev/null || fail "PERF_DIR is set but perf is not installed"
+  mkdir -p "$PERF_DIR"
+  for s in "${order[@]}"; do
+    set_rules_for "$s"
+    timeout $((DURATION + 30)) ip netns exec "${ns_of[$s]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "${url_of[$s]}" >/dev/null &
+    w=$!
+    timeout $((DURATION + 30)) perf record -q -F 499 -g -p "$out_pid" -o "$PERF_DIR/$s.data" -- sleep $((DURATION > 2 ? DURATION - 1 : 1)) \
+      >/dev/null 2>&1 || echo "  perf record $s failed" >&2
+    wait "$w" || fail "profiled run $s: wrk failed"
+  done
+  echo "  profiles (not in the figures): $PERF_DIR/<scenario>.data (perf report -i FILE)" >&2
+fi
 rules_off
 
 declare -A m
@@ -315,10 +332,12 @@ echo "summary (medians of $RUNS runs, wrk -c$CONNS -d${DURATION}s; target: inter
 for d in out in; do
   [ -n "${m[$d-plain.cpu]:-}" ] || continue
   r=$(ratio "${m[$d-redir.cpu]}" "${m[$d-plain.cpu]}")
+  paired=""  # the same ratio within each run (the pair measured a few seconds apart), then their median
+  for run in $(seq "$RUNS"); do paired+="$(ratio "${cpu_run[$d-redir.$run]}" "${cpu_run[$d-plain.$run]}") "; done
   verdict=met
   awk -v r="$r" 'BEGIN {exit !(r != "-" && r <= 1.3)}' || verdict=MISSED
-  printf '  %s: intercepted / plain: CPU per request %s (%s; user %s, system %s), requests/s %s, p99 %s\n' \
+  printf '  %s: intercepted / plain: CPU per request %s (%s; user %s, system %s; per run %s-> median %s), requests/s %s, p99 %s\n' \
     "$([ "$d" = out ] && echo outbound || echo inbound)" "$r" "$verdict" \
-    "$(ratio "${m[$d-redir.ucpu]}" "${m[$d-plain.ucpu]}")" "$(ratio "${m[$d-redir.scpu]}" "${m[$d-plain.scpu]}")" \
+    "$(ratio "${m[$d-redir.ucpu]}" "${m[$d-plain.ucpu]}")" "$(ratio "${m[$d-redir.scpu]}" "${m[$d-plain.scpu]}")" "$paired" "$(med "$paired")" \
     "$(ratio "${m[$d-redir.rps]}" "${m[$d-plain.rps]}")" "$(ratio "${m[$d-redir.p99]}" "${m[$d-plain.p99]}")"
 done

@@ -250,11 +250,15 @@ for s in "${scenarios[@]}"; do
   [ "$body" = ok ] || fail "$s: ${url_of[$s]} answered '$body', not 'ok'"
   [ "$after" -gt "$before" ] || fail "$s: the request did not go through listener ${listener_of[$s]}"
 done
-# The order of a run: plain ones, then the intercepted ones (one install and
-# one cleanup per run).
+# The order of a run: the plain ones, then the intercepted ones (one install,
+# one cleanup); every other run the other way round, so that neither half
+# always comes first after the rules change.
 order=()
 for s in "${scenarios[@]}"; do [[ $s == *-plain ]] && order+=("$s"); done
 for s in "${scenarios[@]}"; do [[ $s == *-redir ]] && order+=("$s"); done
+reversed=()
+for s in "${scenarios[@]}"; do [[ $s == *-redir ]] && reversed+=("$s"); done
+for s in "${scenarios[@]}"; do [[ $s == *-plain ]] && reversed+=("$s"); done
 
 ticks=$(getconf CLK_TCK)
 per() { awk -v d="$1" -v r="$requests" -v hz="$ticks" 'BEGIN {printf "%.3f", d * 1e6 / hz / r}'; }  # ticks -> us per request
@@ -266,7 +270,9 @@ for s in "${order[@]}"; do  # warm-up
 done
 echo "  iptables: ${iptables_mode:-?}" >&2
 for run in $(seq "$RUNS"); do
-  for s in "${order[@]}"; do
+  this_run=("${order[@]}")
+  [ $((run % 2)) = 0 ] && this_run=("${reversed[@]}")
+  for s in "${this_run[@]}"; do
     set_rules_for "$s"
     alive "$out_pid" || { tail -5 "$work/outrigger.log" | sed 's/^/  | /' >&2; fail "the proxy exited"; }
     read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$out_pid/stat")

@@ -13,7 +13,9 @@ build="g++ cmake make pkg-config ccache \
 test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
   python3-websockets python3-h2 iproute2 iptables python3-dnslib"
-bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3"
+# ip, iptables and nft for the interception benchmark's network namespaces.
+bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3 \
+  iproute2 iptables nftables"
 case "$what" in
   build) pkgs=$build ;;
   test) pkgs=$test ;;

@@ -14,6 +14,7 @@
 #   test/bench/run.sh h2         # HTTP/2 (h2load) against HAProxy, idle h2c memory (h2.sh)
 #   test/bench/run.sh grpc       # gRPC unary latency added at a fixed rate (grpc.sh)
 #   test/bench/run.sh tcp        # opaque TCP (iperf3) against HAProxy, latency of protocol detection (tcp.sh)
+#   test/bench/run.sh interception  # iptables interception against a plain listener, in network namespaces (interception.sh)
 #   OUTRIGGER_BIN=path RUNS=5 DURATION=15 IDLE_CONNS=5000 test/bench/run.sh
 #   BASELINE_BIN=path test/bench/run.sh   # also an older Outrigger ("baseline"), for an A/B in one run
 set -euo pipefail
@@ -44,6 +45,9 @@ if [ "$what" = grpc ]; then  # gRPC latency, direct and through Outrigger: test/
 fi
 if [ "$what" = tcp ]; then  # opaque TCP against HAProxy, protocol detection: test/bench/tcp.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 900 "$here/tcp.sh"
+fi
+if [ "$what" = interception ]; then  # iptables interception against a plain listener: test/bench/interception.sh
+  OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 900 "$here/interception.sh"
 fi
 if [ "$what" = tls ]; then  # mTLS against HAProxy: test/bench/tls.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/tls.sh"
@@ -299,5 +303,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

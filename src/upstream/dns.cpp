@@ -250,6 +250,7 @@ void DnsRefresher::stop() {
 }
 
 bool DnsRefresher::initialized() const {
+  if (change_posted_) return false;  // an answer not yet built into a snapshot
   return std::all_of(targets_.begin(), targets_.end(), [](const auto& kv) { return kv.second->answered; });
 }
 

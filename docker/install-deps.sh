@@ -9,10 +9,11 @@ build="g++ cmake make pkg-config ccache \
   libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libc-ares-dev"
 # h2spec's Go build, nghttp and h2load for the HTTP/2 tests, gRPC's Python runtime for the gRPC tests,
 # WebSocket peers (websockets, h2), ip/iptables for the original-destination tests in a netns, and dnslib
-# for the DNS server the DNS-cluster tests run.
+# for the DNS server the DNS-cluster tests run; nodejs and npm for the Kubernetes manifests' schema checks
+# (test/tools/kube: kubernetes-models from npm, pinned by its lock, installed into a cache by the tests).
 test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
-  python3-websockets python3-h2 iproute2 iptables python3-dnslib"
+  python3-websockets python3-h2 iproute2 iptables python3-dnslib nodejs npm"
 # ip, iptables and nft for the interception benchmark's network namespaces.
 bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3 \
   iproute2 iptables nftables"
@@ -24,6 +25,8 @@ case "$what" in
 esac
 missing=""
 for p in $pkgs; do
+  # A nodejs that ships its own npm (NodeSource's) conflicts with Debian's npm package: its npm will do.
+  [ "$p" = npm ] && command -v npm >/dev/null 2>&1 && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0

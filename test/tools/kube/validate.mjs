@@ -21,7 +21,7 @@
 // install directory (holding node_modules/) or a node_modules directory itself.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { findNodeModules, loadModule } from './modules.mjs';
 
 const KINDS = {
   'v1': ['Pod', 'Service', 'ConfigMap', 'Secret', 'Namespace', 'ServiceAccount'],
@@ -50,29 +50,8 @@ for (let i = 0; i < args.length; i++) {
 }
 if (files.length === 0) usage('no FILE given');
 
-function findNodeModules() {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    modulesArg,
-    process.env.OUTRIGGER_KUBE_VALIDATE_DIR,
-    ...(process.env.NODE_PATH || '').split(path.delimiter),
-    here,
-    path.join(process.env.HOME || '/root', '.cache', 'outrigger-kube-validate'),
-  ].filter(Boolean);
-  for (const c of candidates) {
-    for (const nm of [path.join(c, 'node_modules'), c]) {
-      if (fs.existsSync(path.join(nm, 'kubernetes-models', 'package.json'))
-          && fs.existsSync(path.join(nm, 'yaml', 'package.json'))) return nm;
-    }
-  }
-  process.stderr.write('validate.mjs: kubernetes-models and yaml are not installed; run '
-    + 'test/tools/kube/npm-install.sh [DIR] and pass --modules DIR (looked in: '
-    + candidates.join(', ') + ')\n');
-  process.exit(2);
-}
-
-const NM = findNodeModules();
-const load = (rel) => import(pathToFileURL(path.join(NM, rel)).href);
+const NM = findNodeModules(modulesArg, 'validate.mjs');
+const load = (rel) => loadModule(NM, rel);
 const YAML = await load('yaml/dist/index.js');
 const models = {};
 for (const [apiVersion, dir] of Object.entries(MODULE_DIR)) {

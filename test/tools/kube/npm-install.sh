@@ -17,7 +17,7 @@ done
 # One install at a time into DIR (two build trees may share the cache).
 if [ -z "${OUTRIGGER_KUBE_INSTALL_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
   mkdir -p "$dir"
-  OUTRIGGER_KUBE_INSTALL_LOCKED=1 exec flock "$dir.lock" "$0" "$dir"
+  OUTRIGGER_KUBE_INSTALL_LOCKED=1 exec flock "$dir.lock" sh "$0" "$dir"
 fi
 # Up to date: the lock this install was made from is ours, and both packages are there.
 if cmp -s "$here/package-lock.json" "$dir/package-lock.json" \

@@ -1,4 +1,4 @@
-// The command line: `outrigger run|validate -c FILE`, `outrigger iptables ...`, `outrigger version`.
+// The command line: `outrigger run|validate -c FILE`, `outrigger iptables|inject|wait ...`, `outrigger version`.
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,9 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/core/version.hpp"
+#include "outrigger/kube/inject.hpp"
 #include "outrigger/kube/iptables.hpp"
+#include "outrigger/kube/wait.hpp"
 #include "outrigger/server/server.hpp"
 #include "outrigger/server/snapshot.hpp"
 
@@ -20,6 +22,8 @@ constexpr const char* kUsage =
     "usage: outrigger run -c FILE       run the proxy\n"
     "       outrigger validate -c FILE  check a config; exit 2 and list every problem if it is invalid\n"
     "       outrigger iptables [OPTIONS]  install (or --cleanup, --dry-run) the pod's interception rules\n"
+    "       outrigger inject [-f FILE] [--classic]  print Kubernetes manifests with the sidecar added\n"
+    "       outrigger wait [--timeout T]  wait until the proxy's /ready answers (a postStart hook)\n"
     "       outrigger version           print the version\n";
 
 // Loads and fully checks a config (including filters and endpoint names);
@@ -52,6 +56,8 @@ void setup_logging(const std::string& level) {
 int main(int argc, char** argv) {
   // Subcommands with options of their own.
   if (argc >= 2 && std::string_view(argv[1]) == "iptables") return kube::iptables_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::string_view(argv[1]) == "inject") return kube::inject_main(argc - 1, argv + 1);
+  if (argc >= 2 && std::string_view(argv[1]) == "wait") return kube::wait_main(argc - 1, argv + 1);
   std::string command, file;
   po::options_description options("options");
   options.add_options()("help,h", "show this help")("config,c", po::value(&file), "config file (YAML)");

@@ -120,4 +120,26 @@ listeners:
   EXPECT_NE(log.find("reload rejected"), std::string::npos) << log;
 }
 
+// `outrigger wait` (a classic sidecar's postStart hook): returns once /ready
+// answers 200, keeps polling through 503s, and fails after its timeout.
+TEST(Binary, WaitReturnsOnceReadyAndFailsAfterItsTimeout) {
+  std::atomic<int> asked{0};
+  FakeUpstream admin([&](FakeUpstream::Exchange& ex) {
+    EXPECT_EQ(ex.request.target(), "/ready");
+    FakeUpstream::reply(ex, ++asked < 3 ? 503 : 200, "");  // ready on the third probe
+  });
+  TempDir dir;
+  auto r = run(dir, {"wait", "--admin-port", std::to_string(admin.port()), "--timeout", "8s"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "outrigger wait: ready\n");
+  EXPECT_GE(asked.load(), 3);
+
+  FakeUpstream never([](FakeUpstream::Exchange& ex) { FakeUpstream::reply(ex, 503, ""); });
+  r = run(dir, {"wait", "--admin-port", std::to_string(never.port()), "--timeout", "300ms"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not ready after 300ms (last status 503)"), std::string::npos) << r.err;
+  r = run(dir, {"wait", "--timeout", "soon"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
 }  // namespace

@@ -28,6 +28,8 @@ namespace {
 constexpr std::size_t kReadChunk = 8 * 1024;
 constexpr auto kRefusalWriteTimeout = std::chrono::seconds(5);  // a client that will not read its 4xx
 constexpr auto kCloseNotifyTimeout = std::chrono::seconds(1);
+// How long a connection closing after its last response waits for the client's FIN.
+constexpr auto kLingerCloseTimeout = std::chrono::seconds(2);
 }  // namespace
 
 // Everything one request needs, pooled per thread and released between
@@ -384,6 +386,21 @@ awaitable<void> Http1Connection::finish() {
     std::tie(ec) = co_await tls->async_shutdown(use_tuple);
   }
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  // Lingering close (NGINX's lingering_close, HAProxy's too): after the last
+  // response, read and drop until the client's FIN, bounded, before closing.
+  // Closing with the client's bytes unread (a request it sent meanwhile)
+  // sends a reset, and a reset can discard the response before the client
+  // has read it; and a draining proxy that exits, or a pod whose network is
+  // torn down right after, would lose a response it has logged as served.
+  // Waiting for the FIN means the client has it (a drain waits for this).
+  if (closing_after_response_ && !timed_out_ && !ec && stream_.socket().is_open()) {
+    enter(Phase::closing, Clock::now() + kLingerCloseTimeout);
+    buffer_.consume(buffer_.size());
+    for (;;) {
+      auto [read_ec, n] = co_await stream_.socket().async_read_some(buffer_.prepare(kReadChunk), use_tuple);
+      if (read_ec || n == 0) break;
+    }
+  }
   stream_.socket().close(ec);
 }
 
@@ -398,6 +415,7 @@ awaitable<void> Http1Connection::refuse(ExchangeHandler& handler, ReadResult why
   }
   reply.close = true;
   keep_alive_ = false;
+  closing_after_response_ = true;  // then the lingering close in finish()
   auto& req = state_->parser.get();
   request_version_ = 11;
   is_head_ = false;

@@ -1,6 +1,7 @@
 // Bad input gets the right 4xx, the connection is closed cleanly, and the
 // proxy keeps serving everyone else.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include "support/net.hpp"
 
@@ -97,6 +98,29 @@ TEST_F(BadInput, ClosesIdleKeepAliveConnections) {
   const auto idle = std::chrono::steady_clock::now() - start;
   EXPECT_GE(idle, 250ms);
   EXPECT_LT(idle, 1500ms);
+}
+
+// A connection that closes after its response while the client has sent more
+// (a request after `Connection: close`, or the rest of a refused one) is not
+// reset: a reset can discard the response before the client reads it. The
+// proxy shuts its side, reads to the client's FIN, then closes (a lingering
+// close). The client here reads only after the proxy has ended its side, when
+// a reset would have arrived already.
+TEST_F(BadInput, ClosesWithoutAResetWhenTheClientSentMore) {
+  for (const bool refused : {false, true}) {
+    SCOPED_TRACE(refused ? "refused request" : "Connection: close");
+    auto s = Socket::connect(proxy_.port());
+    const std::string first = refused ? std::string("THIS IS NOT HTTP\r\n\r\n")
+                                      : request_text("GET", "/last", {{"Connection", "close"}});
+    ASSERT_TRUE(s.send(first + request_text("GET", "/more") + std::string(64 * 1024, 'x')));
+    // Wait for the proxy's end of the connection: a FIN (POLLRDHUP), or a reset (POLLERR/POLLHUP).
+    pollfd p{s.fd(), POLLRDHUP, 0};
+    ASSERT_EQ(::poll(&p, 1, 3000), 1);
+    EXPECT_FALSE(p.revents & (POLLERR | POLLHUP)) << "reset: revents " << p.revents;
+    auto res = s.read_response();
+    ASSERT_TRUE(res) << "the response was lost";
+    EXPECT_EQ(res->result_int(), refused ? 400 : 200);
+  }
 }
 
 }  // namespace

@@ -44,7 +44,8 @@ else
   cp "$bin" "$ctx/outrigger"
 fi
 sanitizers=""
-if ldd "$bin" 2>/dev/null | grep -q 'libasan\|libubsan'; then sanitizers="libasan8 libubsan1"; fi
+sanitized=""
+if ldd "$bin" 2>/dev/null | grep -q 'libasan\|libubsan'; then sanitizers="libasan8 libubsan1"; sanitized=--sanitized; fi
 cd "$root"
 podman build -q --pull=never --network=host --target prebuilt --build-context prebuilt-binary="$ctx" \
   --build-arg SANITIZER_LIBS="$sanitizers" -f docker/Dockerfile -t "$image" . >/dev/null \
@@ -53,5 +54,5 @@ podman build -q --pull=never --network=host --build-arg OUTRIGGER_IMAGE="$image"
   -f docker/demo.Dockerfile -t "$demo" . >/dev/null || fail "podman build of docker/demo.Dockerfile failed"
 echo "pod_test: images $image ($(podman image inspect --format '{{.Size}}' "$image") bytes), $demo" >&2
 rc=0
-"$py" "$here/pod_test.py" --binary "$bin" --image "$image" --demo-image "$demo" || rc=$?
+"$py" "$here/pod_test.py" --binary "$bin" --image "$image" --demo-image "$demo" $sanitized || rc=$?
 exit "$rc"

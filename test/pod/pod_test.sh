@@ -28,9 +28,18 @@ tag=pod-test-$$-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 image=localhost/outrigger:$tag
 demo=localhost/outrigger-demo:$tag
 ctx=$(mktemp -d)
+binlayer=""
 # shellcheck disable=SC2317  # run by the trap
 cleanup() {
   podman rmi -f "$demo" "$image" >/dev/null 2>&1 || true
+  # The build cache of every step after the binary's COPY holds the binary (~150 MB for an
+  # ASan build): remove each image with that layer, keep the cache of the other steps.
+  if [ -n "$binlayer" ]; then
+    # shellcheck disable=SC2046  # image ids, one word each
+    podman image inspect --format '{{.ID}} {{range .RootFS.Layers}}{{.}} {{end}}' $(podman images -aq) 2>/dev/null \
+      | awk -v l="$binlayer" 'index($0, " " l " ") {print $1}' \
+      | while read -r id; do podman rmi -f "$id" >/dev/null 2>&1 || true; done
+  fi
   rm -rf "$ctx"
 }
 trap cleanup EXIT
@@ -50,6 +59,7 @@ cd "$root"
 podman build -q --pull=never --network=host --target prebuilt --build-context prebuilt-binary="$ctx" \
   --build-arg SANITIZER_LIBS="$sanitizers" -f docker/Dockerfile -t "$image" . >/dev/null \
   || fail "podman build --target prebuilt failed"
+binlayer=$(podman image inspect --format '{{range .RootFS.Layers}}{{println .}}{{end}}' "$image" | grep . | tail -n 1)
 podman build -q --pull=never --network=host --build-arg OUTRIGGER_IMAGE="$image" \
   -f docker/demo.Dockerfile -t "$demo" . >/dev/null || fail "podman build of docker/demo.Dockerfile failed"
 echo "pod_test: images $image ($(podman image inspect --format '{{.Size}}' "$image") bytes), $demo" >&2

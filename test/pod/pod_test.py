@@ -216,7 +216,12 @@ def plain_pods(name, demo_image):
 
 
 def podman_quirks(doc):
-    """Podman 4.3's `kube play` differs from a kubelet; only these are changed."""
+    """Podman 4.3's `kube play` differs from a kubelet; only these are changed.
+
+    Left as injected, though Podman 4.3 does not honour them: the sidecar's postStart hook
+    (`outrigger wait`) is never run, so the application may start before its proxy is
+    ready (the client tolerates it: it only counts from the first 200); the probes become
+    healthchecks that need systemd timers, absent here (an error is logged, nothing else)."""
     if doc.get('kind') != 'Pod':
         return doc
     spec = doc['spec']

@@ -21,7 +21,8 @@ RUN dpkg-query -W -f '${Package}\n' | sort >/tmp/before \
     && for d in bin sbin lib lib64; do \
          if [ -d /extra/$d ]; then mkdir -p /extra/usr/$d && cp -a /extra/$d/. /extra/usr/$d/ && rm -rf /extra/$d; fi; \
        done \
-    && rm -rf /extra/usr/share/doc/*/changelog* /extra/usr/share/man
+    && rm -rf /extra/usr/share/doc/*/changelog* /extra/usr/share/man \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*   # the stage is build cache: keep it small
 
 FROM ${OUTRIGGER_IMAGE}
 COPY --from=python /extra/ /

@@ -32,6 +32,7 @@ import http.server
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -210,7 +211,10 @@ def plain_pods(name, demo_image):
             'outrigger.io/exclude-outbound-ports': str(EXCLUDED_PORT)}},
         'spec': {'containers': [{
             'name': 'app', 'image': demo_image,
-            'args': ['client', f'http://{SERVER_IP}:{APP_PORT}/hello', '--interval', '0.05', '--timeout', '8']}]},
+            # Each answer takes 0.2 s, so that a request is in flight most of the time, and
+            # likely when the server pod gets its SIGTERM.
+            'args': ['client', f'http://{SERVER_IP}:{APP_PORT}/hello?delay=0.2', '--interval', '0.02',
+                     '--timeout', '8']}]},
     }
     return server, client
 
@@ -329,6 +333,20 @@ def json_lines(text):
 def container_log(name):
     p = run('podman', 'logs', name, check=False)
     return p.stdout
+
+
+def container_log_all(name):
+    p = run('podman', 'logs', name, check=False)
+    return p.stdout + p.stderr
+
+
+def parse_ts(s):
+    """2026-12-02T12:54:14.815 (UTC, as the proxy logs) as seconds."""
+    import calendar
+    day, _, clock = s.partition('T')
+    hms, _, frac = clock.partition('.')
+    t = calendar.timegm(time.strptime(day + 'T' + hms, '%Y-%m-%dT%H:%M:%S'))
+    return t + float('0.' + (frac or '0'))
 
 
 def main():
@@ -504,11 +522,20 @@ def main():
             else:
                 bad.append(r)
         not_answered = [e for e in accepted.values() if e.get('response_code') != 200]
+        # In flight when the server proxy got its SIGTERM: accepted before, answered after.
+        sigterm = re.search(r'^\[([0-9T:.-]+)\] \[info\] signal 15', container_log_all(server_proxy), re.M)
+        in_flight = []
+        if sigterm:
+            ts = parse_ts(sigterm.group(1))
+            in_flight = [e for e in accepted.values()
+                         if parse_ts(e['start_time'].rstrip('Z')) <= ts <= parse_ts(e['start_time'].rstrip('Z'))
+                         + e.get('duration_ms', 0) / 1000]
         got = {r['id'] for r in results}
         unseen = [i for i in accepted if i not in got]
         log('shutdown: %d client results around the stop (%d 200, %d refused before accept), '
-            '%d requests the server proxy accepted in all' %
-            (len(window), len([r for r in window if r['status'] == 200]), len(refused), len(accepted)))
+            '%d requests the server proxy accepted in all, %d of them in flight at its SIGTERM%s' %
+            (len(window), len([r for r in window if r['status'] == 200]), len(refused), len(accepted),
+             len(in_flight), '' if sigterm else ' (no SIGTERM line found in its log)'))
         check(not lost, 'no accepted request answered other than 200 to the client %s' % lost[:5])
         check(not not_answered, 'the server proxy answered every request it accepted with 200 %s' % not_answered[:5])
         check(not bad, 'every other client outcome is a refusal before accept (503 connect_failure/'

@@ -3,7 +3,8 @@
 
   demo_app.py server [--port 8080] [--excluded-port 8081] [--grace 2]
       HTTP/1.1 on both ports; every answer is 200 with the JSON body
-      {"hostname": ..., "port": ..., "count": N} (N counts the requests on that port).
+      {"hostname": ..., "port": ..., "count": N} (N counts the requests on that port),
+      after ?delay=SECONDS if the target has one.
       On SIGTERM it goes on serving for --grace seconds (the proxy in front drains
       first), then exits 0.
   demo_app.py client URL [--interval 0.05] [--timeout 5] [--count N]
@@ -76,6 +77,9 @@ def server(args):
                 n = int(headers.get('content-length', '0') or 0)
                 if n:
                     f.read(n)
+                target = line.split(' ')[1] if ' ' in line else '/'
+                if 'delay=' in target:   # ?delay=SECONDS: answer that much later (at most 5 s)
+                    time.sleep(min(5.0, float(target.split('delay=', 1)[1].split('&')[0] or 0)))
                 with lock:
                     counts[port] += 1
                     count = counts[port]

@@ -360,6 +360,7 @@ def main():
     name = 'outrigger-pod-test-%06x' % random.getrandbits(24)
     tmp = tempfile.mkdtemp(prefix=name + '-')
     undo = []          # cleanup steps, run in reverse
+    keep = [False]     # a failed run keeps its files and logs for a look
     collector = None
     server_pod, client_pod = f'{name}-server', f'{name}-client'
     client_app, server_proxy = f'{client_pod}-app', f'{server_pod}-outrigger'
@@ -548,9 +549,16 @@ def main():
         return 0
     except Failed as e:
         print('pod_test: FAILED: %s' % e, file=sys.stderr, flush=True)
+        os.makedirs(f'{tmp}/logs', exist_ok=True)
         for c in (server_proxy, f'{server_pod}-app', f'{client_pod}-outrigger', client_app):
-            out = run('podman', 'logs', '--tail', '15', c, check=False)
-            print('--- podman logs --tail 15 %s\n%s%s' % (c, out.stdout, out.stderr), file=sys.stderr)
+            out = run('podman', 'logs', '-t', c, check=False)
+            with open(f'{tmp}/logs/{c}.log', 'w') as f:
+                f.write(out.stdout + out.stderr)
+            tail = (out.stdout + out.stderr).splitlines()[-15:]
+            print('--- podman logs %s (last 15 lines)\n%s' % (c, '\n'.join(tail)), file=sys.stderr)
+        with open(f'{tmp}/logs/spans.json', 'w') as f:
+            json.dump(collector.spans if collector else [], f)
+        keep[0] = True
         return 1
     finally:
         if collector:
@@ -561,8 +569,8 @@ def main():
                 step()
             except Exception as e:  # noqa: BLE001 - clean up the rest whatever happens
                 print('pod_test: cleanup: %s' % e, file=sys.stderr)
-        if os.environ.get('POD_TEST_KEEP'):
-            log('kept ' + tmp)
+        if keep[0] or os.environ.get('POD_TEST_KEEP'):
+            log('kept %s (configs, manifests, certificates%s)' % (tmp, ', logs/ of every container' if keep[0] else ''))
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 

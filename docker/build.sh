@@ -3,6 +3,8 @@
 #   docker/build.sh run [CONFIG]   install what is missing, build (release), run the proxy
 #   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
 #   docker/build.sh build          install what is missing, build (release) only
+#   docker/build.sh containers     set up Podman and the base image (docker/containers.sh; root or sudo)
+#   docker/build.sh image          build the release image localhost/outrigger:VERSION with Podman
 set -eu
 cd "$(dirname "$0")/.."
 cmd=${1:-run}
@@ -33,8 +35,19 @@ case "$cmd" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest -j 4 --output-on-failure --timeout 180
     ;;
+  containers)
+    exec ./docker/containers.sh     # uses sudo itself when not root
+    ;;
+  image)
+    # --pull=never: FROM debian:12-slim is the local image docker/containers.sh makes;
+    # --network=host: the build's apt-get reaches Debian's archive as the host does.
+    # Tagged with the version, the image `outrigger inject` names by default.
+    ./docker/containers.sh
+    version=$(sed -n 's/^project(outrigger VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+    exec podman build --pull=never --network=host -f docker/Dockerfile -t "localhost/outrigger:$version" .
+    ;;
   *)
-    echo "usage: $0 run [CONFIG] | test | build" >&2
+    echo "usage: $0 run [CONFIG] | test | build | containers | image" >&2
     exit 2
     ;;
 esac

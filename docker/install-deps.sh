@@ -10,8 +10,9 @@ build="g++ cmake make pkg-config ccache \
 # h2spec's Go build, nghttp and h2load for the HTTP/2 tests, gRPC's Python runtime for the gRPC tests,
 # WebSocket peers (websockets, h2), ip/iptables for the original-destination tests in a netns, and dnslib
 # for the DNS server the DNS-cluster tests run; nodejs and npm for the Kubernetes manifests' schema checks
-# (test/tools/kube: kubernetes-models from npm, pinned by its lock, installed into a cache by the tests).
-test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client \
+# (test/tools/kube: kubernetes-models from npm, pinned by its lock, installed into a cache by the tests);
+# PyYAML and openssl for the pod test (test/pod; docker/containers.sh installs Podman itself).
+test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client python3-yaml openssl \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
   python3-websockets python3-h2 iproute2 iptables python3-dnslib nodejs npm"
 # ip, iptables and nft for the interception benchmark's network namespaces.

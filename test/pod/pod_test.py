@@ -49,7 +49,8 @@ SUBNET, GATEWAY = '198.51.100.0/24', '198.51.100.1'
 SERVER_IP, CLIENT_IP = '198.51.100.10', '198.51.100.20'
 APP_PORT, EXCLUDED_PORT, ADMIN_PORT, ZIPKIN_PORT = 8080, 8081, 9901, 9411
 TRUST = 'spiffe://cluster.local/ns/demo/sa/'
-DELAY_QUERY = '?delay=' + os.environ['OUTRIGGER_POD_TEST_DELAY'] if os.environ.get('OUTRIGGER_POD_TEST_DELAY') else ''
+DELAY = os.environ.get('OUTRIGGER_POD_TEST_DELAY', '0.2')
+DELAY_QUERY = '?delay=' + DELAY if DELAY not in ('', '0') else ''
 CERTS = '/etc/outrigger/certs'
 T0 = time.monotonic()
 
@@ -213,10 +214,8 @@ def plain_pods(name, demo_image):
             'outrigger.io/exclude-outbound-ports': str(EXCLUDED_PORT)}},
         'spec': {'containers': [{
             'name': 'app', 'image': demo_image,
-            # OUTRIGGER_POD_TEST_DELAY=0.2 makes each answer take 0.2 s, so that a request is
-            # likely in flight when the server pod gets its SIGTERM. Off by default: with it, a
-            # request in flight is lost in about half the runs here (the server proxy answers
-            # it 200 and the client proxy never reads the answer; open, see docs/kubernetes.md).
+            # Each answer takes 0.2 s (OUTRIGGER_POD_TEST_DELAY), so that a request is likely
+            # in flight when the server pod gets its SIGTERM.
             'args': ['client', f'http://{SERVER_IP}:{APP_PORT}/hello' + DELAY_QUERY, '--interval', '0.02',
                      '--timeout', '8']}]},
     }

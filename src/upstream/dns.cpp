@@ -167,7 +167,10 @@ DnsResolver::DnsResolver(asio::io_context& io, const std::vector<core::Address>&
     throw std::runtime_error(std::string("dns: cannot start a resolver: ") + ares_strerror(rc));
   if (!servers.empty()) {
     std::string csv;
-    for (const auto& s : servers) csv += (csv.empty() ? "" : ",") + s.to_string();
+    for (const auto& s : servers) {
+      if (!csv.empty()) csv += ',';  // in two steps: see resolver_for
+      csv += s.to_string();
+    }
     if (const int rc = ares_set_servers_ports_csv(impl_->channel, csv.c_str()); rc != ARES_SUCCESS) {
       ares_destroy(impl_->channel);
       throw std::runtime_error("dns: bad name servers '" + csv + "': " + ares_strerror(rc));
@@ -256,7 +259,10 @@ bool DnsRefresher::initialized() const {
 
 DnsResolver& DnsRefresher::resolver_for(const config::Dns& dns) {
   std::string key = std::to_string(dns.timeout.count());
-  for (const auto& s : dns.resolvers) key += " " + s.to_string();
+  for (const auto& s : dns.resolvers) {
+    key += ' ';  // in two steps: GCC 12 -O3 warns wrongly (stringop-overflow) about " " + string
+    key += s.to_string();
+  }
   auto& r = resolvers_[key];
   if (!r) r = std::make_unique<DnsResolver>(io_, dns.resolvers, dns.timeout);
   return *r;
@@ -343,7 +349,10 @@ void DnsRefresher::answered(Target& t, DnsAnswer a) {
     }
     if (found != current) {
       std::string list;
-      for (const auto& x : found) list += (list.empty() ? "" : ", ") + x.to_string();
+      for (const auto& x : found) {
+        if (!list.empty()) list += ", ";  // in two steps: see resolver_for
+        list += x.to_string();
+      }
       spdlog::info("dns: cluster {}: {} is now [{}]", t.cluster, t.host, list);
       current = std::move(found);
       if (!change_posted_) {

@@ -466,11 +466,14 @@ def main():
                  'the client loop to pause')
 
         def quiet_counters():
-            # Settled: two reads in a row agree (answers still in flight have finished).
-            a1 = (proxy_counters(CLIENT_IP), proxy_counters(SERVER_IP))
-            time.sleep(0.3)
-            a2 = (proxy_counters(CLIENT_IP), proxy_counters(SERVER_IP))
-            return a2 if a1 == a2 else None
+            # Settled: the loop has paused, its proxy has counted every request it answered
+            # (any HTTP status), and the server's every one answered 200.
+            results = client_results()
+            answered = len([r for r in results if r['status']])
+            ok = len([r for r in results if r['status'] == 200])
+            c, s = proxy_counters(CLIENT_IP), proxy_counters(SERVER_IP)
+            key = 'outrigger_requests_total'
+            return (c, s) if c[key] == answered and s[key] == ok else None
         before = wait_for(quiet_counters, 10, 'the proxies to go quiet')
 
         def exec_client(url, n):

@@ -3,6 +3,7 @@
 #   docker/build.sh run [CONFIG]   install what is missing, build (release), run the proxy
 #   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
 #   docker/build.sh build          install what is missing, build (release) only
+#   docker/build.sh tsan [REGEX]   build with ThreadSanitizer, run the integration tests (those matching REGEX)
 #   docker/build.sh containers     set up Podman and the base image (docker/containers.sh; root or sudo)
 #   docker/build.sh image          build the release image localhost/outrigger:VERSION with Podman
 set -eu
@@ -17,6 +18,11 @@ release() {
   cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DOUTRIGGER_TESTS=OFF >/dev/null
   cmake --build build/release -j "$jobs" --target outrigger
 }
+
+# What the ThreadSanitizer job runs (all the integration tests take too long for CI
+# under TSan): the tests where threads meet, reload, drain, rotation, upgrade, the
+# workers' shared gauges and the main thread's DNS, health checks and span reporting.
+tsan_tests='Reload\.|Drain\.|Tls\.|WorkerUpstreams\.|Http2Downstream\.|Http2Upstream\.|DnsCluster\.|HealthCheck\.|Tracing\.|Admin\.|CircuitBreakers\.|OutlierDetection\.'
 
 case "$cmd" in
   run)
@@ -34,6 +40,17 @@ case "$cmd" in
     cd build/test
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest -j 4 --output-on-failure --timeout 180
+    ;;
+  tsan)
+    # The integration tests under ThreadSanitizer: reload, drain, certificate rotation
+    # and the workers' shared atomics racing with traffic (docs/operations.md).
+    ./docker/install-deps.sh test
+    cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+      -DOUTRIGGER_TSAN=ON >/dev/null
+    cmake --build build/tsan -j "$jobs" --target outrigger_integration_tests
+    cd build/tsan
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/../../test/tsan.supp" \
+      ctest -j 3 --output-on-failure --timeout 300 -R "^(${2:-$tsan_tests})"
     ;;
   containers)
     exec ./docker/containers.sh     # uses sudo itself when not root

@@ -59,22 +59,46 @@ class Procs:
 
     def __init__(self):
         self.procs = []
+        self.groups = set()  # pids of processes started in a group of their own
 
-    def start(self, args, **kw):
+    def start(self, args, group=False, **kw):
+        """group: a process group of its own, signalled as a whole (a wrapper such as
+        heaptrack does not pass signals on to the program it runs)."""
         kw.setdefault("stdin", subprocess.DEVNULL)
-        p = subprocess.Popen(args, **kw)
+        p = subprocess.Popen(args, start_new_session=group, **kw)
         self.procs.append(p)
+        if group:
+            self.groups.add(p.pid)
         return p
+
+    def _signal(self, p, sig):
+        if p.pid in self.groups:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        else:
+            p.send_signal(sig)
 
     def stop(self, p, sig=signal.SIGTERM, timeout=10):
         if p.poll() is None:
             try:
-                p.send_signal(signal.SIGCONT)
-                p.send_signal(sig)
+                self._signal(p, signal.SIGCONT)
+                self._signal(p, sig)
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                p.kill()
+                self._signal(p, signal.SIGKILL)
                 p.wait(timeout=5)
+        if p.pid in self.groups:  # the rest of the group: a moment to finish, then killed
+            deadline = time.monotonic() + timeout
+            try:
+                while time.monotonic() < deadline:
+                    os.killpg(p.pid, 0)
+                    time.sleep(0.1)
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.groups.discard(p.pid)
         if p in self.procs:
             self.procs.remove(p)
 
@@ -425,7 +449,7 @@ class Proxy:
             raise RuntimeError(f"{self.name}: config rejected:\n{check.stderr}")
         # A diagnosis hook: SOAK_WRAP_INBOUND="heaptrack -o /tmp/inbound" runs it under a tool.
         wrap = os.environ.get("SOAK_WRAP_" + self.name.upper(), "").split()
-        self.proc = self.procs.start(wrap + [self.binary, "run", "-c", self.conf],
+        self.proc = self.procs.start(wrap + [self.binary, "run", "-c", self.conf], group=bool(wrap),
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         wait_port(self.port, proc=self.proc)
         wait_port(self.admin, proc=self.proc)

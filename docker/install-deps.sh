@@ -15,9 +15,10 @@ build="g++ cmake make pkg-config ccache \
 test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client python3-yaml openssl \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
   python3-websockets python3-h2 iproute2 iptables python3-dnslib nodejs npm"
-# ip, iptables and nft for the interception benchmark's network namespaces.
+# ip, iptables and nft for the interception benchmark's network namespaces; prometheus-client's
+# text parser for the soak's and the mesh chaos's reading of /metrics.
 bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3 \
-  iproute2 iptables nftables"
+  iproute2 iptables nftables python3-prometheus-client"
 case "$what" in
   build) pkgs=$build ;;
   test) pkgs=$test ;;

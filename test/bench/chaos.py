@@ -126,8 +126,9 @@ class Load:
     """THREADS paced, closed-loop clients; each request's phase, start,
     latency and whether the client saw an error."""
 
-    def __init__(self, targets, threads, rate_per_thread):
+    def __init__(self, targets, threads, rate_per_thread, path="/"):
         self.targets = targets  # list of ports; more than one: the client alternates
+        self.path = path
         self.threads = threads
         self.interval = 1.0 / rate_per_thread
         self.phase = None
@@ -154,7 +155,7 @@ class Load:
                 c = conns.get(port)
                 if c is None:
                     c = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=ROUTE_TIMEOUT + 1)
-                c.request("GET", "/")
+                c.request("GET", self.path)
                 r = c.getresponse()
                 r.read()
                 if not 200 <= r.status < 300:

@@ -8,6 +8,8 @@
 #   test/bench/run.sh load       # only the load part
 #   test/bench/run.sh memory     # only the memory part
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
+#   test/bench/run.sh chaos-mesh # resets, reloads, certificate rotation, collector gone, in an mTLS mesh (chaos_mesh.py)
+#   test/bench/run.sh soak       # 30 minutes of HTTP/1.1, HTTP/2 and gRPC through an mTLS mesh (soak.py; SOAK_ARGS=--ci: 3)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
 #   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
@@ -33,6 +35,13 @@ if [ -z "${OUTRIGGER_BIN:-}" ]; then
 fi
 if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos.py
   exec timeout 900 python3 "$here/chaos.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = chaos-mesh ]; then  # resets, reloads, rotation, collector gone: test/bench/chaos_mesh.py
+  exec timeout 900 /usr/bin/python3 "$here/chaos_mesh.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = soak ]; then  # a bounded soak through an mTLS mesh: test/bench/soak.py
+  # shellcheck disable=SC2086  # SOAK_ARGS is a list of options
+  exec timeout 2400 /usr/bin/python3 "$here/soak.py" --outrigger "$OUTRIGGER_BIN" ${SOAK_ARGS:-}
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
@@ -303,5 +312,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|chaos-mesh|soak|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

@@ -68,7 +68,9 @@ class Worker::Slot final : public http::ConnectionHost {
   asio::awaitable<void> accept_loop() {
     for (;;) {
       auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      // A connection accepted just before the drain closed the acceptor is
+      // served (with `Connection: close`), not dropped.
+      if (ec == asio::error::operation_aborted || (ec && !acceptor_.is_open()) || worker_.stopping_) co_return;
       if (ec) {
         // Out of descriptors or similar: back off instead of spinning.
         spdlog::warn("listener {}: accept failed: {}", name_, ec.message());

@@ -179,6 +179,26 @@ std::uint16_t Worker::bind(const std::string& listener, const tcp::endpoint& end
   return port;
 }
 
+std::uint16_t Worker::adopt(const std::string& listener, int fd) {
+  sockaddr_storage at{};
+  socklen_t len = sizeof at;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&at), &len) != 0)
+    throw std::runtime_error("a passed socket: " + std::string(std::strerror(errno)));
+  auto slot = std::make_unique<Slot>(*this, listener);
+  auto& a = slot->acceptor();
+  a.assign(at.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
+  const auto port = a.local_endpoint().port();
+  slots_.push_back(std::move(slot));
+  return port;
+}
+
+std::vector<int> Worker::listening_fds(const std::string& listener) {
+  std::vector<int> fds;
+  for (auto& slot : slots_)
+    if (slot->name() == listener) fds.push_back(slot->acceptor().native_handle());
+  return fds;
+}
+
 void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   for (auto& slot : slots_) {

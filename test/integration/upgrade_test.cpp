@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -359,6 +360,40 @@ TEST(Upgrade, FailsCleanlyWhenNobodyListensOnThePath) {
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(p.wait(10s), 0);
   EXPECT_NE(::access(stale.c_str(), F_OK), 0);  // its socket file went with it
+}
+
+// Something on the path that speaks another version of the protocol.
+TEST(Upgrade, FailsCleanlyOnAnotherProtocolVersion) {
+  TempDir dir;
+  FakeUpstream up(upstream_handler);
+  const auto path = dir.file("other.sock");
+  const int listener = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path.c_str());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  std::string hello;
+  std::thread other([&] {
+    pollfd p{listener, POLLIN, 0};
+    if (::poll(&p, 1, 10000) != 1) return;  // it never asked
+    const int c = ::accept(listener, nullptr, nullptr);
+    if (c < 0) return;
+    char buf[4096];
+    const auto n = ::recv(c, buf, sizeof buf, 0);
+    if (n > 0) hello.assign(buf, static_cast<std::size_t>(n));
+    const std::string answer = R"({"version":2,"type":"listeners","pid":1,"listeners":[]})";
+    ::send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
+    ::close(c);
+  });
+  const auto file = dir.write("c.yaml", config("v1", 1, closed_port(), closed_port(), up.port()));
+  auto r = run_program({OUTRIGGER_BINARY, "run", "-c", file, "--upgrade-from", path});
+  other.join();
+  ::close(listener);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(hello.find(R"("type":"hello")"), std::string::npos) << hello;
+  EXPECT_NE(hello.find(R"("version":1)"), std::string::npos) << hello;
+  EXPECT_NE(r.err.find("protocol version 2, this binary speaks 1"), std::string::npos) << r.err;
 }
 
 TEST(Upgrade, ABadNewConfigOrAFailedStartLeavesTheOldProcessServing) {

@@ -12,6 +12,7 @@
 #include "outrigger/kube/wait.hpp"
 #include "outrigger/server/server.hpp"
 #include "outrigger/server/snapshot.hpp"
+#include "outrigger/server/upgrade.hpp"
 
 namespace po = boost::program_options;
 using namespace outrigger;
@@ -19,7 +20,9 @@ using namespace outrigger;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: outrigger run -c FILE       run the proxy\n"
+    "usage: outrigger run -c FILE [--upgrade-socket PATH] [--upgrade-from PATH]\n"
+    "                                   run the proxy (--upgrade-from: take over the listening sockets of the\n"
+    "                                   proxy listening on PATH, which drains and exits)\n"
     "       outrigger validate -c FILE  check a config; exit 2 and list every problem if it is invalid\n"
     "       outrigger iptables [OPTIONS]  install (or --cleanup, --dry-run) the pod's interception rules\n"
     "       outrigger inject [-f FILE] [--classic]  print Kubernetes manifests with the sidecar added\n"
@@ -59,8 +62,14 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "inject") return kube::inject_main(argc - 1, argv + 1);
   if (argc >= 2 && std::string_view(argv[1]) == "wait") return kube::wait_main(argc - 1, argv + 1);
   std::string command, file;
+  server::UpgradeOptions upgrade;
   po::options_description options("options");
-  options.add_options()("help,h", "show this help")("config,c", po::value(&file), "config file (YAML)");
+  options.add_options()("help,h", "show this help")("config,c", po::value(&file), "config file (YAML)")(
+      "upgrade-socket", po::value(&upgrade.socket),
+      "run: listen on this Unix socket (0600) for the next binary's --upgrade-from")(
+      "upgrade-from", po::value(&upgrade.from),
+      "run: take the listening sockets of the proxy listening on this Unix socket; it drains and exits. "
+      "Afterwards this process listens there (or on --upgrade-socket) for the next upgrade");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;
@@ -94,13 +103,19 @@ int main(int argc, char** argv) {
   auto config = load_and_check(file);
   if (!config) return 2;
   if (command == "validate") {
+    if (!upgrade.from.empty() || !upgrade.socket.empty()) {
+      std::cerr << "outrigger: --upgrade-from and --upgrade-socket are for run\n";
+      return 2;
+    }
     std::cout << file << ": ok\n";
     return 0;
   }
 
   setup_logging(config->log_level);
   try {
+    // The config is valid before anything is asked of a running process.
     server::Server server(std::move(*config));
+    server.set_upgrade(upgrade);
     server.start();
     spdlog::info("outrigger {} ready", kVersion);
     const int code = server.run();

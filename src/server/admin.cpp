@@ -29,6 +29,14 @@ AdminServer::AdminServer(asio::io_context& io, const tcp::endpoint& at, observab
   acceptor_.listen();
 }
 
+AdminServer::AdminServer(asio::io_context& io, int fd, observability::Stats& stats, Hooks hooks)
+    : acceptor_(io), stats_(stats), hooks_(std::move(hooks)) {
+  sockaddr_storage at{};
+  socklen_t len = sizeof at;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&at), &len);
+  acceptor_.assign(at.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
+}
+
 std::uint16_t AdminServer::port() const { return acceptor_.local_endpoint().port(); }
 
 void AdminServer::start() { asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached); }

@@ -17,6 +17,7 @@
 #include "outrigger/server/admin.hpp"
 #include "outrigger/server/snapshot.hpp"
 #include "outrigger/server/span_reporter.hpp"
+#include "outrigger/server/upgrade.hpp"
 #include "outrigger/server/worker.hpp"
 
 namespace outrigger::server {
@@ -30,12 +31,15 @@ struct Server::Impl {
 
   config::Config initial;
   ServerOptions options;
+  UpgradeOptions upgrade_options;
   observability::Stats stats;  // before the workers: they point into it
   asio::io_context io{1};
   asio::signal_set signals;
   asio::steady_timer watch_timer{io};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
+  std::unique_ptr<UpgradeListener> upgrade;  // --upgrade-socket: the next binary asks here
+  std::vector<PassedListener> passable;      // what an upgrade hands on (the fds stay ours)
   KeptUpstreams upstreams;
   std::unique_ptr<SpanReporter> reporter;
   std::unique_ptr<upstream::DnsRefresher> dns;  // DNS clusters' lookups, on this thread
@@ -55,6 +59,10 @@ struct Server::Impl {
   void do_drain(bool everything);
   void finish_drain(std::chrono::steady_clock::time_point deadline);
   bool sidecar() const;
+  void bind_listeners(UpgradeClient* inherit);
+  AdminServer::Hooks admin_hooks();
+  void listen_for_upgrades(const std::string& path, bool replace);
+  void hand_off(int pid);
 };
 
 namespace {
@@ -92,6 +100,8 @@ Server::~Server() {
   impl_->upstreams = {};
 }
 
+void Server::set_upgrade(const UpgradeOptions& options) { impl_->upgrade_options = options; }
+
 void Server::start() {
   auto& s = *impl_;
   const unsigned n = std::max(1u, s.initial.workers);
@@ -110,38 +120,21 @@ void Server::start() {
   net::set_upstream_mark(s.current->config.socket_mark);
   s.dns->sync(s.current->config);
 
-  // The first worker's bind picks the port when the config asks for port 0;
-  // the others share it through SO_REUSEPORT.
-  for (const auto& l : s.current->config.listeners) {
-    auto ep = endpoint_of(l.address);
-    for (auto& w : s.workers) {
-      try {
-        ep.port(w->bind(l.name, ep));
-      } catch (const boost::system::system_error& e) {
-        throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.to_string() + ": " +
-                                 e.code().message());
-      }
+  // Validated, now the sockets: the running process's (an upgrade), or new ones.
+  std::unique_ptr<UpgradeClient> inherit;
+  if (!s.upgrade_options.from.empty()) {
+    if (const auto& next = s.upgrade_options.socket; !next.empty()) {
+      if (auto why = upgrade_path_problem(next); !why.empty())
+        throw std::runtime_error("upgrade socket " + next + ": " + why);
     }
-    s.ports[l.name] = ep.port();
-    spdlog::info("listener {} ({}) on {}", l.name, l.direction == config::Direction::inbound ? "inbound" : "outbound",
-                 tcp::endpoint(ep.address(), ep.port()).address().to_string() + ":" + std::to_string(ep.port()));
+    inherit = std::make_unique<UpgradeClient>(s.upgrade_options.from, s.upgrade_options.timeout);
+    inherit->receive();
   }
-  if (s.current->config.admin.enabled) {
-    const auto& a = s.current->config.admin.address;
-    try {
-      s.admin = std::make_unique<AdminServer>(
-          s.io, endpoint_of(a), s.stats,
-          AdminServer::Hooks{[&s] { return s.started && !s.draining && s.dns->initialized(); }, [&s] { return s.current; },
-                             [&s] {
-                               spdlog::info("admin: /quitquitquit: draining");
-                               s.do_drain(true);
-                             }});
-    } catch (const boost::system::system_error& e) {
-      throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
-    }
-    s.admin->start();
-    spdlog::info("admin on {}:{}", a.host, s.admin->port());
-  }
+  s.bind_listeners(inherit.get());
+  const std::string upgrade_path = s.upgrade_options.socket.empty() ? s.upgrade_options.from : s.upgrade_options.socket;
+  // Not yet listening for the next upgrade when this is one: the path is the
+  // old process's until it has let go.
+  if (!upgrade_path.empty() && !inherit) s.listen_for_upgrades(upgrade_path, false);
   for (auto& w : s.workers) w->start(s.current);
   s.reporter = std::make_unique<SpanReporter>(s.io, [&s] { return s.current; });
   s.reporter->start();
@@ -153,6 +146,112 @@ void Server::start() {
     s.wait_signal();
   }
   s.started = true;
+  if (inherit) {
+    std::size_t sockets = 0, listeners = 0;
+    for (const auto& l : s.passable)
+      if (!l.admin) {
+        sockets += l.fds.size();
+        ++listeners;
+      }
+    try {
+      inherit->confirm_accepting();
+      spdlog::info("upgrade: took over from pid {} through {}; accepting on {} listening sockets of {} listeners",
+                   inherit->old_pid(), s.upgrade_options.from, sockets, listeners);
+    } catch (const std::exception& e) {
+      // This process accepts already; the old one stops when it hears so.
+      spdlog::warn("{} (this process serves on)", e.what());
+    }
+    inherit.reset();  // closes what no listener of this config took
+    try {
+      s.listen_for_upgrades(upgrade_path, upgrade_path == s.upgrade_options.from);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: the next upgrade cannot come this way", e.what());
+    }
+  }
+}
+
+// The first worker's bind picks the port when the config asks for port 0;
+// the others share it through SO_REUSEPORT. With `inherit`, a listener the
+// old process had (same name and address) takes its sockets, spread over the
+// workers (a worker may accept on several); workers beyond them bind more.
+void Server::Impl::bind_listeners(UpgradeClient* inherit) {
+  auto passed = [&](std::string_view name, bool admin_socket, const std::string& address) -> PassedListener* {
+    if (!inherit) return nullptr;
+    for (auto& l : inherit->listeners())
+      if (l.admin == admin_socket && l.name == name && (l.address == address || l.bound == address) && !l.fds.empty())
+        return &l;
+    return nullptr;
+  };
+  for (const auto& l : current->config.listeners) {
+    auto ep = endpoint_of(l.address);
+    std::size_t first_bound = 0;
+    if (auto* from = passed(l.name, false, l.address.to_string())) {
+      const auto fds = inherit->take(*from);
+      for (std::size_t i = 0; i < fds.size(); ++i) ep.port(workers[i % workers.size()]->adopt(l.name, fds[i]));
+      first_bound = fds.size();
+    }
+    for (std::size_t i = first_bound; i < workers.size(); ++i) {
+      try {
+        ep.port(workers[i]->bind(l.name, ep));
+      } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("listener " + l.name + ": cannot listen on " + l.address.to_string() + ": " +
+                                 e.code().message());
+      }
+    }
+    ports[l.name] = ep.port();
+    const auto bound = core::Address{ep.address().to_string(), ep.port()}.to_string();
+    spdlog::info("listener {} ({}) on {}{}", l.name, l.direction == config::Direction::inbound ? "inbound" : "outbound",
+                 bound, first_bound ? " (passed on by the old process)" : "");
+    PassedListener mine{l.name, l.address.to_string(), bound, false, {}};
+    for (auto& w : workers)
+      for (int fd : w->listening_fds(l.name)) mine.fds.push_back(fd);
+    passable.push_back(std::move(mine));
+  }
+  if (current->config.admin.enabled) {
+    const auto& a = current->config.admin.address;
+    try {
+      if (auto* from = passed("admin", true, a.to_string())) {
+        auto fds = inherit->take(*from);
+        for (std::size_t i = 1; i < fds.size(); ++i) ::close(fds[i]);
+        admin = std::make_unique<AdminServer>(io, fds[0], stats, admin_hooks());
+      } else {
+        admin = std::make_unique<AdminServer>(io, endpoint_of(a), stats, admin_hooks());
+      }
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
+    }
+    admin->start();
+    spdlog::info("admin on {}:{}", a.host, admin->port());
+    passable.push_back(
+        {"admin", a.to_string(), core::Address{a.host, admin->port()}.to_string(), true, {admin->native_handle()}});
+  }
+}
+
+AdminServer::Hooks Server::Impl::admin_hooks() {
+  return {[this] { return started && !draining && dns->initialized(); }, [this] { return current; },
+          [this] {
+            spdlog::info("admin: /quitquitquit: draining");
+            do_drain(true);
+          }};
+}
+
+void Server::Impl::listen_for_upgrades(const std::string& path, bool replace) {
+  upgrade =
+      std::make_unique<UpgradeListener>(io, path, replace,
+                                        UpgradeListener::Hooks{[this] { return draining; }, [this] { return passable; },
+                                                               [this](int pid) { hand_off(pid); }},
+                                        upgrade_options.timeout);
+  upgrade->start();
+  spdlog::info("upgrade socket on {}", path);
+}
+
+// The new process accepts on the very sockets this one has (the same
+// queues): stop accepting, which closes only this process's copies, and
+// drain, both sides at once (the new process serves both).
+void Server::Impl::hand_off(int pid) {
+  spdlog::info("upgrade: pid {} accepts on our listening sockets: draining", pid);
+  if (admin) admin->stop();
+  do_drain(true);
 }
 
 // Files a config names but does not hold (key sets, certificates) are
@@ -286,6 +385,7 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     if (open) spdlog::warn("drain timeout: closing {} connections", open);
     for (auto& w : workers) w->stop();
     if (admin) admin->stop();
+    if (upgrade) upgrade->stop();
     if (dns) dns->stop();
     watch_timer.cancel();
     stopped = true;

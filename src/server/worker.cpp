@@ -68,7 +68,9 @@ class Worker::Slot final : public http::ConnectionHost {
   asio::awaitable<void> accept_loop() {
     for (;;) {
       auto [ec, socket] = co_await acceptor_.async_accept(use_tuple);
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      // A connection accepted just before the drain closed the acceptor is
+      // served (with `Connection: close`), not dropped.
+      if (ec == asio::error::operation_aborted || (ec && !acceptor_.is_open()) || worker_.stopping_) co_return;
       if (ec) {
         // Out of descriptors or similar: back off instead of spinning.
         spdlog::warn("listener {}: accept failed: {}", name_, ec.message());
@@ -175,6 +177,26 @@ std::uint16_t Worker::bind(const std::string& listener, const tcp::endpoint& end
   const auto port = a.local_endpoint().port();
   slots_.push_back(std::move(slot));
   return port;
+}
+
+std::uint16_t Worker::adopt(const std::string& listener, int fd) {
+  sockaddr_storage at{};
+  socklen_t len = sizeof at;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&at), &len) != 0)
+    throw std::runtime_error("a passed socket: " + std::string(std::strerror(errno)));
+  auto slot = std::make_unique<Slot>(*this, listener);
+  auto& a = slot->acceptor();
+  a.assign(at.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
+  const auto port = a.local_endpoint().port();
+  slots_.push_back(std::move(slot));
+  return port;
+}
+
+std::vector<int> Worker::listening_fds(const std::string& listener) {
+  std::vector<int> fds;
+  for (auto& slot : slots_)
+    if (slot->name() == listener) fds.push_back(slot->acceptor().native_handle());
+  return fds;
 }
 
 void Worker::apply(std::shared_ptr<const Snapshot> snapshot) {

@@ -22,7 +22,10 @@ class AdminServer {
   };
   AdminServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, observability::Stats& stats,
               Hooks hooks);
+  // On a listening socket passed by the process this one replaces (server/upgrade.hpp); owns `fd`.
+  AdminServer(boost::asio::io_context& io, int fd, observability::Stats& stats, Hooks hooks);
   std::uint16_t port() const;
+  int native_handle() { return acceptor_.native_handle(); }
   void start();
   void stop();
 

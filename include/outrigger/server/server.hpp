@@ -14,6 +14,8 @@
 
 namespace outrigger::server {
 
+struct UpgradeOptions;  // server/upgrade.hpp
+
 struct ServerOptions {
   bool handle_signals = true;  // SIGTERM/SIGINT drain, SIGHUP reloads config.file
 };
@@ -24,6 +26,10 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Before start(): restart without dropping connections (server/upgrade.hpp):
+  // take the listening sockets of a running proxy, and/or listen for the next binary.
+  void set_upgrade(const UpgradeOptions& options);
 
   // Binds every listener (each worker its own SO_REUSEPORT socket) and the admin
   // listener, then starts the worker threads. Throws std::runtime_error naming

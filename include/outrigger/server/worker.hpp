@@ -33,6 +33,13 @@ class Worker {
   // Main thread, before start(): opens this worker's socket for a listener.
   // Returns the bound port (the kernel's choice when `endpoint` has port 0).
   std::uint16_t bind(const std::string& listener, const boost::asio::ip::tcp::endpoint& endpoint);
+  // Main thread, before start(): accepts for a listener on a listening
+  // socket passed by the process this one replaces (server/upgrade.hpp); the
+  // worker owns `fd` from now on. Returns its port.
+  std::uint16_t adopt(const std::string& listener, int fd);
+  // Main thread, while the listener is open: its sockets on this worker
+  // (still this worker's; for passing them on).
+  std::vector<int> listening_fds(const std::string& listener);
 
   void start(std::shared_ptr<const Snapshot> snapshot);
   // Thread-safe: new requests use `snapshot` from now on.

@@ -10,6 +10,7 @@
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
+#   test/bench/run.sh overload   # 2x the capacity, with and without the overload limit (overload.py)
 #   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
 #   test/bench/run.sh h2         # HTTP/2 (h2load) against HAProxy, idle h2c memory (h2.sh)
 #   test/bench/run.sh grpc       # gRPC unary latency added at a fixed rate (grpc.sh)
@@ -33,6 +34,9 @@ if [ -z "${OUTRIGGER_BIN:-}" ]; then
 fi
 if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos.py
   exec timeout 900 python3 "$here/chaos.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = overload ]; then  # 2x the capacity, with and without the limit: test/bench/overload.py
+  exec timeout 300 /usr/bin/python3 "$here/overload.py" --outrigger "$OUTRIGGER_BIN"
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
@@ -303,5 +307,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|overload|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

@@ -56,11 +56,12 @@ class Loader {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
                                "drain_timeout", "outbound_drain_idle", "file_watch_interval", "tracing",
-                               "socket_mark"}))
+                               "socket_mark", "overload"}))
       return;
     if (auto m = r_.integer(root, "socket_mark", "", 0, UINT32_MAX)) c.socket_mark = static_cast<std::uint32_t>(*m);
     if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
     if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
+    if (auto n = YamlReader::child(root, "overload")) overload(*n, c.overload);
     if (auto w = r_.integer(root, "workers", "", 1, 256)) c.workers = static_cast<unsigned>(*w);
     if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
       c.log_level = *l;
@@ -82,6 +83,13 @@ class Loader {
     if (!r_.mapping(n, "admin", {"address", "enabled"})) return;
     if (auto e = r_.boolean(n, "enabled", "admin")) a.enabled = *e;
     if (auto addr = r_.address(n, "address", "admin", true, false)) a.address = *addr;
+  }
+
+  void overload(const YAML::Node& n, Overload& o) {
+    if (!r_.mapping(n, "overload", {"max_downstream_connections", "max_requests_per_worker"})) return;
+    if (auto v = r_.integer(n, "max_downstream_connections", "overload", 0, 10'000'000)) o.max_downstream_connections = *v;
+    if (auto v = r_.integer(n, "max_requests_per_worker", "overload", 0, 10'000'000))
+      o.max_requests_per_worker = static_cast<std::uint32_t>(*v);
   }
 
   void tracing(const YAML::Node& n, Config& c) {
@@ -466,7 +474,7 @@ class Loader {
                               "trust_request_headers", "max_authorities", "tls", "forward_client_cert",
                               "path_with_escaped_slashes_action", "protocol", "http2", "original_destination",
                               "cluster", "passthrough", "application_address", "detect_timeout", "opaque_ports",
-                              "sni", "tunnel_idle_timeout"}))
+                              "sni", "tunnel_idle_timeout", "max_connections"}))
       return;
     Listener l;
     l.mark = YamlReader::mark_of(n);
@@ -486,6 +494,7 @@ class Loader {
     }
     if (auto b = r_.boolean(n, "trust_request_headers", path)) l.trust_request_headers = *b;
     if (auto v = r_.integer(n, "max_authorities", path, 0, 10'000)) l.max_authorities = *v;
+    if (auto v = r_.integer(n, "max_connections", path, 0, 10'000'000)) l.max_connections = *v;
     if (auto t = YamlReader::child(n, "tls")) l.tls = tls(*t, path + ".tls", true);
     if (auto f = r_.choice(n, "forward_client_cert", path, {"sanitize", "forward_only", "append_forward", "sanitize_set"}))
       l.forward_client_cert = *f == "sanitize"         ? ForwardClientCert::sanitize

@@ -20,6 +20,8 @@ LocalReply local_reply_for(ProxyError e) {
       return {503, "upstream circuit breaker is open\n", "circuit_open"};
     case ProxyError::overflow:
       return {503, "upstream overflow: the cluster is at its limits\n", "overflow"};
+    case ProxyError::overload:
+      return {503, "overloaded: too many requests in flight\n", "overload"};
     case ProxyError::bad_request:
       return {400, "bad request\n", "bad_request", {}, {}, "text/plain", true};
     case ProxyError::downstream_reset:

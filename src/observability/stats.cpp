@@ -24,7 +24,7 @@ void Histogram::observe(std::chrono::microseconds d) {
   sum_us_.inc(us);
 }
 
-Stats::Stats(unsigned workers) : workers_(workers), start_time_(std::chrono::system_clock::now()) {}
+Stats::Stats(unsigned workers) : workers_(workers), overload_(workers), start_time_(std::chrono::system_clock::now()) {}
 Stats::~Stats() = default;
 
 RouteStats* Stats::route(std::string_view direction, std::string_view listener, std::string_view route,
@@ -218,6 +218,58 @@ ProcessInfo read_process_info() {
     ++fds;
   p.open_fds = static_cast<double>(fds);
   return p;
+}
+
+// Overload: what was refused and shed, and how close the load is to the limits.
+void scrape_overload(std::vector<MetricFamily>& out,
+                     const std::map<std::string, std::unique_ptr<ListenerStats>, std::less<>>& listeners,
+                     const OverloadState& o) {
+  auto refused = family("outrigger_downstream_connections_refused_total",
+                        "Client connections closed at accept without being read, by the limit that was reached: "
+                        "max_downstream_connections (the process's), max_connections (the listener's).",
+                        MetricType::Counter);
+  auto shed = family("outrigger_overload_shed_requests_total",
+                     "Requests answered 503 (x-outrigger-error: overload) before any other work, by the limit "
+                     "that was reached: max_requests_per_worker.",
+                     MetricType::Counter);
+  for (const auto& [name, l] : listeners) {
+    for (std::size_t i = 0; i < kConnectionRefusalNames.size(); ++i) {
+      auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"reason", kConnectionRefusalNames[i]}});
+      m.counter.value =
+          static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.connections_refused[i].value(); }));
+      refused.metric.push_back(std::move(m));
+    }
+    auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"reason", "max_requests_per_worker"}});
+    m.counter.value = static_cast<double>(sum(l->workers, [](const ListenerSlice& s) { return s.shed_requests.value(); }));
+    shed.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(refused));
+  out.push_back(std::move(shed));
+  auto gauge = [&](const char* name, const char* help, double v) {
+    auto f = family(name, help, MetricType::Gauge);
+    ClientMetric m;
+    m.gauge.value = v;
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  };
+  const auto relaxed = std::memory_order_relaxed;
+  gauge("outrigger_overload_downstream_connections",
+        "Client connections open on every listener but the admin's: what max_downstream_connections limits.",
+        static_cast<double>(o.downstream_connections.load(relaxed)));
+  gauge("outrigger_overload_max_downstream_connections", "The limit in force; 0: none.",
+        static_cast<double>(o.max_downstream_connections.load(relaxed)));
+  gauge("outrigger_overload_max_requests_per_worker", "The limit in force; 0: none.",
+        static_cast<double>(o.max_requests_per_worker.load(relaxed)));
+  auto in_flight = family("outrigger_overload_requests_in_flight",
+                          "Requests (HTTP/1.1 exchanges, HTTP/2 streams) in flight, by worker: what "
+                          "max_requests_per_worker limits.",
+                          MetricType::Gauge);
+  for (unsigned w = 0; w < o.requests_in_flight.size(); ++w) {
+    auto m = with_labels({{"worker", std::to_string(w)}});
+    m.gauge.value = static_cast<double>(o.requests_in_flight[w].value());
+    in_flight.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(in_flight));
 }
 
 }  // namespace
@@ -497,6 +549,7 @@ std::string Stats::scrape() const {
   out.push_back(std::move(dc_active));
   out.push_back(std::move(dc_total));
   out.push_back(std::move(bad));
+  scrape_overload(out, listeners_, overload_);
 
   auto uc_active = family("outrigger_upstream_connections_active", "Open connections to upstream endpoints.",
                           MetricType::Gauge);

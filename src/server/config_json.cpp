@@ -185,6 +185,7 @@ std::string config_to_json(const config::Config& c) {
         {"idle_timeout", duration(l.idle_timeout)},
         {"trust_request_headers", l.trust_request_headers},
         {"max_authorities", l.max_authorities},
+        {"max_connections", l.max_connections},
         {"forward_client_cert", forward_client_cert_name(l.forward_client_cert)},
         {"path_with_escaped_slashes_action", escaped_slashes_name(l.path_with_escaped_slashes_action)},
         {"filters", std::move(filters)},
@@ -295,6 +296,8 @@ std::string config_to_json(const config::Config& c) {
       {"socket_mark", c.socket_mark},
       {"file_watch_interval", duration(c.file_watch_interval)},
       {"access_log", std::move(access_log)},
+      {"overload", json::object{{"max_downstream_connections", c.overload.max_downstream_connections},
+                                {"max_requests_per_worker", c.overload.max_requests_per_worker}}},
       {"listeners", std::move(listeners)},
       {"clusters", std::move(clusters)}};
   if (const auto& t = c.tracing) {

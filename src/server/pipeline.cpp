@@ -20,6 +20,18 @@ http::awaitable<void> reply_error(http::Exchange& ex, ProxyError e) {
   co_await http::send_local_reply(ex, reply);
 }
 
+// A request in flight on this worker, for as long as the handler runs.
+class InFlight {
+ public:
+  explicit InFlight(observability::Gauge& g) : g_(g) { g_.add(1); }
+  ~InFlight() { g_.add(-1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  observability::Gauge& g_;
+};
+
 std::vector<std::unique_ptr<http::Filter>> make_filters(const ListenerRuntime& listener, unsigned worker) {
   std::vector<std::unique_ptr<http::Filter>> out;
   for (const auto& f : listener.filters) out.push_back(f->make_filter(worker));
@@ -34,7 +46,8 @@ Pipeline::Pipeline(std::shared_ptr<const Snapshot> snapshot, const ListenerRunti
       worker_(worker),
       filters_(make_filters(listener, worker.index)),
       pools_(snapshot_->clusters.size()),
-      listener_stats_(listener.stats->workers[worker.index]) {
+      listener_stats_(listener.stats->workers[worker.index]),
+      max_in_flight_(snapshot_->config.overload.max_requests_per_worker) {
   auto take_cluster = [&](const upstream::Cluster& c) {
     auto& p = pools_[c.index()];
     if (!p) p = upstreams.pools_for(c);
@@ -57,6 +70,13 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
   ex.tracer = tracer_.get();
   ex.listener_stats = &listener_stats_;
   ex.grpc = http::is_grpc(ex.request.base());
+  // Overload: shed before any other work, so that what is admitted keeps its latency.
+  auto& in_flight = *worker_.requests_in_flight;
+  if (max_in_flight_ && in_flight.value() >= static_cast<std::int64_t>(max_in_flight_)) {
+    listener_stats_.shed_requests.inc();
+    co_return co_await reply_error(ex, ProxyError::overload);
+  }
+  const InFlight counted(in_flight);
   forward_client_cert(ex);
   if (!normalize_target(ex)) co_return co_await reply_error(ex, ProxyError::bad_request);
   const auto* route = listener_.routes.match(ex.request);

@@ -87,6 +87,12 @@ std::vector<std::string> restart_only_changes(const config::Config& from, const 
   return why;
 }
 
+// The overload limits in force, for the scrape.
+void show_limits(observability::Stats& stats, const config::Config& c) {
+  stats.overload().max_downstream_connections.store(c.overload.max_downstream_connections);
+  stats.overload().max_requests_per_worker.store(c.overload.max_requests_per_worker);
+}
+
 }  // namespace
 
 Server::Server(config::Config config, ServerOptions options)
@@ -105,7 +111,7 @@ void Server::set_upgrade(const UpgradeOptions& options) { impl_->upgrade_options
 void Server::start() {
   auto& s = *impl_;
   const unsigned n = std::max(1u, s.initial.workers);
-  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n));
+  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n, s.stats.overload()));
 
   s.upstreams.checks_on = s.io.get_executor();
   s.dns = std::make_unique<upstream::DnsRefresher>(s.io, s.stats, [&s] { s.dns_changed(); });
@@ -117,6 +123,7 @@ void Server::start() {
     throw std::runtime_error(all);
   }
   s.current = built.snapshot;
+  show_limits(s.stats, s.current->config);
   net::set_upstream_mark(s.current->config.socket_mark);
   s.dns->sync(s.current->config);
 
@@ -299,6 +306,7 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
     errors = std::move(built.errors);
     if (built.snapshot) {
       current = built.snapshot;
+      show_limits(stats, current->config);
       net::set_upstream_mark(current->config.socket_mark);
       for (auto& w : workers) w->publish(current);
       dns->sync(current->config);

@@ -35,7 +35,10 @@ class Worker::Slot final : public http::ConnectionHost {
   void set_pipeline(std::shared_ptr<Pipeline> p, observability::ListenerSlice* stats) {
     pipeline_ = std::move(p);
     stats_ = stats;
-    if (pipeline_) inbound_ = pipeline_->listener().config->direction == config::Direction::inbound;
+    if (pipeline_) {
+      inbound_ = pipeline_->listener().config->direction == config::Direction::inbound;
+      listener_open_ = &pipeline_->listener().stats->connections_open;
+    }
   }
   bool inbound() const { return inbound_.load(std::memory_order_relaxed); }
   std::size_t open() const { return open_.load(std::memory_order_relaxed); }
@@ -63,6 +66,8 @@ class Worker::Slot final : public http::ConnectionHost {
     if (tls) stats_->tls_connections_active.add(-1);
     worker_.open_connections_.fetch_sub(1, std::memory_order_relaxed);
     open_.fetch_sub(1, std::memory_order_relaxed);
+    worker_.overload_.downstream_connections.fetch_sub(1, std::memory_order_relaxed);
+    listener_open_->fetch_sub(1, std::memory_order_relaxed);
   }
 
   asio::awaitable<void> accept_loop() {
@@ -72,10 +77,22 @@ class Worker::Slot final : public http::ConnectionHost {
       // served (with `Connection: close`), not dropped.
       if (ec == asio::error::operation_aborted || (ec && !acceptor_.is_open()) || worker_.stopping_) co_return;
       if (ec) {
-        // Out of descriptors or similar: back off instead of spinning.
-        spdlog::warn("listener {}: accept failed: {}", name_, ec.message());
+        // Out of descriptors (EMFILE, ENFILE) or similar: back off instead
+        // of spinning; the connection waits in the backlog meanwhile. Logged
+        // at most once a second: it can go on for a while.
+        if (const auto now = std::chrono::steady_clock::now(); now - last_accept_warning_ >= std::chrono::seconds(1)) {
+          last_accept_warning_ = now;
+          spdlog::warn("listener {}: accept failed: {} (retrying every 50 ms)", name_, ec.message());
+        }
         asio::steady_timer t(worker_.io_, std::chrono::milliseconds(50));
         co_await t.async_wait(use_tuple);
+        continue;
+      }
+      if (!admit()) {
+        // Over a limit: closed unread (a FIN; the client sent nothing yet,
+        // or a reset would say so), before any work is spent on it.
+        boost::system::error_code ignored;
+        socket.close(ignored);
         continue;
       }
       worker_.open_connections_.fetch_add(1, std::memory_order_relaxed);
@@ -91,6 +108,26 @@ class Worker::Slot final : public http::ConnectionHost {
   }
 
  private:
+  // Counts the accepted connection against the process's and the listener's
+  // limits; false (and counted as refused) when either is reached.
+  bool admit() {
+    const auto relaxed = std::memory_order_relaxed;
+    const auto& limits = pipeline_->snapshot()->config.overload;
+    const auto process = worker_.overload_.downstream_connections.fetch_add(1, relaxed);
+    const auto listener = listener_open_->fetch_add(1, relaxed);
+    auto refuse = [&](observability::ConnectionRefusal why) {
+      worker_.overload_.downstream_connections.fetch_sub(1, relaxed);
+      listener_open_->fetch_sub(1, relaxed);
+      stats_->count(why);
+      return false;
+    };
+    if (limits.max_downstream_connections && process >= limits.max_downstream_connections)
+      return refuse(observability::ConnectionRefusal::max_downstream_connections);
+    if (const auto max = pipeline_->listener().config->max_connections; max && listener >= max)
+      return refuse(observability::ConnectionRefusal::max_connections);
+    return true;
+  }
+
   void serve_http(tcp::socket socket, std::string_view preread, std::optional<tcp::endpoint> destination) {
     auto c = std::make_unique<http::Http1Connection>(std::move(socket), *this, preread, destination);
     c->listener = this;
@@ -150,14 +187,17 @@ class Worker::Slot final : public http::ConnectionHost {
   tcp::acceptor acceptor_;
   std::shared_ptr<Pipeline> pipeline_;
   observability::ListenerSlice* stats_ = nullptr;
+  std::atomic<std::uint64_t>* listener_open_ = nullptr;  // the listener's connections on every worker
+  std::chrono::steady_clock::time_point last_accept_warning_{};
   std::atomic<bool> inbound_{false};
   std::atomic<std::size_t> open_{0};  // its connections, for the main thread's drain
   bool draining_ = false;
 };
 
-Worker::Worker(unsigned index, unsigned workers)
-    : index_(index), upstreams_(io_.get_executor(), deadlines_, index, workers) {
+Worker::Worker(unsigned index, unsigned workers, observability::OverloadState& overload)
+    : index_(index), overload_(overload), upstreams_(io_.get_executor(), deadlines_, index, workers) {
   context_.index = index;
+  context_.requests_in_flight = &overload.requests_in_flight[index];
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
   context_.random = core::Random(std::random_device{}() ^ (std::uint64_t(index) << 40));
 }

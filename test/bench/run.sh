@@ -12,6 +12,7 @@
 #   test/bench/run.sh soak       # 30 minutes of HTTP/1.1, HTTP/2 and gRPC through an mTLS mesh (soak.py; SOAK_ARGS=--ci: 3)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
+#   test/bench/run.sh overload   # 2x the capacity, with and without the overload limit (overload.py)
 #   test/bench/run.sh framing    # request-smuggling vectors against HAProxy and NGINX (framing_diff.py)
 #   test/bench/run.sh h2         # HTTP/2 (h2load) against HAProxy, idle h2c memory (h2.sh)
 #   test/bench/run.sh grpc       # gRPC unary latency added at a fixed rate (grpc.sh)
@@ -42,6 +43,9 @@ fi
 if [ "$what" = soak ]; then  # a bounded soak through an mTLS mesh: test/bench/soak.py
   # shellcheck disable=SC2086  # SOAK_ARGS is a list of options
   exec timeout 2400 /usr/bin/python3 "$here/soak.py" --outrigger "$OUTRIGGER_BIN" ${SOAK_ARGS:-}
+fi
+if [ "$what" = overload ]; then  # 2x the capacity, with and without the limit: test/bench/overload.py
+  exec timeout 300 /usr/bin/python3 "$here/overload.py" --outrigger "$OUTRIGGER_BIN"
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
@@ -312,5 +316,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|chaos-mesh|soak|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|all|chaos|chaos-mesh|soak|overload|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

@@ -211,6 +211,7 @@ struct Listener {
   Duration idle_timeout{std::chrono::seconds(60)};
   bool trust_request_headers = false;  // honour x-outrigger-* control headers from clients
   std::size_t max_authorities = 0;     // > 0: count requests per Host, for this many distinct values
+  std::uint64_t max_connections = 0;   // its client connections on every worker together; 0: no limit of its own
   std::optional<Tls> tls;
   ForwardClientCert forward_client_cert = ForwardClientCert::sanitize;
   EscapedSlashes path_with_escaped_slashes_action = EscapedSlashes::keep;
@@ -367,6 +368,21 @@ struct Tracing {
   Mark mark;
 };
 
+// What the proxy admits at most, so that load past its capacity is refused
+// at once instead of queueing without bound (docs/operations.md, "Overload
+// limits"). The admin listener is never limited. 0: no limit.
+struct Overload {
+  // Client connections open on every listener of every worker together
+  // (Envoy's global_downstream_max_connections, HAProxy's maxconn). The
+  // default is the figure Envoy's edge guidance sets: far above a sidecar's
+  // normal use, and below a container's descriptor limit.
+  std::uint64_t max_downstream_connections = 50000;
+  // Requests (HTTP/1.1 exchanges and HTTP/2 streams) in flight on one worker;
+  // more are answered 503 (x-outrigger-error: overload). Far above what the
+  // clusters' max_requests (1024 each) let through in normal use.
+  std::uint32_t max_requests_per_worker = 10000;
+  bool operator==(const Overload&) const = default;
+};
 struct Config {
   std::string file;  // where it was loaded from, for reloads and errors
   Admin admin;
@@ -384,6 +400,7 @@ struct Config {
   Duration file_watch_interval{std::chrono::seconds(1)};  // how often certificate and key-set files are checked
   std::uint32_t socket_mark = 0;  // SO_MARK on the proxy's upstream sockets (interception skips them); 0: none
   std::optional<Tracing> tracing;
+  Overload overload;
 
   const Cluster* find_cluster(std::string_view name) const;
 };

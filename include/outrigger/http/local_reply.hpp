@@ -21,6 +21,7 @@ enum class ProxyError {
   timeout,              // 504: the route timeout fired before the response started
   overflow,             // 503: a circuit-breaker threshold of the cluster was reached
   circuit_open,         // 503: the cluster's breaker is open and the route has no fallback
+  overload,             // 503: the worker had overload.max_requests_per_worker requests in flight
   bad_request,          // 400: the request's body framing broke after its header was accepted
   downstream_reset,     // the client went away (no response possible)
 };

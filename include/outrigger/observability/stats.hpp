@@ -145,6 +145,15 @@ enum class DetectResult : std::uint8_t {
 inline constexpr std::array<std::string_view, 6> kDetectResultNames{"http1", "http2", "tls", "tcp", "timeout",
                                                                     "opaque_port"};
 
+// Why a listener refused a connection at accept (the `reason` label of
+// outrigger_downstream_connections_refused_total).
+enum class ConnectionRefusal : std::uint8_t {
+  max_downstream_connections,  // the process-wide limit (overload.max_downstream_connections)
+  max_connections,             // the listener's own limit
+};
+inline constexpr std::array<std::string_view, 2> kConnectionRefusalNames{"max_downstream_connections",
+                                                                         "max_connections"};
+
 // What a tunnel carries (the `kind` label of the outrigger_tunnel* series).
 enum class TunnelKind : std::uint8_t { tcp, tls_passthrough, upgrade };
 inline constexpr std::array<std::string_view, 3> kTunnelKindNames{"tcp", "tls_passthrough", "upgrade"};
@@ -177,6 +186,9 @@ struct ListenerSlice {
   Counter passthrough_allowed, passthrough_denied;  // original destinations in no cluster
   std::array<TunnelSlice, kTunnelKindNames.size()> tunnels;
   TunnelSlice& tunnel(TunnelKind k) { return tunnels[static_cast<std::size_t>(k)]; }
+  std::array<Counter, kConnectionRefusalNames.size()> connections_refused;  // closed at accept, by ConnectionRefusal
+  void count(ConnectionRefusal r) { connections_refused[static_cast<std::size_t>(r)].inc(); }
+  Counter shed_requests;  // answered 503 overload: the worker had max_requests_per_worker in flight
 };
 
 struct ClusterSlice {
@@ -283,6 +295,20 @@ struct ListenerStats {
   std::string name, direction;
   PerWorker<ListenerSlice> workers;
   AuthorityStats authorities;
+  // Its connections on every worker, for the listener's max_connections
+  // (an atomic add at accept and close; kept across reloads).
+  std::atomic<std::uint64_t> connections_open{0};
+};
+
+// The process's load against the overload limits: client connections on
+// every listener (the admin's aside), each worker's requests in flight, and
+// the limits in force (set by the main thread when a config is published;
+// read by the scrape).
+struct OverloadState {
+  explicit OverloadState(unsigned workers) : requests_in_flight(workers) {}
+  std::atomic<std::uint64_t> downstream_connections{0};  // an atomic add at accept and close
+  PerWorker<Gauge> requests_in_flight;                  // each written by its worker only
+  std::atomic<std::uint64_t> max_downstream_connections{0}, max_requests_per_worker{0};  // 0: no limit
 };
 
 // A counter family that the component counting it declares itself (a
@@ -357,6 +383,7 @@ class Stats {
   void count_reload(bool success);
   unsigned workers() const { return workers_; }
   TracingCounters& tracing() { return tracing_; }
+  OverloadState& overload() { return overload_; }
 
   // The Prometheus text exposition of every series (admin thread).
   std::string scrape() const;
@@ -373,6 +400,7 @@ class Stats {
   void made(std::function<void()> undo);
   std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
   TracingCounters tracing_;
+  OverloadState overload_;
   std::chrono::system_clock::time_point start_time_;
 };
 

@@ -9,6 +9,7 @@
 #include "outrigger/core/random.hpp"
 #include "outrigger/http/exchange.hpp"
 #include "outrigger/http/headers.hpp"
+#include "outrigger/observability/stats.hpp"
 #include "outrigger/upstream/admission.hpp"
 
 namespace outrigger::upstream {
@@ -21,6 +22,9 @@ namespace outrigger::router {
 // What one worker lends to the exchanges it runs.
 struct WorkerContext {
   unsigned index = 0;
+  // This worker's requests in flight (overload.max_requests_per_worker); its
+  // slice of observability::OverloadState, written by this worker only.
+  observability::Gauge* requests_in_flight = nullptr;
   http::RequestIdGenerator request_ids{0};
   core::Random random{0};
 };

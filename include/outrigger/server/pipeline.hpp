@@ -65,6 +65,7 @@ class Pipeline final : public http::ExchangeHandler, public std::enable_shared_f
     observability::Counter* counter = nullptr;
   };
   std::array<AuthorityEntry, 8> authorities_;
+  std::uint32_t max_in_flight_;  // overload.max_requests_per_worker; 0: none
   std::string normalized_;  // scratch for a request target that needs normalising
   std::size_t next_authority_ = 0;
 };

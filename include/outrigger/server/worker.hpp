@@ -27,7 +27,9 @@ namespace outrigger::server {
 
 class Worker {
  public:
-  Worker(unsigned index, unsigned workers);
+  // `overload`: the process's connection count and this worker's requests
+  // in flight, checked against the snapshot's limits.
+  Worker(unsigned index, unsigned workers, observability::OverloadState& overload);
   ~Worker();
 
   // Main thread, before start(): opens this worker's socket for a listener.
@@ -66,6 +68,7 @@ class Worker {
   boost::asio::awaitable<void> sweep();
 
   unsigned index_;
+  observability::OverloadState& overload_;
   // Only this thread touches its sockets: the reactor's per-socket locking
   // is off (the main thread only posts, which stays locked).
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};

@@ -677,5 +677,38 @@ listeners: [{ name: t, address: 127.0.0.1:1, original_destination: true, passthr
 )", "passthrough");
 }
 
+TEST(ConfigLoader, ReadsTheOverloadLimitsWithDefaultsThatDoNotTrigger) {
+  auto r = load(kMinimal);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.config->overload.max_downstream_connections, 50000u);
+  EXPECT_EQ(r.config->overload.max_requests_per_worker, 10000u);
+  EXPECT_EQ(r.config->listeners[0].max_connections, 0u);
+
+  auto set = load(R"(
+overload: { max_downstream_connections: 200, max_requests_per_worker: 0 }
+listeners: [{ name: t, address: 127.0.0.1:1, max_connections: 50, routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)");
+  ASSERT_TRUE(set.ok()) << ::testing::PrintToString(messages(set));
+  EXPECT_EQ(set.config->overload.max_downstream_connections, 200u);
+  EXPECT_EQ(set.config->overload.max_requests_per_worker, 0u);  // no limit
+  EXPECT_EQ(set.config->listeners[0].max_connections, 50u);
+}
+
+TEST(ConfigLoader, ReportsBadOverloadKeysWithTheirPosition) {
+  auto r = load(R"(overload:
+  max_request_per_worker: 10
+  max_downstream_connections: -1
+listeners: [{ name: t, address: 127.0.0.1:1, max_connections: lots, routes: [{ cluster: a }] }]
+clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
+)");
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(has_error(r, "test.yaml:2:3: overload: unknown key 'max_request_per_worker'; did you mean "
+                           "'max_requests_per_worker'?"))
+      << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(r, "test.yaml:3:31: overload.max_downstream_connections: expected a whole number, got '-1'"));
+  EXPECT_TRUE(has_error(r, "listeners[0].max_connections: expected a whole number, got 'lots'"));
+}
+
 }  // namespace
 }  // namespace outrigger::config

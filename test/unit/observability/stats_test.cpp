@@ -56,6 +56,34 @@ TEST(Stats, ExposesReloadsBuildInfoAndProcessMetrics) {
   EXPECT_NE(text.find("process_resident_memory_bytes"), std::string::npos);
 }
 
+TEST(Stats, ExposesOverloadRefusalsShedRequestsAndHeadroom) {
+  Stats stats(2);
+  auto* l = stats.listener("ingress", "inbound");
+  l->workers[0].count(ConnectionRefusal::max_downstream_connections);
+  l->workers[1].count(ConnectionRefusal::max_downstream_connections);
+  l->workers[1].count(ConnectionRefusal::max_connections);
+  l->workers[0].shed_requests.inc(3);
+  auto& o = stats.overload();
+  o.downstream_connections = 7;
+  o.max_downstream_connections = 100;
+  o.max_requests_per_worker = 5;
+  o.requests_in_flight[1].add(4);
+  const auto text = stats.scrape();
+  auto has = [&](const std::string& line) { return text.find(line + "\n") != std::string::npos; };
+  EXPECT_TRUE(has("outrigger_downstream_connections_refused_total{direction=\"inbound\",listener=\"ingress\","
+                  "reason=\"max_downstream_connections\"} 2"))
+      << text;
+  EXPECT_TRUE(has("outrigger_downstream_connections_refused_total{direction=\"inbound\",listener=\"ingress\","
+                  "reason=\"max_connections\"} 1"));
+  EXPECT_TRUE(has("outrigger_overload_shed_requests_total{direction=\"inbound\",listener=\"ingress\","
+                  "reason=\"max_requests_per_worker\"} 3"));
+  EXPECT_TRUE(has("outrigger_overload_downstream_connections 7"));
+  EXPECT_TRUE(has("outrigger_overload_max_downstream_connections 100"));
+  EXPECT_TRUE(has("outrigger_overload_max_requests_per_worker 5"));
+  EXPECT_TRUE(has("outrigger_overload_requests_in_flight{worker=\"0\"} 0"));
+  EXPECT_TRUE(has("outrigger_overload_requests_in_flight{worker=\"1\"} 4"));
+}
+
 TEST(Histogram, PutsObservationsInTheFirstBucketThatHoldsThem) {
   Histogram h;
   h.observe(std::chrono::microseconds(500));     // exactly 0.5 ms: le="0.0005"

@@ -7,6 +7,7 @@
 #   test/bench/run.sh            # load + memory (RUNS=3 DURATION=10 by default)
 #   test/bench/run.sh load       # only the load part
 #   test/bench/run.sh memory     # only the memory part
+#   test/bench/run.sh memory-burst  # RSS after a 100x burst and 60 s of quiet, against HAProxy and NGINX (memory_burst.py)
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   test/bench/run.sh tracing    # Outrigger without tracing, and sampling 1 % and 100 %
 #   test/bench/run.sh tls        # mTLS handshakes and keep-alive mTLS requests against HAProxy (tls.sh)
@@ -36,6 +37,9 @@ if [ "$what" = chaos ]; then  # its own endpoints and schedule: test/bench/chaos
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = memory-burst ]; then  # RSS after a burst, against HAProxy and NGINX: test/bench/memory_burst.py
+  exec timeout 1800 /usr/bin/python3 "$here/memory_burst.py" --outrigger "$OUTRIGGER_BIN" --runs "$RUNS"
 fi
 if [ "$what" = h2 ]; then  # HTTP/2 against HAProxy: test/bench/h2.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/h2.sh"
@@ -303,5 +307,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|memory-burst|all|chaos|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/server/admin.hpp"
+#include "outrigger/server/memory_sweep.hpp"
 #include "outrigger/server/snapshot.hpp"
 #include "outrigger/server/span_reporter.hpp"
 #include "outrigger/server/worker.hpp"
@@ -34,6 +35,8 @@ struct Server::Impl {
   asio::io_context io{1};
   asio::signal_set signals;
   asio::steady_timer watch_timer{io};
+  observability::MemoryStats memory{std::max(1u, initial.workers)};
+  MemorySweep memory_sweep{io, memory};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   KeptUpstreams upstreams;
@@ -95,7 +98,7 @@ Server::~Server() {
 void Server::start() {
   auto& s = *impl_;
   const unsigned n = std::max(1u, s.initial.workers);
-  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n));
+  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n, s.memory.workers[i]));
 
   s.upstreams.checks_on = s.io.get_executor();
   s.dns = std::make_unique<upstream::DnsRefresher>(s.io, s.stats, [&s] { s.dns_changed(); });
@@ -135,7 +138,8 @@ void Server::start() {
                              [&s] {
                                spdlog::info("admin: /quitquitquit: draining");
                                s.do_drain(true);
-                             }});
+                             },
+                             [&s] { return s.memory.scrape(); }});
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("admin: cannot listen on " + a.to_string() + ": " + e.code().message());
     }
@@ -146,6 +150,7 @@ void Server::start() {
   s.reporter = std::make_unique<SpanReporter>(s.io, [&s] { return s.current; });
   s.reporter->start();
   s.watch_files();
+  s.memory_sweep.start();
   if (s.options.handle_signals) {
     s.signals.add(SIGTERM);
     s.signals.add(SIGINT);
@@ -288,6 +293,7 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     if (admin) admin->stop();
     if (dns) dns->stop();
     watch_timer.cancel();
+    memory_sweep.stop();
     stopped = true;
     // The spans of the last moments go out before the process ends.
     if (reporter) {

@@ -1,6 +1,7 @@
 #include "outrigger/server/worker.hpp"
 
 #include "outrigger/server/inspector.hpp"
+#include "outrigger/server/memory_sweep.hpp"
 #include "outrigger/server/tcp_proxy.hpp"
 
 #include <spdlog/spdlog.h>
@@ -153,8 +154,8 @@ class Worker::Slot final : public http::ConnectionHost {
   bool draining_ = false;
 };
 
-Worker::Worker(unsigned index, unsigned workers)
-    : index_(index), upstreams_(io_.get_executor(), deadlines_, index, workers) {
+Worker::Worker(unsigned index, unsigned workers, observability::MemorySlice& memory)
+    : index_(index), memory_(memory), upstreams_(io_.get_executor(), deadlines_, index, workers) {
   context_.index = index;
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
   context_.random = core::Random(std::random_device{}() ^ (std::uint64_t(index) << 40));
@@ -245,7 +246,10 @@ asio::awaitable<void> Worker::sweep() {
     if (ec || stopping_) co_return;
     const auto now = std::chrono::steady_clock::now();
     for (auto& c : connections_) c.sweep(now, kTick);
-    if (tick % 10 == 0) upstreams_.sweep(now);
+    if (tick % 10 == 0) {
+      upstreams_.sweep(now);
+      release_idle_pools(memory_);
+    }
   }
 }
 

@@ -137,7 +137,9 @@ AdminServer::Page AdminServer::page(std::string_view target) const {
     return hooks_.ready() ? Page{200, "text/plain", "ready\n"} : Page{503, "text/plain", "not ready\n"};
   }
   if (path == "/metrics" || path == "/stats/prometheus") {
-    return {200, "text/plain; version=0.0.4; charset=utf-8", stats_.scrape()};
+    auto text = stats_.scrape();
+    if (hooks_.more_metrics) text += hooks_.more_metrics();
+    return {200, "text/plain; version=0.0.4; charset=utf-8", std::move(text)};
   }
   if (path == "/config_dump") {
     auto snap = hooks_.snapshot();

@@ -15,6 +15,7 @@
 
 #include "outrigger/config/loader.hpp"
 #include "outrigger/server/admin.hpp"
+#include "outrigger/server/memory_sweep.hpp"
 #include "outrigger/server/snapshot.hpp"
 #include "outrigger/server/span_reporter.hpp"
 #include "outrigger/server/upgrade.hpp"
@@ -36,6 +37,8 @@ struct Server::Impl {
   asio::io_context io{1};
   asio::signal_set signals;
   asio::steady_timer watch_timer{io};
+  observability::MemoryStats memory{std::max(1u, initial.workers)};
+  MemorySweep memory_sweep{io, memory};
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<AdminServer> admin;
   std::unique_ptr<UpgradeListener> upgrade;  // --upgrade-socket: the next binary asks here
@@ -111,7 +114,8 @@ void Server::set_upgrade(const UpgradeOptions& options) { impl_->upgrade_options
 void Server::start() {
   auto& s = *impl_;
   const unsigned n = std::max(1u, s.initial.workers);
-  for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<Worker>(i, n, s.stats.overload()));
+  for (unsigned i = 0; i < n; ++i)
+    s.workers.push_back(std::make_unique<Worker>(i, n, s.stats.overload(), s.memory.workers[i]));
 
   s.upstreams.checks_on = s.io.get_executor();
   s.dns = std::make_unique<upstream::DnsRefresher>(s.io, s.stats, [&s] { s.dns_changed(); });
@@ -146,6 +150,7 @@ void Server::start() {
   s.reporter = std::make_unique<SpanReporter>(s.io, [&s] { return s.current; });
   s.reporter->start();
   s.watch_files();
+  s.memory_sweep.start();
   if (s.options.handle_signals) {
     s.signals.add(SIGTERM);
     s.signals.add(SIGINT);
@@ -239,7 +244,8 @@ AdminServer::Hooks Server::Impl::admin_hooks() {
           [this] {
             spdlog::info("admin: /quitquitquit: draining");
             do_drain(true);
-          }};
+          },
+          [this] { return memory.scrape(); }};
 }
 
 void Server::Impl::listen_for_upgrades(const std::string& path, bool replace) {
@@ -396,6 +402,7 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     if (upgrade) upgrade->stop();
     if (dns) dns->stop();
     watch_timer.cancel();
+    memory_sweep.stop();
     stopped = true;
     // The spans of the last moments go out before the process ends.
     if (reporter) {

@@ -1,6 +1,7 @@
 #include "outrigger/server/worker.hpp"
 
 #include "outrigger/server/inspector.hpp"
+#include "outrigger/server/memory_sweep.hpp"
 #include "outrigger/server/tcp_proxy.hpp"
 
 #include <spdlog/spdlog.h>
@@ -194,8 +195,9 @@ class Worker::Slot final : public http::ConnectionHost {
   bool draining_ = false;
 };
 
-Worker::Worker(unsigned index, unsigned workers, observability::OverloadState& overload)
-    : index_(index), overload_(overload), upstreams_(io_.get_executor(), deadlines_, index, workers) {
+Worker::Worker(unsigned index, unsigned workers, observability::OverloadState& overload,
+               observability::MemorySlice& memory)
+    : index_(index), overload_(overload), memory_(memory), upstreams_(io_.get_executor(), deadlines_, index, workers) {
   context_.index = index;
   context_.requests_in_flight = &overload.requests_in_flight[index];
   context_.request_ids = http::RequestIdGenerator(std::random_device{}() ^ (std::uint64_t(index) << 32));
@@ -307,7 +309,10 @@ asio::awaitable<void> Worker::sweep() {
     if (ec || stopping_) co_return;
     const auto now = std::chrono::steady_clock::now();
     for (auto& c : connections_) c.sweep(now, kTick);
-    if (tick % 10 == 0) upstreams_.sweep(now);
+    if (tick % 10 == 0) {
+      upstreams_.sweep(now);
+      release_idle_pools(memory_);
+    }
   }
 }
 

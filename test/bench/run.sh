@@ -7,6 +7,7 @@
 #   test/bench/run.sh            # load + memory (RUNS=3 DURATION=10 by default)
 #   test/bench/run.sh load       # only the load part
 #   test/bench/run.sh memory     # only the memory part
+#   test/bench/run.sh memory-burst  # RSS after a 100x burst and 60 s of quiet, against HAProxy and NGINX (memory_burst.py)
 #   test/bench/run.sh chaos      # endpoints killed and stalled under load (chaos.py)
 #   test/bench/run.sh chaos-mesh # resets, reloads, certificate rotation, collector gone, in an mTLS mesh (chaos_mesh.py)
 #   test/bench/run.sh soak       # 30 minutes of HTTP/1.1, HTTP/2 and gRPC through an mTLS mesh (soak.py; SOAK_ARGS=--ci: 3)
@@ -49,6 +50,9 @@ if [ "$what" = overload ]; then  # 2x the capacity, with and without the limit: 
 fi
 if [ "$what" = framing ]; then  # smuggling vectors against HAProxy and NGINX: test/bench/framing_diff.py
   exec timeout 900 /usr/bin/python3 "$here/framing_diff.py" --outrigger "$OUTRIGGER_BIN"
+fi
+if [ "$what" = memory-burst ]; then  # RSS after a burst, against HAProxy and NGINX: test/bench/memory_burst.py
+  exec timeout 1800 /usr/bin/python3 "$here/memory_burst.py" --outrigger "$OUTRIGGER_BIN" --runs "$RUNS"
 fi
 if [ "$what" = h2 ]; then  # HTTP/2 against HAProxy: test/bench/h2.sh
   OUTRIGGER_BIN="$OUTRIGGER_BIN" exec timeout 1200 "$here/h2.sh"
@@ -316,5 +320,5 @@ case "$what" in
   tracing) load ;;
   memory) memory ;;
   all) load; memory ;;
-  *) echo "usage: $0 [load|memory|all|chaos|chaos-mesh|soak|overload|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
+  *) echo "usage: $0 [load|memory|memory-burst|all|chaos|chaos-mesh|soak|overload|tracing|tls|framing|h2|grpc|tcp|interception]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,10 @@
 // Fixed-size byte blocks recycled per thread (each worker is one thread), so
 // that read buffers and streamed bodies do not go to malloc per request, and
 // an idle connection can give its buffers back without costing the next
-// request an allocation.
+// request an allocation. The free list follows the load down: release_idle(),
+// called periodically by the owning thread (the worker's sweep), frees the
+// blocks that no one took since the previous call, so what a burst left
+// behind goes back to the heap while a steady load keeps its working set.
 #pragma once
 
 #include <cstddef>
@@ -49,6 +52,7 @@ class BufferPool {
     if (free_.empty()) return new char[kBufferSize];
     char* p = free_.back();
     free_.pop_back();
+    if (free_.size() < low_water_) low_water_ = free_.size();
     return p;
   }
   void give(char* p) {
@@ -59,9 +63,17 @@ class BufferPool {
     }
   }
 
+  // Frees the blocks that stayed on the free list since the last call (the
+  // list's low-water mark: those at its bottom were not taken once); returns
+  // the bytes freed. Not on the request path: a periodic sweep's job.
+  std::size_t release_idle();
+  std::size_t free_blocks() const { return free_.size(); }
+  std::size_t free_bytes() const { return free_.size() * kBufferSize; }
+
  private:
   std::size_t max_free_;
-  std::vector<char*> free_;
+  std::vector<char*> free_;  // a stack: the most recently given back on top
+  std::size_t low_water_ = 0;  // the fewest free blocks since release_idle()
 };
 
 // The pool of the calling thread.

@@ -19,6 +19,7 @@ class AdminServer {
     std::function<bool()> ready;                                   // listeners bound and not draining
     std::function<std::shared_ptr<const Snapshot>()> snapshot;     // the config in force
     std::function<void()> quit;                                    // POST /quitquitquit: drain, then exit 0
+    std::function<std::string()> more_metrics;                     // appended to /metrics (the memory sweeps')
   };
   AdminServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& at, observability::Stats& stats,
               Hooks hooks);

@@ -18,6 +18,7 @@
 
 #include "outrigger/core/deadline_queue.hpp"
 #include "outrigger/http/http1_connection.hpp"
+#include "outrigger/observability/memory_stats.hpp"
 #include "outrigger/router/router.hpp"
 #include "outrigger/server/pipeline.hpp"
 #include "outrigger/server/snapshot.hpp"
@@ -28,8 +29,10 @@ namespace outrigger::server {
 class Worker {
  public:
   // `overload`: the process's connection count and this worker's requests
-  // in flight, checked against the snapshot's limits.
-  Worker(unsigned index, unsigned workers, observability::OverloadState& overload);
+  // in flight, checked against the snapshot's limits. `memory`: this worker's
+  // slice of the memory sweeps' series.
+  Worker(unsigned index, unsigned workers, observability::OverloadState& overload,
+         observability::MemorySlice& memory);
   ~Worker();
 
   // Main thread, before start(): opens this worker's socket for a listener.
@@ -64,11 +67,13 @@ class Worker {
   void shutdown();
   // Every 100 ms: connection timeouts (idle, header read, handshake), and
   // lingering client reads give back their buffers; every second: idle
-  // upstream connections past their timeout close.
+  // upstream connections past their timeout close, and the pools give back
+  // the blocks they did not hand out (server/memory_sweep.hpp).
   boost::asio::awaitable<void> sweep();
 
   unsigned index_;
   observability::OverloadState& overload_;
+  observability::MemorySlice& memory_;
   // Only this thread touches its sockets: the reactor's per-socket locking
   // is off (the main thread only posts, which stays locked).
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};

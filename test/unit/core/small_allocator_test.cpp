@@ -1,9 +1,11 @@
 #include "outrigger/core/small_allocator.hpp"
+#include "outrigger/core/pool_release.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "outrigger/core/http_fields.hpp"
 
@@ -41,6 +43,35 @@ TEST(SmallAllocator, BacksBeastHeaderFields) {
   EXPECT_EQ(f["x-header-42"], std::string(840, 'v'));
   f.erase("x-header-42");
   EXPECT_EQ(f.count("x-header-42"), 0u);
+}
+
+// Each on a thread of its own: fresh lists, nothing left by other tests.
+TEST(SmallAllocator, ReleasesBlocksNoAllocationTookSinceTheLastSweep) {
+  std::thread([] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 100; ++i) blocks.push_back(small_pool::allocate(200));  // class 256
+    for (void* p : blocks) small_pool::deallocate(p, 200);
+    EXPECT_EQ(small_pool::free_bytes(), 100u * 256);
+    EXPECT_EQ(small_pool::release_idle(), 0u);  // the first sweep only marks
+    EXPECT_EQ(small_pool::release_idle(), 100u * 256);
+    EXPECT_EQ(small_pool::free_bytes(), 0u);
+  }).join();
+}
+
+TEST(SmallAllocator, KeepsWhatASteadyLoadUses) {
+  std::thread([] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 100; ++i) blocks.push_back(small_pool::allocate(64));
+    for (void* p : blocks) small_pool::deallocate(p, 64);
+    small_pool::release_idle();
+    for (int round = 0; round < 3; ++round) {
+      // Ten blocks in use at a time between two sweeps: those ten stay.
+      for (int i = 0; i < 10; ++i) blocks[static_cast<std::size_t>(i)] = small_pool::allocate(64);
+      for (int i = 0; i < 10; ++i) small_pool::deallocate(blocks[static_cast<std::size_t>(i)], 64);
+      small_pool::release_idle();
+    }
+    EXPECT_EQ(small_pool::free_bytes(), 10u * 64);
+  }).join();
 }
 
 }  // namespace

@@ -1,0 +1,80 @@
+// Memory that follows load: after a burst through the proxy, the pools give
+// back what it left (the sweeps' gauges and counters), and the main thread
+// trims glibc's arenas. RSS is not tested here (ASan has its own allocator);
+// test/bench/memory_burst.py measures it.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "support/net.hpp"
+
+namespace {
+
+using namespace testing_support;
+
+// The value of one series (an exact label set), or -1 when it is absent.
+double value_of(const std::string& text, const std::string& series) {
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(text.c_str() + at + series.size() + 2, nullptr);
+}
+
+TEST(Memory, PoolsGiveBackWhatABurstLeftOnceItIsOver) {
+  constexpr int kConcurrent = 48;
+  const std::string body(40 * 1024, 'b');
+  // Every request is held upstream until all of them are in flight, so that
+  // the proxy holds the buffers of all of them at once.
+  FakeUpstream up;
+  up.set_handler([&](FakeUpstream::Exchange& ex) {
+    eventually([&] { return up.requests() >= kConcurrent; }, 10s);
+    FakeUpstream::reply(ex, 200, body);
+  });
+  Proxy proxy(fill(R"(
+admin: { address: 127.0.0.1:0 }
+workers: 1
+log_level: off
+listeners:
+  - name: ingress
+    address: 127.0.0.1:0
+    routes:
+      - { cluster: app, timeout: 15s }
+clusters:
+  - { name: app, endpoints: [127.0.0.1:{UP}] }
+)",
+                   {{"UP", std::to_string(up.port())}}));
+
+  std::vector<Socket> clients;
+  for (int i = 0; i < kConcurrent; ++i) {
+    clients.push_back(Socket::connect(proxy.port()));
+    ASSERT_TRUE(clients.back().send(request_text("POST", "/upload", {{"Host", "app"}}, body)));
+  }
+  for (auto& c : clients) {
+    auto res = c.read_response(10s);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->result_int(), 200);
+    EXPECT_EQ(res->body().size(), body.size());
+  }
+  clients.clear();
+
+  // Quiet now: within two worker sweeps (a second apart) the buffers no
+  // request took go back, and within a main-thread sweep (5 s) glibc is
+  // trimmed. Without the sweeps the free list keeps up to 64 blocks (1 MB).
+  std::string text;
+  EXPECT_TRUE(eventually(
+      [&] {
+        text = metrics(proxy);
+        return value_of(text, "outrigger_pool_free_bytes{pool=\"buffers\"}") == 0 &&
+               value_of(text, "outrigger_malloc_trims_total") >= 1;
+      },
+      15s))
+      << text;
+  EXPECT_GE(value_of(text, "outrigger_pool_released_bytes_total{pool=\"buffers\"}"), kConcurrent * 16 * 1024.0)
+      << text;
+  // Header-field blocks: what a scrape itself uses may stay, no more.
+  EXPECT_LE(value_of(text, "outrigger_pool_free_bytes{pool=\"small\"}"), 64 * 1024.0) << text;
+  EXPECT_GT(value_of(text, "outrigger_pool_released_bytes_total{pool=\"small\"}"), 0) << text;
+}
+
+}  // namespace

@@ -95,7 +95,7 @@ TEST(Fault, AbortsAboutTheConfiguredShare) {
 TEST(Fault, DelayHoldsTheRequestButNotTheWorker) {
   FakeUpstream app;
   // One worker: a delay that blocked it would hold /fast up too.
-  Proxy proxy(config(app.port(), "{ type: fault, delay: { fixed: 600ms } }",
+  Proxy proxy(config(app.port(), "{ type: fault, delay: { fixed: 1s } }",
                      "[{ match: { prefix: /fast }, cluster: app, per_filter_config: { fault: { disabled: true } } },"
                      " { cluster: app }]"));
   auto slow = Socket::connect(proxy.port());
@@ -105,12 +105,12 @@ TEST(Fault, DelayHoldsTheRequestButNotTheWorker) {
   auto fast = Socket::connect(proxy.port());
   EXPECT_EQ(get(fast, "/fast"), 200);
   const auto fast_done = since(start);
-  EXPECT_LT(fast_done, 600ms) << "the fast request waited for the delayed one";
+  EXPECT_LT(fast_done, 1s) << "the fast request waited for the delayed one";
   EXPECT_EQ(app.requests(), 1);  // the delayed one has not gone upstream yet
   auto res = slow.read_response(5s);
   ASSERT_TRUE(res);
   EXPECT_EQ(res->result_int(), 200);
-  EXPECT_GE(since(start), 600ms);
+  EXPECT_GE(since(start), 1s);
   EXPECT_EQ(app.requests(), 2);
   EXPECT_TRUE(eventually([&] {
     const auto text = metrics(proxy);
@@ -263,7 +263,7 @@ TEST(Fault, RoutesReplaceOrDisableTheListenersSettings) {
 
 TEST(Fault, ClientsLeavingDuringADelayLeaveTheProxyHealthy) {
   FakeUpstream app;
-  Proxy proxy(config(app.port(), "{ type: fault, delay: { fixed: 400ms } }",
+  Proxy proxy(config(app.port(), "{ type: fault, delay: { fixed: 1s } }",
                      "[{ match: { prefix: /fast }, cluster: app, per_filter_config: { fault: { disabled: true } } },"
                      " { cluster: app }]"));
   {
@@ -272,12 +272,13 @@ TEST(Fault, ClientsLeavingDuringADelayLeaveTheProxyHealthy) {
     ASSERT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "1"); }));
     gone.reset();
   }
+  EXPECT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "0"); }, 5s));
   {
     // An HTTP/2 stream reset mid-delay, and its connection closed.
     H2Client h2(proxy.port());
     ASSERT_TRUE(h2.connected());
     const auto id = h2.submit("GET", "/y");
-    ASSERT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "2"); }));
+    ASSERT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "1"); }));
     h2.reset_stream(id);
     h2.ping();
   }

@@ -204,7 +204,7 @@ TEST(ConfigLoader, ReportsPerFilterConfigMistakes) {
     return load(t);
   };
   EXPECT_TRUE(has_error(with("fault: { disabled: true }", "falut: { disabled: true }"),
-                        "test.yaml:13:30: listeners.ingress.routes[0].per_filter_config.falut: listener 'ingress' has "
+                        "test.yaml:13:30: listeners[0].routes[0].per_filter_config.falut: listener 'ingress' has "
                         "no 'falut' filter; did you mean 'fault'?"));
   EXPECT_TRUE(has_error(with("fault: { disabled: true }", "fault: { disabled: true, abort: {} }"),
                         "per_filter_config.fault: 'disabled' takes no other settings beside it"));

@@ -44,7 +44,7 @@ TEST(FaultConfig, ReportsWhereAndWhatIsWrong) {
   EXPECT_TRUE(has(errors_of("{ type: fault, delay: { fixed: 1s }, max_active_faults: 0 }"),
                   "filters[0].max_active_faults: must be from 1 to"));
   // Positioned at the value: line 1, the column of `700`.
-  EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 700 } }"), "1:32:"));
+  EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 700 } }"), "1:33:"));
 }
 
 TEST(FaultPercent, SamplesItsShare) {

@@ -8,8 +8,13 @@
 namespace outrigger::http {
 
 FaultPercent::FaultPercent(double percent) : percent_(percent), all_(percent >= 100) {
-  // 2^64 * percent / 100, below 2^64 since percent < 100 here.
-  if (!all_ && percent > 0) cut_ = static_cast<std::uint64_t>(std::ldexp(percent / 100, 64));
+  // 2^64 * percent / 100 (a share so close to 100 % that it rounds to 2^64 is all).
+  const double cut = std::ldexp(percent / 100, 64);
+  if (cut >= std::ldexp(1.0, 64)) {
+    all_ = true;
+  } else if (!all_ && percent > 0) {
+    cut_ = static_cast<std::uint64_t>(cut);
+  }
 }
 
 namespace {

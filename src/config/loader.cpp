@@ -548,7 +548,7 @@ class Loader {
   void route(const YAML::Node& n, const std::string& path, Listener& l, std::size_t i) {
     if (!r_.mapping(n, path, {"name", "match", "cluster", "weighted_clusters", "direct_response", "timeout", "retry",
                               "retry_buffer_limit", "fallback", "request_headers_to_add", "request_headers_to_remove",
-                              "upgrade"}))
+                              "upgrade", "per_filter_config"}))
       return;
     Route rt;
     rt.mark = YamlReader::mark_of(n);
@@ -599,9 +599,54 @@ class Loader {
         rt.upgrade.push_back(lower(u));
       }
     }
+    if (auto pf = YamlReader::child(n, "per_filter_config")) per_filter_config(*pf, path + ".per_filter_config", l, rt);
     for (const auto& other : l.routes)
       if (other.name == rt.name) r_.error(n, path, "duplicate route name '" + rt.name + "' in listener '" + l.name + "'");
     l.routes.push_back(std::move(rt));
+  }
+
+  // A route's `per_filter_config`: filter type -> `disabled: true`, or the
+  // settings its factory parses later (with the listener's filters).
+  void per_filter_config(const YAML::Node& n, const std::string& path, const Listener& l, Route& rt) {
+    if (!n.IsMap()) {
+      r_.error(n, path, "expected a mapping of filter type to settings");
+      return;
+    }
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const auto type = r_.scalar(it->first, path);
+      if (!type) continue;
+      const auto kp = YamlReader::join(path, *type);
+      const YAML::Node settings = it->second;
+      std::vector<std::string_view> types;
+      bool found = false;
+      for (const auto& f : l.filters) {
+        types.push_back(f.type);
+        found = found || f.type == *type;
+      }
+      if (!found) {
+        std::string message = "listener '" + l.name + "' has no '" + *type + "' filter";
+        if (auto near = closest_match(*type, types); !near.empty()) message += "; did you mean '" + near + "'?";
+        r_.error(it->first, kp, message);
+        continue;
+      }
+      if (!settings.IsMap()) {
+        r_.error(settings, kp, "expected a mapping: 'disabled: true', or the filter's own settings");
+        continue;
+      }
+      if (!YamlReader::child(settings, "disabled")) {
+        rt.per_filter_config.push_back({*type, std::make_shared<const YAML::Node>(settings), YamlReader::mark_of(settings)});
+        continue;
+      }
+      if (settings.size() != 1) {
+        r_.error(settings, kp, "'disabled' takes no other settings beside it");
+        continue;
+      }
+      if (auto off = r_.boolean(settings, "disabled", kp); off && *off) {
+        rt.disabled_filters.resize(l.filters.size());
+        for (std::size_t i = 0; i < l.filters.size(); ++i)
+          if (l.filters[i].type == *type) rt.disabled_filters[i] = true;
+      }
+    }
   }
 
   void match(const YAML::Node& n, const std::string& path, RouteMatch& m) {

@@ -9,25 +9,27 @@ FilterChain::FilterChain(std::vector<std::unique_ptr<Filter>> filters) : filters
 
 awaitable<FilterResult> FilterChain::on_request(Exchange& ex) {
   ex.filters = this;
-  for (const auto& f : filters_) {
+  for (std::size_t i = 0; i < filters_.size(); ++i) {
     ++ex.filters_ran;
-    if (auto reply = co_await f->on_request(ex)) co_return reply;
+    if (skipped(ex, i)) continue;
+    if (auto reply = co_await filters_[i]->on_request(ex)) co_return reply;
   }
   co_return std::nullopt;
 }
 
 void FilterChain::on_response(Exchange& ex, ResponseHeader& response) {
-  for (std::size_t i = std::min(ex.filters_ran, filters_.size()); i-- > 0;) filters_[i]->on_response(ex, response);
+  for (std::size_t i = std::min(ex.filters_ran, filters_.size()); i-- > 0;)
+    if (!skipped(ex, i)) filters_[i]->on_response(ex, response);
 }
 
 void FilterChain::on_request_body(Exchange& ex, std::span<const char> data, bool end) {
   for (std::size_t i = 0; i < std::min(ex.filters_ran, filters_.size()); ++i)
-    if (filters_[i]->observes_bodies()) filters_[i]->on_request_body(ex, data, end);
+    if (filters_[i]->observes_bodies() && !skipped(ex, i)) filters_[i]->on_request_body(ex, data, end);
 }
 
 void FilterChain::on_response_body(Exchange& ex, std::span<const char> data, bool end) {
   for (std::size_t i = std::min(ex.filters_ran, filters_.size()); i-- > 0;)
-    if (filters_[i]->observes_bodies()) filters_[i]->on_response_body(ex, data, end);
+    if (filters_[i]->observes_bodies() && !skipped(ex, i)) filters_[i]->on_response_body(ex, data, end);
 }
 
 awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply) {
@@ -42,10 +44,11 @@ awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply) {
   header.result(static_cast<unsigned>(reply.status));
   header.version(11);
   std::string_view body = reply.body;
-  if (ex.grpc && reply.reason_header && !reply.reason.empty()) {
+  if ((ex.grpc && reply.reason_header && !reply.reason.empty()) || reply.grpc_status >= 0) {
     // The proxy's own answer to a gRPC client is a gRPC error (trailers-only:
     // HTTP 200, grpc-status and grpc-message in the header), never a page of text.
-    const auto code = static_cast<int>(grpc_status_for_http(reply.status));
+    const auto code =
+        reply.grpc_status >= 0 ? reply.grpc_status : static_cast<int>(grpc_status_for_http(reply.status));
     header.result(bhttp::status::ok);
     header.set(bhttp::field::content_type, "application/grpc");
     header.set("grpc-status", std::to_string(code));

@@ -93,6 +93,13 @@ std::optional<std::uint64_t> parse_uint(std::string_view v) {
   if (ec != std::errc() || end != v.data() + v.size() || v.empty()) return std::nullopt;
   return out;
 }
+// A percentage, 0 to 100, fractions allowed ("0.5").
+std::optional<double> parse_percent(std::string_view v) {
+  double out = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out, std::chars_format::fixed);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty() || !(out >= 0 && out <= 100)) return std::nullopt;
+  return out;
+}
 }  // namespace
 
 ControlHeaders take_control_headers(Fields& f, bool trusted) {
@@ -117,6 +124,17 @@ ControlHeaders take_control_headers(Fields& f, bool trusted) {
     } else if (boost::beast::iequals(rest, "upstream-rq-timeout-ms")) {
       if (auto v = parse_uint(value); trusted && v && *v <= 24ull * 3600 * 1000)
         out.timeout = std::chrono::milliseconds(*v);
+    } else if (boost::beast::iequals(rest, "fault-delay-request")) {
+      if (auto v = parse_uint(value); trusted && v && *v <= 24ull * 3600 * 1000)
+        out.fault_delay = std::chrono::milliseconds(*v);
+    } else if (boost::beast::iequals(rest, "fault-delay-request-percentage")) {
+      if (auto v = parse_percent(value); trusted && v) out.fault_delay_percent = *v;
+    } else if (boost::beast::iequals(rest, "fault-abort-request")) {
+      if (auto v = parse_uint(value); trusted && v && *v >= 200 && *v <= 599) out.fault_abort_status = static_cast<int>(*v);
+    } else if (boost::beast::iequals(rest, "fault-abort-grpc-request")) {
+      if (auto v = parse_uint(value); trusted && v && *v <= 16) out.fault_abort_grpc_status = static_cast<int>(*v);
+    } else if (boost::beast::iequals(rest, "fault-abort-request-percentage")) {
+      if (auto v = parse_percent(value); trusted && v) out.fault_abort_percent = *v;
     } else if (trusted) {
       ++it;
       continue;

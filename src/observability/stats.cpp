@@ -113,6 +113,38 @@ std::uint64_t Stats::counter_value(std::string_view family, const std::vector<st
   return total;
 }
 
+GaugeFamily& Stats::gauge_family(std::string_view name, std::string_view help, std::vector<std::string> labels) {
+  auto it = gauge_families_.find(name);
+  if (it != gauge_families_.end()) {
+    if (it->second->labels_ != labels) throw std::logic_error("metric " + std::string(name) + " declared with other labels");
+    return *it->second;
+  }
+  it = gauge_families_
+           .emplace(std::string(name),
+                    std::make_unique<GaugeFamily>(std::string(name), std::string(help), std::move(labels)))
+           .first;
+  made([this, key = std::string(name)] { gauge_families_.erase(key); });
+  return *it->second;
+}
+
+std::atomic<std::int64_t>* Stats::gauge(GaugeFamily& family, std::vector<std::string> values) {
+  if (values.size() != family.labels_.size())
+    throw std::logic_error("metric " + family.name_ + ": wrong number of label values");
+  auto& slot = family.series_[values];
+  if (!slot) {
+    slot = std::make_unique<std::atomic<std::int64_t>>(0);
+    made([&family, values] { family.series_.erase(values); });
+  }
+  return slot.get();
+}
+
+std::int64_t Stats::gauge_value(std::string_view family, const std::vector<std::string>& values) const {
+  const auto f = gauge_families_.find(family);
+  if (f == gauge_families_.end()) return 0;
+  const auto s = f->second->series_.find(values);
+  return s == f->second->series_.end() ? 0 : s->second->load(std::memory_order_relaxed);
+}
+
 void Stats::made(std::function<void()> undo) {
   if (building_) undo_.push_back(std::move(undo));
 }
@@ -359,6 +391,17 @@ std::string Stats::scrape() const {
       ClientMetric m;
       for (std::size_t i = 0; i < values.size(); ++i) m.label.push_back({f->labels_[i], values[i]});
       m.counter.value = static_cast<double>(sum(*series, [](const Counter& c) { return c.value(); }));
+      mf.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(mf));
+  }
+
+  for (const auto& [name, f] : gauge_families_) {
+    auto mf = family(f->name_, f->help_, MetricType::Gauge);
+    for (const auto& [values, series] : f->series_) {
+      ClientMetric m;
+      for (std::size_t i = 0; i < values.size(); ++i) m.label.push_back({f->labels_[i], values[i]});
+      m.gauge.value = static_cast<double>(series->load(std::memory_order_relaxed));
       mf.metric.push_back(std::move(m));
     }
     out.push_back(std::move(mf));

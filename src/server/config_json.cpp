@@ -14,6 +14,8 @@ namespace json = boost::json;
 
 namespace {
 
+json::value yaml_json(const YAML::Node& n);
+
 json::string duration(config::Duration d) { return json::string(std::to_string(d.count()) + "ms"); }
 
 json::object headers(const std::vector<config::HeaderValue>& hs) {
@@ -22,7 +24,7 @@ json::object headers(const std::vector<config::HeaderValue>& hs) {
   return o;
 }
 
-json::object route_json(const config::Route& r) {
+json::object route_json(const config::Route& r, const config::Listener& l) {
   json::object match;
   const auto& m = r.match;
   if (m.prefix) match["prefix"] = *m.prefix;
@@ -79,6 +81,11 @@ json::object route_json(const config::Route& r) {
   if (!r.request_headers_to_add.empty()) o["request_headers_to_add"] = headers(r.request_headers_to_add);
   if (!r.request_headers_to_remove.empty()) o["request_headers_to_remove"] = json::value_from(r.request_headers_to_remove);
   o["upgrade"] = json::value_from(r.upgrade);
+  json::object per_filter;
+  for (const auto& pf : r.per_filter_config) per_filter[pf.type] = yaml_json(*pf.node);
+  for (std::size_t i = 0; i < r.disabled_filters.size() && i < l.filters.size(); ++i)
+    if (r.disabled_filters[i]) per_filter[l.filters[i].type] = json::object{{"disabled", true}};
+  if (!per_filter.empty()) o["per_filter_config"] = std::move(per_filter);
   return o;
 }
 
@@ -173,7 +180,7 @@ std::string config_to_json(const config::Config& c) {
   json::array listeners;
   for (const auto& l : c.listeners) {
     json::array routes, filters;
-    for (const auto& r : l.routes) routes.push_back(route_json(r));
+    for (const auto& r : l.routes) routes.push_back(route_json(r, l));
     for (const auto& f : l.filters) filters.push_back(f.node ? yaml_json(*f.node) : json::object{{"type", f.type}});
     json::object listener{
         {"name", l.name},

@@ -91,6 +91,9 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     target = route->targets.empty() ? nullptr : &route->pick(worker_.random);
     ex.route_stats = target ? target->stats : route->stats;
   }
+  // Before the filters: the fault filter reads its control headers here, and
+  // none reaches a filter (or the upstream) from a client the listener does not trust.
+  ex.control = http::take_control_headers(ex.request.base(), listener_.config->trust_request_headers);
   ex.filters = &filters_;
   if (filters_.size() > 0) {
     if (auto reply = co_await filters_.on_request(ex)) co_return co_await http::send_local_reply(ex, *reply);
@@ -111,7 +114,6 @@ http::awaitable<void> Pipeline::handle(http::Exchange& ex) {
     const http::LocalReply reply{direct->status, direct->body, {}, direct->headers};
     co_return co_await http::send_local_reply(ex, reply);
   }
-  ex.control = http::take_control_headers(ex.request.base(), listener_.config->trust_request_headers);
   co_await proxy(ex, *route, *target);
 }
 

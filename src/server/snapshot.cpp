@@ -179,7 +179,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
     config::YamlReader yaml(config.file, filter_errors);
     for (std::size_t i = 0; i < l.filters.size(); ++i) {
       const http::FilterContext context{fmt::format("listeners.{}.filters[{}]", l.name, i), l.name, rt->direction,
-                                        &stats, std::max(1u, workers)};
+                                        &stats, std::max(1u, workers), &l};
       if (auto f = http::make_filter_factory(l.filters[i], context, yaml)) rt->filters.push_back(std::move(f));
     }
     for (const auto& e : filter_errors) result.errors.push_back(e.to_string());

@@ -103,6 +103,14 @@ struct WeightedCluster {
   std::uint32_t weight = 1;
 };
 
+// An HTTP filter entry; its own keys are parsed by the filter's factory (http
+// module) when the snapshot is built, so the config module need not know them.
+struct FilterSpec {
+  std::string type;
+  std::shared_ptr<const YAML::Node> node;  // the whole mapping, with marks
+  Mark mark;
+};
+
 struct Route {
   std::string name;  // default: "<listener>/<index>"
   RouteMatch match;
@@ -118,14 +126,12 @@ struct Route {
   // HTTP/1.1 upgrades (the Upgrade header's protocol, lower case) forwarded
   // as a tunnel after 101; others are refused with 403.
   std::vector<std::string> upgrade{"websocket"};
-  Mark mark;
-};
-
-// An HTTP filter entry; its own keys are parsed by the filter's factory (http
-// module) when the snapshot is built, so the config module need not know them.
-struct FilterSpec {
-  std::string type;
-  std::shared_ptr<const YAML::Node> node;  // the whole mapping, with marks
+  // `per_filter_config`, by filter type: settings that replace the listener's
+  // for the filters of that type (parsed by their factories, for the types
+  // that take them: fault), and the filters this route skips
+  // (`disabled: true`), by index in the listener's filters (empty: none).
+  std::vector<FilterSpec> per_filter_config;
+  std::vector<bool> disabled_filters;
   Mark mark;
 };
 

@@ -63,6 +63,9 @@ struct FilterContext {
   std::string_view direction;            // "inbound" or "outbound"
   observability::Stats* stats = nullptr;  // never null in a running proxy; may be in unit tests
   unsigned workers = 1;
+  // The listener's config: its routes' per_filter_config, for the factories
+  // of types that take per-route settings. Null in some unit tests.
+  const config::Listener* listener_config = nullptr;
 };
 
 // Made once per config load from a FilterSpec; shared by every worker.
@@ -103,11 +106,14 @@ using FilterFactoryMaker =
 struct FilterType {
   std::string name;
   FilterFactoryMaker make;
+  // The factory reads routes' per_filter_config settings of its type (any
+  // type may be disabled per route: FilterChain skips it).
+  bool per_route = false;
 };
 const std::vector<FilterType>& filter_types();
 // Adds a filter type (a test's, or an embedder's) before any config that
 // names it is built; main thread only.
-void add_filter_type(std::string name, FilterFactoryMaker make);
+void add_filter_type(std::string name, FilterFactoryMaker make, bool per_route = false);
 
 // Builds the factory for spec, or returns null with errors reported
 // (including "unknown filter type 'x'", with a suggestion).
@@ -119,7 +125,9 @@ class FilterChain {
  public:
   explicit FilterChain(std::vector<std::unique_ptr<Filter>> filters);
   // Runs the filters' on_request until one answers; ex.filters_ran counts
-  // those that ran (the answering one included).
+  // those that ran (the answering one included). Filters the matched route
+  // disables (per_filter_config: {type: {disabled: true}}) are skipped here
+  // and in the hooks below.
   awaitable<FilterResult> on_request(Exchange& ex);
   // The response header through the filters that saw the request, last first.
   void on_response(Exchange& ex, ResponseHeader& response);
@@ -135,6 +143,9 @@ class FilterChain {
   }
 
  private:
+  static bool skipped(const Exchange& ex, std::size_t i) {
+    return ex.route && i < ex.route->disabled_filters.size() && ex.route->disabled_filters[i];
+  }
   std::vector<std::unique_ptr<Filter>> filters_;
   bool observes_bodies_ = false;
 };

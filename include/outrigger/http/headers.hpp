@@ -51,10 +51,21 @@ class RequestIdGenerator {
 //   x-outrigger-retry-on: 5xx,reset            added to the route's retry_on
 //   x-outrigger-max-retries: 3                 replaces num_retries
 //   x-outrigger-upstream-rq-timeout-ms: 250    replaces the route timeout (0: none)
+// and those the fault filter reads, where its config lets headers decide:
+//   x-outrigger-fault-delay-request: 200                  delay, milliseconds
+//   x-outrigger-fault-delay-request-percentage: 50        of requests (0-100, capped by the config's)
+//   x-outrigger-fault-abort-request: 503                  abort with this HTTP status (200-599)
+//   x-outrigger-fault-abort-grpc-request: 14              abort with this gRPC status (0-16)
+//   x-outrigger-fault-abort-request-percentage: 50        of requests (0-100, capped by the config's)
 struct ControlHeaders {
   unsigned retry_on = 0;  // config::RetryOn bits
   std::optional<std::uint32_t> max_retries;
   std::optional<std::chrono::milliseconds> timeout;
+  std::optional<std::chrono::milliseconds> fault_delay;
+  std::optional<double> fault_delay_percent;
+  std::optional<int> fault_abort_status;
+  std::optional<int> fault_abort_grpc_status;
+  std::optional<double> fault_abort_percent;
   bool any() const { return retry_on || max_retries || timeout; }
 };
 ControlHeaders take_control_headers(Fields& f, bool trusted);

@@ -39,6 +39,9 @@ struct LocalReply {
   std::string_view content_type = "text/plain";
   bool close = false;        // close the connection after it
   bool reason_header = true;  // false: the reason goes to the log only (a route's own fallback response)
+  // >= 0: a gRPC answer (trailers-only: HTTP 200, this grpc-status, the body
+  // as grpc-message) whatever the request was (the fault filter's grpc_status).
+  int grpc_status = -1;
 };
 
 LocalReply local_reply_for(ProxyError e);

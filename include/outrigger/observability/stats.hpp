@@ -330,6 +330,23 @@ class CounterFamily {
   std::map<std::vector<std::string>, std::unique_ptr<PerWorker<Counter>>> series_;
 };
 
+// A gauge family declared by its owner, like CounterFamily, whose series
+// are one value for all workers (atomic adds): what several workers count
+// against one limit, such as the fault filter's active faults. Kept across
+// reloads, so requests of an old config that end later still count down.
+class GaugeFamily {
+ public:
+  GaugeFamily(std::string name, std::string help, std::vector<std::string> labels)
+      : name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)) {}
+  const std::string& name() const { return name_; }
+
+ private:
+  friend class Stats;
+  std::string name_, help_;
+  std::vector<std::string> labels_;
+  std::map<std::vector<std::string>, std::unique_ptr<std::atomic<std::int64_t>>> series_;
+};
+
 // One set of TLS files (a listener's or a cluster's; the other name is
 // empty), as its watcher last loaded them. Main thread.
 struct TlsMaterialStats {
@@ -369,6 +386,11 @@ class Stats {
   // The series of `family` for these label values (one per label). Never null.
   PerWorker<Counter>* series(CounterFamily& family, std::vector<std::string> values);
 
+  // The same for gauges shared by the workers (GaugeFamily).
+  GaugeFamily& gauge_family(std::string_view name, std::string_view help, std::vector<std::string> labels);
+  std::atomic<std::int64_t>* gauge(GaugeFamily& family, std::vector<std::string> values);
+  std::int64_t gauge_value(std::string_view family, const std::vector<std::string>& values) const;
+
   // The total over the workers of one series of a family; 0 when it has none
   // such (tests and the admin pages).
   std::uint64_t counter_value(std::string_view family, const std::vector<std::string>& values) const;
@@ -395,6 +417,7 @@ class Stats {
   std::map<std::string, std::unique_ptr<ClusterStats>, std::less<>> clusters_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<TlsMaterialStats>> tls_;
   std::map<std::string, std::unique_ptr<CounterFamily>, std::less<>> families_;
+  std::map<std::string, std::unique_ptr<GaugeFamily>, std::less<>> gauge_families_;
   bool building_ = false;
   std::vector<std::function<void()>> undo_;  // removes what the build in progress made
   void made(std::function<void()> undo);

@@ -163,6 +163,56 @@ clusters:
   EXPECT_TRUE(has_error(r, "clusters[3].type: invalid value 'dns'"));
 }
 
+constexpr std::string_view kPerFilter = R"(
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    filters:
+      - { type: rbac, default: allow }
+      - { type: fault, abort: { status: 503 } }
+      - { type: fault, delay: { fixed: 1s } }
+    routes:
+      - name: quiet
+        match: { prefix: /health }
+        cluster: app
+        per_filter_config: { fault: { disabled: true } }
+      - name: slow
+        cluster: app
+        per_filter_config: { fault: { delay: { fixed: 2s } } }
+clusters:
+  - name: app
+    endpoints: [127.0.0.1:8080]
+)";
+
+TEST(ConfigLoader, ReadsPerFilterConfigOfRoutes) {
+  auto r = load(kPerFilter);
+  ASSERT_TRUE(r.ok()) << messages(r).front();
+  const auto& routes = r.config->listeners[0].routes;
+  EXPECT_EQ(routes[0].disabled_filters, (std::vector<bool>{false, true, true}));  // every fault filter
+  EXPECT_TRUE(routes[0].per_filter_config.empty());
+  EXPECT_TRUE(routes[1].disabled_filters.empty());
+  ASSERT_EQ(routes[1].per_filter_config.size(), 1u);
+  EXPECT_EQ(routes[1].per_filter_config[0].type, "fault");
+  EXPECT_EQ(routes[1].per_filter_config[0].mark.line, 16);
+}
+
+TEST(ConfigLoader, ReportsPerFilterConfigMistakes) {
+  auto text = std::string(kPerFilter);
+  auto with = [&](std::string_view from, std::string_view to) {
+    auto t = text;
+    t.replace(t.find(from), from.size(), to);
+    return load(t);
+  };
+  EXPECT_TRUE(has_error(with("fault: { disabled: true }", "falut: { disabled: true }"),
+                        "test.yaml:13:30: listeners[0].routes[0].per_filter_config.falut: listener 'ingress' has "
+                        "no 'falut' filter; did you mean 'fault'?"));
+  EXPECT_TRUE(has_error(with("fault: { disabled: true }", "fault: { disabled: true, abort: {} }"),
+                        "per_filter_config.fault: 'disabled' takes no other settings beside it"));
+  EXPECT_TRUE(has_error(with("fault: { disabled: true }", "fault: off"), "expected a mapping"));
+  EXPECT_TRUE(has_error(with("fault: { disabled: true }", "fault: { disabled: maybe }"),
+                        "per_filter_config.fault.disabled: expected true or false"));
+}
+
 TEST(ConfigLoader, ReportsUnknownKeyWithSuggestionAndPosition) {
   auto r = load("listners: []\n");
   ASSERT_EQ(r.errors.size(), 1u);

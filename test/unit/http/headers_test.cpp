@@ -126,5 +126,36 @@ TEST(ControlHeaders, IgnoresInvalidValues) {
   EXPECT_EQ(f.begin(), f.end());
 }
 
+TEST(ControlHeaders, FaultHeadersAreTakenFromTrustedClientsAndNeverPassOn) {
+  auto fault_request = [] {
+    Fields f;
+    f.insert("x-outrigger-fault-delay-request", "200");
+    f.insert("x-outrigger-fault-delay-request-percentage", "12.5");
+    f.insert("x-outrigger-fault-abort-request", "503");
+    f.insert("x-outrigger-fault-abort-grpc-request", "14");
+    f.insert("x-outrigger-fault-abort-request-percentage", "50");
+    return f;
+  };
+  auto trusted = fault_request();
+  const auto c = take_control_headers(trusted, true);
+  EXPECT_EQ(c.fault_delay, std::chrono::milliseconds(200));
+  EXPECT_EQ(c.fault_delay_percent, 12.5);
+  EXPECT_EQ(c.fault_abort_status, 503);
+  EXPECT_EQ(c.fault_abort_grpc_status, 14);
+  EXPECT_EQ(c.fault_abort_percent, 50);
+  EXPECT_EQ(trusted.begin(), trusted.end());  // consumed, even from a trusted client
+  auto untrusted = fault_request();
+  const auto u = take_control_headers(untrusted, false);
+  EXPECT_FALSE(u.fault_delay || u.fault_abort_status || u.fault_abort_grpc_status);
+  EXPECT_EQ(untrusted.begin(), untrusted.end());
+  Fields bad;
+  bad.insert("x-outrigger-fault-abort-request", "700");
+  bad.insert("x-outrigger-fault-abort-grpc-request", "17");
+  bad.insert("x-outrigger-fault-abort-request-percentage", "101");
+  bad.insert("x-outrigger-fault-delay-request", "soon");
+  const auto b = take_control_headers(bad, true);
+  EXPECT_FALSE(b.fault_abort_status || b.fault_abort_grpc_status || b.fault_abort_percent || b.fault_delay);
+}
+
 }  // namespace
 }  // namespace outrigger::http

@@ -27,10 +27,12 @@ listeners:
         mode: shadow
         roles: { reader: [{ methods: [GET], paths: ["/api/*"] }] }
         bindings: [{ role: reader, principals: [{ source_ip: 10.0.0.0/8 }, { any: true }] }]
+      - { type: fault, abort: { status: 503, percent: 1 } }
     routes:
       - name: api
         match: { prefix: /api, methods: [GET], headers: [{ name: x-v, exact: "2" }] }
         cluster: app
+        per_filter_config: { fault: { delay: { fixed: 1s } }, rbac: { disabled: true } }
         timeout: 2s
         retry: { retry_on: [5xx, reset], retriable_status_codes: [409], num_retries: 2, per_try_timeout: 500ms,
                  backoff: { base: 10ms, max: 100ms }, retriable_methods: [GET, PUT] }
@@ -110,6 +112,9 @@ TEST(ConfigDump, LoadsBackAsTheSameConfig) {
   EXPECT_NE(dump.find("\"propagation\":[\"w3c\",\"b3\"]"), std::string::npos);
   EXPECT_NE(dump.find("\"flush_interval\":\"250ms\""), std::string::npos);
   EXPECT_NE(dump.find("\"socket_mark\":1337"), std::string::npos);
+  EXPECT_NE(dump.find("\"per_filter_config\":{\"fault\":{\"delay\":{\"fixed\":\"1s\"}},\"rbac\":{\"disabled\":true}}"),
+            std::string::npos)
+      << dump;
   EXPECT_NE(dump.find("\"upgrade\":[\"websocket\",\"spdy/3\"]"), std::string::npos);
   EXPECT_NE(dump.find("\"protocol\":\"tcp\""), std::string::npos);
   EXPECT_NE(dump.find("\"passthrough\":\"deny\""), std::string::npos);

@@ -3,6 +3,8 @@
 #   docker/build.sh run [CONFIG]   install what is missing, build (release), run the proxy
 #   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
 #   docker/build.sh build          install what is missing, build (release) only
+#   docker/build.sh fuzz [SECONDS] install clang 14 and libFuzzer, build the fuzz targets (build/fuzz), run each
+#                                  for SECONDS (default 300) on a copy of its corpus; non-zero on any crash
 #   docker/build.sh containers     set up Podman and the base image (docker/containers.sh; root or sudo)
 #   docker/build.sh image          build the release image localhost/outrigger:VERSION with Podman
 set -eu
@@ -35,6 +37,16 @@ case "$cmd" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
       ctest -j 4 --output-on-failure --timeout 180
     ;;
+  fuzz)
+    ./docker/install-deps.sh fuzz
+    # OUTRIGGER_FUZZ_SECONDS: each target's CTest test fuzzes that long (its timeout follows).
+    CXX=clang++-14 cmake -S . -B build/fuzz -DOUTRIGGER_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+      -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DOUTRIGGER_FUZZ_SECONDS="${2:-300}" >/dev/null
+    cmake --build build/fuzz -j "$jobs"
+    cd build/fuzz
+    # One target at a time (each is a process on one core); every one runs even when one fails.
+    ctest --output-on-failure
+    ;;
   containers)
     exec ./docker/containers.sh     # uses sudo itself when not root
     ;;
@@ -47,7 +59,7 @@ case "$cmd" in
     exec podman build --pull=never --network=host -f docker/Dockerfile -t "localhost/outrigger:$version" .
     ;;
   *)
-    echo "usage: $0 run [CONFIG] | test | build | containers | image" >&2
+    echo "usage: $0 run [CONFIG] | test | build | fuzz [SECONDS] | containers | image" >&2
     exit 2
     ;;
 esac

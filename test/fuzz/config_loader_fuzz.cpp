@@ -48,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   if (!result.ok()) return 0;
   std::vector<config::Diagnostic> errors;
-  config::YamlReader yaml("fuzz.yaml", errors);
+  const std::string file = "fuzz.yaml";  // the reader keeps a reference to it
+  config::YamlReader yaml(file, errors);
   for (const auto& l : result.config->listeners) {
     for (std::size_t i = 0; i < l.filters.size(); ++i) {
       const http::FilterContext context{"listeners." + l.name + ".filters[" + std::to_string(i) + "]", l.name,

@@ -124,7 +124,8 @@ class Handler final : public http::ExchangeHandler {
     tracing_.propagation = {config::Propagation::b3, config::Propagation::w3c, config::Propagation::b3_single};
     route_.retry = config::RetryPolicy{};  // the body is buffered for a retry when it fits
     std::vector<config::Diagnostic> errors;
-    config::YamlReader yaml("fuzz.yaml", errors);
+    const std::string file = "fuzz.yaml";  // the reader keeps a reference to it
+    config::YamlReader yaml(file, errors);
     const auto nodes = YAML::Load(std::string(kFilters));
     std::vector<std::unique_ptr<http::Filter>> filters;
     for (std::size_t i = 0; i < nodes.size(); ++i) {

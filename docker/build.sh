@@ -4,6 +4,8 @@
 #   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
 #   docker/build.sh build          install what is missing, build (release) only
 #   docker/build.sh tsan [REGEX]   build with ThreadSanitizer, run the integration tests (those matching REGEX)
+#   docker/build.sh fuzz [SECONDS] install clang 14 and libFuzzer, build the fuzz targets (build/fuzz), run each
+#                                  for SECONDS (default 300) on a copy of its corpus; non-zero on any crash
 #   docker/build.sh containers     set up Podman and the base image (docker/containers.sh; root or sudo)
 #   docker/build.sh image          build the release image localhost/outrigger:VERSION with Podman
 set -eu
@@ -52,6 +54,16 @@ case "$cmd" in
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/../../test/tsan.supp" \
       ctest -j 3 --output-on-failure --timeout 300 -R "^(${2:-$tsan_tests})"
     ;;
+  fuzz)
+    ./docker/install-deps.sh fuzz
+    # OUTRIGGER_FUZZ_SECONDS: each target's CTest test fuzzes that long (its timeout follows).
+    CXX=clang++-14 cmake -S . -B build/fuzz -DOUTRIGGER_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+      -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DOUTRIGGER_FUZZ_SECONDS="${2:-300}" >/dev/null
+    cmake --build build/fuzz -j "$jobs"
+    cd build/fuzz
+    # One target at a time (each is a process on one core); every one runs even when one fails.
+    ctest --output-on-failure
+    ;;
   containers)
     exec ./docker/containers.sh     # uses sudo itself when not root
     ;;
@@ -64,7 +76,7 @@ case "$cmd" in
     exec podman build --pull=never --network=host -f docker/Dockerfile -t "localhost/outrigger:$version" .
     ;;
   *)
-    echo "usage: $0 run [CONFIG] | test | build | containers | image" >&2
+    echo "usage: $0 run [CONFIG] | test | build | fuzz [SECONDS] | containers | image" >&2
     exit 2
     ;;
 esac

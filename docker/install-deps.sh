@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs Outrigger's build and test dependencies from Debian 12's archive.
 # The one list of packages: the Makefile, .ci/run and the Dockerfile all call this.
-# usage: docker/install-deps.sh [build|test|bench]   (default: test)
+# usage: docker/install-deps.sh [build|test|bench|fuzz]   (default: test)
 set -eu
 what=${1:-test}
 build="g++ cmake make pkg-config ccache \
@@ -19,11 +19,14 @@ test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client python3-ya
 # text parser for the soak's and the mesh chaos's reading of /metrics.
 bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3 \
   iproute2 iptables nftables python3-prometheus-client"
+# clang 14 and its libFuzzer for the fuzz targets (test/fuzz), built apart from the GCC build.
+fuzz="$build clang-14 libfuzzer-14-dev"
 case "$what" in
   build) pkgs=$build ;;
   test) pkgs=$test ;;
   bench) pkgs=$bench ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  fuzz) pkgs=$fuzz ;;
+  *) echo "usage: $0 [build|test|bench|fuzz]" >&2; exit 2 ;;
 esac
 missing=""
 for p in $pkgs; do

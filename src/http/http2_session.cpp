@@ -20,7 +20,6 @@ namespace outrigger::http {
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 constexpr auto kGoawayAfterNotice = std::chrono::milliseconds(100);

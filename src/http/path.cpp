@@ -63,7 +63,7 @@ void append_normal_segment(std::string& out, std::string_view seg) {
   }
 }
 
-// %2F and %5C as the separators they encode.
+// %2F and %5C as the separators they encode, both as '/'.
 std::string unescape_separators(std::string_view path) {
   std::string out;
   out.reserve(path.size());
@@ -76,7 +76,10 @@ std::string unescape_separators(std::string_view path) {
         continue;
       }
       if (a == '5' && b == 'c') {
-        out += '\\';
+        // A separator too: a raw '\\' is no character of a request target
+        // (the upstream would get an invalid one), and servers that split
+        // on it would see segments, and dot segments, the proxy did not.
+        out += '/';
         i += 2;
         continue;
       }

@@ -442,7 +442,8 @@ std::string Stats::scrape() const {
                                MetricType::Counter);
   auto tunnel_time = family("outrigger_tunnel_duration_seconds", "How long tunnels stayed open, by kind.",
                             MetricType::Histogram);
-  for (const auto& [name, l] : listeners_) {
+  for (const auto& entry : listeners_) {
+    const auto& l = entry.second;  // named: lambdas capture it (clang 14 cannot capture a binding)
     for (std::size_t i = 0; i < kDetectResultNames.size(); ++i) {
       auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"result", kDetectResultNames[i]}});
       m.counter.value = static_cast<double>(sum(l->workers, [&](const ListenerSlice& s) { return s.detections[i].value(); }));
@@ -581,7 +582,8 @@ std::string Stats::scrape() const {
                           "Requests by the authority (Host) clients asked for, on listeners with max_authorities; "
                           "authorities past the cap count as \"other\".",
                           MetricType::Counter);
-  for (const auto& [name, l] : listeners_) {
+  for (const auto& entry : listeners_) {
+    const auto& l = entry.second;  // named: the lambda captures it
     l->authorities.for_each([&](const std::string& host, std::uint64_t n) {
       auto m = with_labels({{"direction", l->direction}, {"listener", l->name}, {"authority", host}});
       m.counter.value = static_cast<double>(n);
@@ -633,7 +635,8 @@ std::string Stats::scrape() const {
         {"max_pending_requests", &ClusterSlice::overflow_pending},
         {"max_requests", &ClusterSlice::overflow_requests},
         {"max_retries", &ClusterSlice::overflow_retries}};
-    for (const auto& [limit, member] : limits) {
+    for (const auto& [limit, field] : limits) {
+      const auto member = field;  // named: the lambda captures it
       auto m = with_labels({{"cluster", c->name}, {"limit", limit}});
       m.counter.value = static_cast<double>(sum(c->workers, [&](const ClusterSlice& s) { return (s.*member).value(); }));
       overflow.metric.push_back(std::move(m));
@@ -657,7 +660,8 @@ std::string Stats::scrape() const {
         {"attempt", &ClusterSlice::retries},
         {"success", &ClusterSlice::retries_succeeded},
         {"budget_exhausted", &ClusterSlice::retries_budget_exhausted}};
-    for (const auto& [result, member] : results) {
+    for (const auto& [result, field] : results) {
+      const auto member = field;  // named: the lambda captures it
       auto m = with_labels({{"cluster", c->name}, {"result", result}});
       m.counter.value = static_cast<double>(sum(c->workers, [&](const ClusterSlice& s) { return (s.*member).value(); }));
       retries.metric.push_back(std::move(m));

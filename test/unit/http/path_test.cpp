@@ -66,7 +66,11 @@ TEST(TargetNormalization, EncodedSlashesFollowTheListenerSetting) {
   // unescape: separators first, then normalisation
   EXPECT_EQ(normal("/public/..%2Fprivate", EscapedSlashes::unescape), "/private");
   EXPECT_EQ(normal("/a%2Fb", EscapedSlashes::unescape), "/a/b");
-  EXPECT_EQ(normal("/a%5Cb", EscapedSlashes::unescape), "/a\\b");
+  EXPECT_EQ(normal("/a%5Cb", EscapedSlashes::unescape), "/a/b");
+  // Found by path_fuzz: %5C became a raw '\', which is no valid target (and
+  // hid "..\" segments from the normalisation).
+  EXPECT_EQ(normal("/%2e%2E/%2e/x/%61%5c", EscapedSlashes::unescape), "/x/a/");
+  EXPECT_EQ(normal("/a/b/..%5C..%5Cc", EscapedSlashes::unescape), "/c");
 }
 
 TEST(TargetNormalization, IsStable) {

@@ -66,8 +66,10 @@ awaitable<FilterResult> JwtAuthnFilter::on_request(Exchange& ex) {
   if (result != JwtResult::allowed) co_return refuse(provider, result);
   count(JwtResult::allowed);
   claims.provider = provider.name;
-  for (const auto& [claim, header] : provider.forward_claims) {
-    const auto* v = claims.payload.if_contains(claim);
+  for (const auto& forward : provider.forward_claims) {
+    // Named, not a structured binding: the lambda below captures it (clang 14 cannot capture bindings).
+    const std::string& header = forward.second;
+    const auto* v = claims.payload.if_contains(forward.first);
     if (!v) continue;
     auto set = [&](std::string_view text) {
       // Beast writes field values as they are: CR or LF in a claim would add headers of its own.

@@ -76,7 +76,7 @@ case "$cmd" in
     exec podman build --pull=never --network=host -f docker/Dockerfile -t "localhost/outrigger:$version" .
     ;;
   *)
-    echo "usage: $0 run [CONFIG] | test | build | fuzz [SECONDS] | containers | image" >&2
+    echo "usage: $0 run [CONFIG] | test | build | tsan [REGEX] | fuzz [SECONDS] | containers | image" >&2
     exit 2
     ;;
 esac

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The two quick-start commands (README.md) and the CI entry point.
 #   docker/build.sh run [CONFIG]   install what is missing, build (release), run the proxy
-#   docker/build.sh test           install what is missing, build with ASan+UBSan, run every test
+#   docker/build.sh test           install what is missing, build with ASan+UBSan and run every test, then
+#                                  the ThreadSanitizer job (tsan) and each fuzz target for 30 s (fuzz 30)
 #   docker/build.sh build          install what is missing, build (release) only
 #   docker/build.sh tsan [REGEX]   build with ThreadSanitizer, run the integration tests (those matching REGEX)
 #   docker/build.sh fuzz [SECONDS] install clang 14 and libFuzzer, build the fuzz targets (build/fuzz), run each
@@ -24,7 +25,42 @@ release() {
 # What the ThreadSanitizer job runs (all the integration tests take too long for CI
 # under TSan): the tests where threads meet, reload, drain, rotation, upgrade, the
 # workers' shared gauges and the main thread's DNS, health checks and span reporting.
-tsan_tests='Reload\.|Drain\.|Tls\.|WorkerUpstreams\.|Http2Downstream\.|Http2Upstream\.|DnsCluster\.|HealthCheck\.|Tracing\.|Admin\.|CircuitBreakers\.|OutlierDetection\.'
+tsan_tests='Upgrade\.|Overload\.|Fault\.|Reload\.|Drain\.|Tls\.|WorkerUpstreams\.|Http2Downstream\.|Http2Upstream\.|DnsCluster\.|HealthCheck\.|Tracing\.|Admin\.|CircuitBreakers\.|OutlierDetection\.'
+
+asan_tests() (
+  ./docker/install-deps.sh test &&
+  cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+    -DOUTRIGGER_SANITIZE=ON >/dev/null &&
+  cmake --build build/test -j "$jobs" &&
+  cd build/test &&
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest -j 4 --output-on-failure --timeout 180
+)
+
+# The integration tests under ThreadSanitizer (those matching $1): reload, drain,
+# certificate rotation and upgrades racing with traffic (docs/operations.md).
+tsan_tests() (
+  ./docker/install-deps.sh test &&
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+    -DOUTRIGGER_TSAN=ON >/dev/null &&
+  cmake --build build/tsan -j "$jobs" --target outrigger_integration_tests &&
+  cd build/tsan &&
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest -j 3 --output-on-failure --timeout 300 -R "^(${1})"
+)
+
+# The fuzz targets (test/fuzz), clang 14's libFuzzer with ASan+UBSan, $1 seconds each.
+fuzz_targets() (
+  ./docker/install-deps.sh fuzz &&
+  # OUTRIGGER_FUZZ_SECONDS: each target's CTest test fuzzes that long (its timeout follows).
+  CXX=clang++-14 cmake -S . -B build/fuzz -DOUTRIGGER_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DOUTRIGGER_FUZZ_SECONDS="$1" >/dev/null &&
+  cmake --build build/fuzz -j "$jobs" &&
+  cd build/fuzz &&
+  # Each target is one process on one core: as many at once as there are cores;
+  # every one runs even when one fails.
+  ctest -j "$jobs" --output-on-failure
+)
 
 case "$cmd" in
   run)
@@ -35,34 +71,21 @@ case "$cmd" in
     release
     ;;
   test)
-    ./docker/install-deps.sh test
-    cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
-      -DOUTRIGGER_SANITIZE=ON >/dev/null
-    cmake --build build/test -j "$jobs"
-    cd build/test
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest -j 4 --output-on-failure --timeout 180
+    # Everything CI runs: the ASan+UBSan build and every test, the ThreadSanitizer
+    # job, and each fuzz target for FUZZ_SECONDS (30). A failure in one part still
+    # runs the others; the exit status says whether all passed. (Called from `||`,
+    # the functions run without `set -e`: their steps are chained with &&.)
+    rc=0
+    asan_tests || rc=1
+    tsan_tests "$tsan_tests" || rc=1
+    fuzz_targets "${FUZZ_SECONDS:-30}" || rc=1
+    exit $rc
     ;;
   tsan)
-    # The integration tests under ThreadSanitizer: reload, drain, certificate rotation
-    # and the workers' shared atomics racing with traffic (docs/operations.md).
-    ./docker/install-deps.sh test
-    cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
-      -DOUTRIGGER_TSAN=ON >/dev/null
-    cmake --build build/tsan -j "$jobs" --target outrigger_integration_tests
-    cd build/tsan
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/../../test/tsan.supp" \
-      ctest -j 3 --output-on-failure --timeout 300 -R "^(${2:-$tsan_tests})"
+    tsan_tests "${2:-$tsan_tests}"
     ;;
   fuzz)
-    ./docker/install-deps.sh fuzz
-    # OUTRIGGER_FUZZ_SECONDS: each target's CTest test fuzzes that long (its timeout follows).
-    CXX=clang++-14 cmake -S . -B build/fuzz -DOUTRIGGER_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
-      -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DOUTRIGGER_FUZZ_SECONDS="${2:-300}" >/dev/null
-    cmake --build build/fuzz -j "$jobs"
-    cd build/fuzz
-    # One target at a time (each is a process on one core); every one runs even when one fails.
-    ctest --output-on-failure
+    fuzz_targets "${2:-300}"
     ;;
   containers)
     exec ./docker/containers.sh     # uses sudo itself when not root

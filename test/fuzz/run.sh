@@ -6,7 +6,10 @@
 # OUTRIGGER_FUZZ_SECONDS in the environment overrides SECONDS (keep it under the CTest
 # timeout, which follows the CMake cache variable of the same name).
 set -eu
-binary=$1 dir=$2 name=$3 seconds=${OUTRIGGER_FUZZ_SECONDS:-$4} work=$5/$name
+# Absolute paths: the HTTP targets change directory when they start.
+binary=$(realpath "$1") dir=$(realpath "$2") name=$3 seconds=${OUTRIGGER_FUZZ_SECONDS:-$4}
+mkdir -p "$5"
+work=$(realpath "$5")/$name
 rm -rf "$work/corpus"
 mkdir -p "$work/corpus" "$work/artifacts"
 cp "$dir/corpus/$name"/* "$work/corpus/"

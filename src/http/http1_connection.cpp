@@ -132,8 +132,10 @@ void Http1Connection::close_now() {
 }
 
 awaitable<error_code> Http1Connection::read_more() {
+  if (peer_closed_) co_return error_code(asio::error::eof);
   auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
   buffer_.commit(n);
+  if (ec == asio::error::eof) peer_closed_ = true;
   co_return ec;
 }
 
@@ -282,6 +284,7 @@ awaitable<void> Http1Connection::serve() {
         lingering_ = counted;
         std::tie(ec, n) = co_await stream_.async_read_some(buffer_.prepare(kReadChunk), use_tuple);
         buffer_.commit(n);
+        if (ec == asio::error::eof) peer_closed_ = true;
         lingering_ = false;
         if (counted) host_.end_linger();
       }
@@ -393,7 +396,7 @@ awaitable<void> Http1Connection::finish() {
   // has read it; and a draining proxy that exits, or a pod whose network is
   // torn down right after, would lose a response it has logged as served.
   // Waiting for the FIN means the client has it (a drain waits for this).
-  if (closing_after_response_ && !timed_out_ && !ec && stream_.socket().is_open()) {
+  if (closing_after_response_ && !timed_out_ && !peer_closed_ && !ec && stream_.socket().is_open()) {
     enter(Phase::closing, Clock::now() + kLingerCloseTimeout);
     buffer_.consume(buffer_.size());
     for (;;) {

@@ -124,6 +124,10 @@ class Http1Connection final : public Downstream, public ClientConnection {
   Clock::time_point linger_since_;
   Phase phase_ = Phase::active;
   bool timed_out_ = false;         // the sweep cancelled the phase's I/O
+  // A read saw the client's FIN: nothing reads again. With Asio's edge-triggered
+  // epoll a second read after the end may never complete (no new edge comes),
+  // and the connection would wait for its header timeout (found by http1_fuzz).
+  bool peer_closed_ = false;
   bool started_ = false;           // TLS (if any) is set up: a resumed coroutine skips it
   bool first_request_ = true;      // nothing served yet: the HTTP/2 preface may come
   bool parked_ = false;            // the coroutine ended to wait without a frame

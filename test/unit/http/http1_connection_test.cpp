@@ -152,5 +152,18 @@ TEST_F(Connection, TheSweepAnswersASlowHeaderWith408) {
   EXPECT_TRUE(client_sees_close());
 }
 
+// Found by http1_fuzz: a prefix of the HTTP/2 preface, then the client's end,
+// both there before the first read. The preface check read to the end, and the
+// request reader read again after it: that read never completed, and the client
+// got a 408 after the header timeout instead of a 400 at once.
+TEST_F(Connection, APrefacePrefixThenTheClientsEndIsA400AtOnce) {
+  host.handler->settings_.http2_enabled = true;
+  asio::write(client, asio::buffer(std::string("P")));
+  client.shutdown(tcp::socket::shutdown_send);
+  run_until([&] { return host.handler->completed == 1; });
+  EXPECT_EQ(read_head(), "HTTP/1.1 400 Bad Request");
+  EXPECT_TRUE(client_sees_close());
+}
+
 }  // namespace
 }  // namespace outrigger::http

@@ -125,8 +125,9 @@ TEST(ConfigDump, LoadsBackAsTheSameConfig) {
   EXPECT_NE(dump.find("\"dns_resolvers\":[\"127.0.0.1:5353\",\"[::1]:53\"]"), std::string::npos) << dump;
   EXPECT_NE(dump.find("\"type\":\"logical_dns\""), std::string::npos);
   const auto& reloaded = *again.config;
-  ASSERT_EQ(reloaded.listeners[0].filters.size(), 3u);
+  ASSERT_EQ(reloaded.listeners[0].filters.size(), 4u);
   EXPECT_EQ(reloaded.listeners[0].filters[2].type, "rbac");
+  EXPECT_EQ(reloaded.listeners[0].filters[3].type, "fault");
   EXPECT_EQ((*reloaded.listeners[0].filters[2].node)["mode"].as<std::string>(), "shadow");
   ASSERT_TRUE(reloaded.tracing);
   EXPECT_EQ(reloaded.tracing->sample_rate, 0.25);

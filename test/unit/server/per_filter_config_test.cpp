@@ -40,8 +40,10 @@ TEST(PerFilterConfig, FaultRouteSettingsAreParsedWithTheirPosition) {
 }
 
 TEST(PerFilterConfig, OtherTypesTakeOnlyDisabled) {
-  EXPECT_TRUE(build(config("{ type: rbac, default: allow }", "{ rbac: { disabled: true } }")).empty());
-  const auto errors = build(config("{ type: rbac, default: allow }", "{ rbac: { default: deny } }"));
+  const std::string rbac =
+      "{ type: rbac, roles: { r: [{ methods: [GET] }] }, bindings: [{ role: r, principals: [{ any: true }] }] }";
+  EXPECT_EQ(build(config(rbac, "{ rbac: { disabled: true } }")), std::vector<std::string>{});
+  const auto errors = build(config(rbac, "{ rbac: { default: deny } }"));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("test.yaml:8:36: listeners.ingress.routes[0].per_filter_config.rbac: the 'rbac' filter "
                            "takes no per-route settings; only 'disabled: true'"),

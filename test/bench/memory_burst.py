@@ -39,24 +39,10 @@ import time
 import h11
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from chaos import free_port, wait_port  # noqa: E402  (the benchmarks' shared helpers)
 BODY_KB = 32
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
 
 
 def status_kb(pid, key):
@@ -201,7 +187,7 @@ class Target:
     def start(self, log):
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
-        wait_port(self.port)
+        wait_port(self.port, timeout=10)
 
     @property
     def pid(self):

@@ -174,8 +174,11 @@ class SpdlogAccessLog final : public AccessLog {
 
   ~SpdlogAccessLog() override {
     logger_->flush();
+    // The thread first (it writes what is queued, then is joined), the logger and
+    // its sink after: the sink is never destroyed while that thread may still
+    // flush it (ThreadSanitizer saw the other order race, Tracing.*AccessLog*).
+    pool_.reset();
     logger_.reset();
-    pool_.reset();  // joins the thread once the queue is written
   }
 
   void write(const AccessLogEntry& e) override {

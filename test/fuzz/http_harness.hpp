@@ -268,15 +268,22 @@ class Harness {
       upstream_.response = input.substr(at + kSeparator.size());
     }
     tcp::socket client(io_);
-    client.connect(acceptor_.local_endpoint());
+    connect(client);
     const int closed_before = host_.closed;
-    auto connection = std::make_unique<http::Http1Connection>(acceptor_.accept(), host_);
+    auto connection = std::make_unique<http::Http1Connection>(accept(), host_);
     auto* conn = connection.get();
     http::Http1Connection::run(std::move(connection));
     std::string bytes(preface);
     bytes.append(request);
-    asio::write(client, asio::buffer(bytes));  // within the socket's buffer: inputs are small
-    client.shutdown(tcp::socket::shutdown_send);
+    // Within the socket's buffer (inputs are small); a proxy that has already
+    // closed is an answer like any other.
+    for (std::size_t sent = 0; sent < bytes.size();) {
+      boost::system::error_code ec;
+      sent += asio::write(client, asio::buffer(bytes) + sent, ec);
+      if (ec && ec != asio::error::interrupted) break;
+    }
+    boost::system::error_code ignored;
+    client.shutdown(tcp::socket::shutdown_send, ignored);
     client.non_blocking(true);
     // Until the proxy closes; idle rounds let timers and the kernel catch up.
     int idle = 0;
@@ -300,6 +307,32 @@ class Harness {
   }
 
  private:
+  // libFuzzer's -timeout alarm (SIGALRM, every few seconds) interrupts a
+  // blocking system call, and Asio's blocking connect and accept give up on
+  // EINTR: the connect waits in the io_context instead (its epoll_wait retries),
+  // the accept, which finds the connection already queued, retries.
+  void connect(tcp::socket& client) {
+    bool done = false;
+    boost::system::error_code ec;
+    client.async_connect(acceptor_.local_endpoint(), [&](boost::system::error_code e) {
+      ec = e;
+      done = true;
+    });
+    while (!done) {
+      if (io_.stopped()) io_.restart();
+      io_.run_one();
+    }
+    if (ec) fail("connect to the proxy's listener failed");
+  }
+  tcp::socket accept() {
+    boost::system::error_code ec;
+    for (;;) {
+      tcp::socket socket = acceptor_.accept(ec);
+      if (!ec) return socket;
+      if (ec != asio::error::interrupted) fail("accept on the proxy's listener failed");
+    }
+  }
+
   static void drain(tcp::socket& client) {
     char buf[16384];
     boost::system::error_code ec;

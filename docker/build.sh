@@ -16,6 +16,11 @@ cmd=${1:-run}
 jobs=$(nproc 2>/dev/null || echo 2)
 export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+# One cache for every checkout of the project: paths below the checkout are hashed
+# relative to it, and the build directory's name is not hashed (ccache does both for
+# -g builds by default), so a second clone or worktree builds from the first one's cache.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(pwd)}
+export CCACHE_NOHASHDIR=1
 
 release() {
   ./docker/install-deps.sh build

@@ -9,8 +9,8 @@ namespace outrigger::core::small_pool {
 
 namespace {
 
-constexpr std::size_t kClasses = 5;  // 64, 128, 256, 512, 1024 bytes
-constexpr std::size_t kMaxBytes = 1024;
+constexpr std::size_t kClasses = 6;  // 64, 128, 256, 512, 1024, 2048 bytes
+constexpr std::size_t kMaxBytes = 2048;
 constexpr std::size_t kMaxFreePerClass = 4096;
 
 std::size_t class_of(std::size_t bytes) {

@@ -10,6 +10,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/serializer.hpp>
 
+#include "outrigger/core/small_allocator.hpp"
 #include "outrigger/http/body_parse.hpp"
 #include "outrigger/http/framing.hpp"
 #include "outrigger/http/http2_session.hpp"
@@ -32,9 +33,10 @@ constexpr auto kCloseNotifyTimeout = std::chrono::seconds(1);
 constexpr auto kLingerCloseTimeout = std::chrono::seconds(2);
 }  // namespace
 
-// Everything one request needs, pooled per thread and released between
-// requests, so that an idle keep-alive connection does not carry it (the
-// Exchange lives here, not in a coroutine frame).
+// Everything one request needs, in a block of the thread's small pool
+// (core/small_allocator.hpp) and given back between requests, so that an idle
+// keep-alive connection does not carry it (the Exchange lives here, not in a
+// coroutine frame); the sweep frees what a burst left in the pool.
 struct Http1Connection::RequestState {
   using Parser = bhttp::request_parser<bhttp::buffer_body, core::SmallAllocator<char>>;
   RequestState() { parser.on_chunk_header(trailer_mark); }
@@ -45,41 +47,13 @@ struct Http1Connection::RequestState {
   Fields trailers;
   bool chunked_response = false;
 };
+// The largest class of the small pool: a bigger state would bypass the pool and its sweep.
+static_assert(sizeof(Http1Connection::RequestState) <= 2048);
 
-namespace {
-// Storage for RequestState objects, recycled per thread.
-class RequestStatePool {
- public:
-  ~RequestStatePool() {
-    for (void* p : free_) ::operator delete(p);
-  }
-  void* take() {
-    if (free_.empty()) return ::operator new(sizeof(Http1Connection::RequestState));
-    void* p = free_.back();
-    free_.pop_back();
-    return p;
-  }
-  void give(void* p) {
-    if (free_.size() < 256) {
-      free_.push_back(p);
-    } else {
-      ::operator delete(p);
-    }
-  }
-
- private:
-  std::vector<void*> free_;
-};
-
-RequestStatePool& state_pool() {
-  thread_local RequestStatePool pool;
-  return pool;
-}
-}  // namespace
 
 void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
   s->~RequestState();
-  state_pool().give(s);
+  core::small_pool::deallocate(s, sizeof(RequestState));
 }
 
 Http1Connection::Http1Connection(tcp::socket socket, ConnectionHost& host, std::string_view preread,
@@ -334,7 +308,7 @@ awaitable<bool> Http1Connection::serve_request() {
   auto handler = host_.current_handler();
   const auto& settings = handler->settings();
 
-  state_.reset(new (state_pool().take()) RequestState);
+  state_.reset(new (core::small_pool::allocate(sizeof(RequestState))) RequestState);
   response_started_ = header_only_ = continue_pending_ = false;
   keep_alive_ = true;
   enter(Phase::reading_header, start + settings.request_headers_timeout);

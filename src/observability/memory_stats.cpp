@@ -11,10 +11,12 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-std::uint64_t MemoryStats::released_bytes() const {
-  std::uint64_t n = main.buffer_pool_released_bytes.value() + main.small_pool_released_bytes.value();
-  for (unsigned w = 0; w < workers.size(); ++w)
-    n += workers[w].buffer_pool_released_bytes.value() + workers[w].small_pool_released_bytes.value();
+std::uint64_t MemoryStats::released() const {
+  auto of = [](const MemorySlice& s) {
+    return s.buffer_pool_released_bytes.value() + s.small_pool_released_bytes.value() + s.idle_connections_purged.value();
+  };
+  std::uint64_t n = of(main);
+  for (unsigned w = 0; w < workers.size(); ++w) n += of(workers[w]);
   return n;
 }
 
@@ -46,9 +48,16 @@ std::string MemoryStats::scrape() const {
       series("small", total([](const MemorySlice& s) { return s.small_pool_released_bytes.value(); }), true));
   out.push_back(std::move(free));
   out.push_back(std::move(released));
+  MetricFamily purged{"outrigger_upstream_idle_purged_total",
+                      "Idle upstream keep-alive connections closed by the pools' purge (half of those unused for 5 s).",
+                      MetricType::Counter, {}};
+  ClientMetric p;
+  p.counter.value = total([](const MemorySlice& s) { return s.idle_connections_purged.value(); });
+  purged.metric.push_back(std::move(p));
+  out.push_back(std::move(purged));
 
   MetricFamily trim_count{"outrigger_malloc_trims_total",
-                          "malloc_trim calls by the main thread's memory sweep (after the pools gave memory back).",
+                          "malloc_trim calls by the main thread's memory sweep (after the pools gave memory back or closed idle connections).",
                           MetricType::Counter, {}};
   ClientMetric t;
   t.counter.value = static_cast<double>(trims.value());

@@ -21,7 +21,7 @@ void release_idle_pools(observability::MemorySlice& slice) {
 
 bool MemorySweep::sweep() {
   release_idle_pools(stats_.main);
-  const auto released = stats_.released_bytes();
+  const auto released = stats_.released();
   if (released == released_at_last_trim_) return false;
   released_at_last_trim_ = released;
   // glibc keeps freed memory in its arenas (one per worker thread) and gives

@@ -310,7 +310,7 @@ asio::awaitable<void> Worker::sweep() {
     const auto now = std::chrono::steady_clock::now();
     for (auto& c : connections_) c.sweep(now, kTick);
     if (tick % 10 == 0) {
-      upstreams_.sweep(now);
+      memory_.idle_connections_purged.inc(upstreams_.sweep(now));
       release_idle_pools(memory_);
     }
   }

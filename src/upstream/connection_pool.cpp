@@ -123,6 +123,7 @@ std::unique_ptr<UpstreamConnection> EndpointPool::take_idle(std::chrono::steady_
   while (!idle_.empty()) {
     auto c = std::move(idle_.back());
     idle_.pop_back();
+    idle_low_water_ = std::min(idle_low_water_, idle_.size());
     const auto idle = now - c->idle_since;
     if (idle >= limits_.idle_timeout) continue;
     // A connection idle for a moment is almost surely alive; a stale one is
@@ -144,13 +145,23 @@ void EndpointPool::give_back(std::unique_ptr<UpstreamConnection> c) {
   owner_.notify_slot();
 }
 
-void EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
+std::size_t EndpointPool::sweep(std::chrono::steady_clock::time_point now) {
   std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= limits_.idle_timeout; });
+  std::size_t purged = 0;
+  if (now - last_purge_ >= kPurgeInterval) {
+    // The bottom of the stack: the connections that waited longest.
+    purged = std::min(idle_low_water_, idle_.size()) / 2;
+    idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(purged));
+    if (idle_.capacity() > 4 * (idle_.size() + 16)) idle_.shrink_to_fit();
+    idle_low_water_ = idle_.size();
+    last_purge_ = now;
+  }
   for (auto& c : h2_) {
     auto& client = c->client();
     client.sweep(now);
     if (client.active_streams() == 0 && now - client.idle_since() >= limits_.idle_timeout) client.close();
   }
+  return purged;
 }
 
 namespace {
@@ -405,8 +416,10 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ClusterPools::connect_exclu
   co_return std::move(made.connection);
 }
 
-void ClusterPools::sweep(Clock::time_point now) {
-  for (auto& e : endpoints_) e->sweep(now);
+std::size_t ClusterPools::sweep(Clock::time_point now) {
+  std::size_t purged = 0;
+  for (auto& e : endpoints_) purged += e->sweep(now);
+  return purged;
 }
 
 void ClusterPools::shutdown() {

@@ -28,9 +28,11 @@ std::shared_ptr<ClusterPools> WorkerUpstreams::pools_for(const Cluster& cluster)
   return p;
 }
 
-void WorkerUpstreams::sweep(std::chrono::steady_clock::time_point now) {
-  for (auto& p : pools_) p.sweep(now);
+std::size_t WorkerUpstreams::sweep(std::chrono::steady_clock::time_point now) {
+  std::size_t purged = 0;
+  for (auto& p : pools_) purged += p.sweep(now);
   std::erase_if(latest_, [](const auto& kv) { return kv.second.expired(); });
+  return purged;
 }
 
 void WorkerUpstreams::shutdown() {

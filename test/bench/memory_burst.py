@@ -365,6 +365,7 @@ def main():
                 ok, bad = load(t.port, a.base_conns, a.requests, 1, timeout)
                 time.sleep(2)  # the baseline's connections have closed; periodic work has run once
                 pre = status_kb(t.pid, "VmRSS")
+                pre_split = (status_kb(t.pid, "RssAnon"), status_kb(t.pid, "RssFile"))
                 peak_sampled = [pre]
                 at_peak = lambda t=t, s=peak_sampled: s.append(status_kb(t.pid, "VmRSS"))
                 t0 = time.monotonic()
@@ -372,7 +373,7 @@ def main():
                 errors[t.name] += bad + bad2
                 rec = {"run": run, "pre_kb": pre, "peak_kb": max(status_kb(t.pid, "VmHWM"), max(peak_sampled)),
                        "burst_seconds": round(time.monotonic() - t0, 2), "requests": ok + ok2, "failed": bad + bad2,
-                       "quiet_kb": []}
+                       "quiet_kb": [], "pre_anon_kb": pre_split[0], "pre_file_kb": pre_split[1]}
                 results[t.name].append(rec)
                 print(f"  run {run + 1} {t.name}: pre {pre / 1024:.1f} MB, burst {rec['burst_seconds']} s, "
                       f"{ok2} requests ({bad2} failed), peak {rec['peak_kb'] / 1024:.1f} MB", file=sys.stderr)
@@ -381,6 +382,8 @@ def main():
                     for s in range(1, a.quiet_seconds + 1):
                         time.sleep(max(0, start + s - time.monotonic()))
                         rec["quiet_kb"].append(status_kb(t.pid, "VmRSS"))
+                    # What stayed: the heap and other anonymous memory, or pages of files (code, libraries).
+                    rec["end_anon_kb"], rec["end_file_kb"] = status_kb(t.pid, "RssAnon"), status_kb(t.pid, "RssFile")
                 th = threading.Thread(target=sample)
                 th.start()
                 samplers.append(th)
@@ -419,6 +422,15 @@ def main():
             if m == a.quiet_seconds and t.name.startswith("outrigger"):
                 worst = max(worst, ratio)
         print(row + f" {errors[t.name]} |")
+    # Where the difference is: anonymous memory (heap, stacks) or file pages (code first touched by the burst).
+    print(f"\n| target | RssAnon before / after {a.quiet_seconds} s (MB) | RssFile before / after (MB) |")
+    print("|---|---|---|")
+    for t in targets:
+        rs = [r for r in results[t.name] if "end_anon_kb" in r]
+        if rs:
+            mb = lambda k: med([r[k] for r in rs]) / 1024
+            print(f"| {t.name} | {mb('pre_anon_kb'):.1f} / {mb('end_anon_kb'):.1f} | "
+                  f"{mb('pre_file_kb'):.1f} / {mb('end_file_kb'):.1f} |")
     if a.check and worst > 1.10:
         print(f"Outrigger ends at {worst:.2f} of its pre-burst RSS (limit 1.10)", file=sys.stderr)
         return 1

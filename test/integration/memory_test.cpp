@@ -1,6 +1,6 @@
 // Memory that follows load: after a burst through the proxy, the pools give
-// back what it left (the sweeps' gauges and counters), and the main thread
-// trims glibc's arenas. RSS is not tested here (ASan has its own allocator);
+// back what it left (the sweeps' gauges and counters), the idle upstream
+// connections it opened are purged, and the main thread trims glibc's arenas. RSS is not tested here (ASan has its own allocator);
 // test/bench/memory_burst.py measures it.
 #include <gtest/gtest.h>
 
@@ -75,6 +75,21 @@ clusters:
   // Header-field blocks: what a scrape itself uses may stay, no more.
   EXPECT_LE(value_of(text, "outrigger_pool_free_bytes{pool=\"small\"}"), 64 * 1024.0) << text;
   EXPECT_GT(value_of(text, "outrigger_pool_released_bytes_total{pool=\"small\"}"), 0) << text;
+
+  // The burst's upstream connections: every 5 s the pool closes half of those
+  // no request took since the last purge (48, then 24, 12, ...), not all of
+  // them 60 s later (connection_pool.idle_timeout), and glibc is trimmed again.
+  const auto trims = value_of(text, "outrigger_malloc_trims_total");
+  EXPECT_TRUE(eventually(
+      [&] {
+        text = metrics(proxy);
+        return value_of(text, "outrigger_upstream_idle_purged_total") >= kConcurrent / 2 &&
+               value_of(text, "outrigger_malloc_trims_total") > trims;
+      },
+      20s))
+      << text;
+  EXPECT_LE(value_of(text, "outrigger_upstream_connections_active{cluster=\"app\"}"), kConcurrent / 2) << text;
+  EXPECT_GE(value_of(text, "outrigger_upstream_connections_active{cluster=\"app\"}"), 1) << text;
 }
 
 }  // namespace

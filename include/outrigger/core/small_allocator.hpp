@@ -1,8 +1,10 @@
 // An allocator for small, short-lived objects that come and go with every
-// request: HTTP header fields (Beast allocates one block per field). Blocks
-// are recycled through per-thread free lists by size class (64 to 1024
-// bytes), so a request's headers cost no malloc once a worker is warm; larger
-// requests go to the heap. A block freed on another thread joins that
+// request: HTTP header fields (Beast allocates one block per field) and an
+// HTTP/1.1 connection's per-request state. Blocks are recycled through
+// per-thread free lists by size class (64 to 2048 bytes), so a request costs
+// no malloc once a worker is warm; larger requests go to the heap. Each
+// thread's sweep frees what no allocation took since its last sweep
+// (core/pool_release.hpp). A block freed on another thread joins that
 // thread's lists, which is safe (each list is touched by one thread only).
 #pragma once
 

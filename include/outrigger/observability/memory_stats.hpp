@@ -16,6 +16,7 @@ struct MemorySlice {
   Gauge small_pool_free_bytes;   // core::small_pool (header fields)
   Counter buffer_pool_released_bytes;
   Counter small_pool_released_bytes;
+  Counter idle_connections_purged;  // upstream keep-alive connections the idle pools' purges closed
 };
 
 struct MemoryStats {
@@ -24,8 +25,9 @@ struct MemoryStats {
   MemorySlice main;     // the main thread's own pools
   Counter trims;        // malloc_trim calls (main thread)
   Counter trim_micros;  // the time they took
-  // Bytes every sweep has given back so far (the main thread's "anything to trim?").
-  std::uint64_t released_bytes() const;
+  // What every sweep has given back so far, bytes of the free lists plus idle
+  // connections closed by a purge (the main thread's "anything to trim?").
+  std::uint64_t released() const;
   // The Prometheus text of these series.
   std::string scrape() const;
 };

@@ -96,8 +96,12 @@ class EndpointPool {
   std::unique_ptr<UpstreamConnection> take_idle(std::chrono::steady_clock::time_point now);
   // Keeps a connection for reuse when the pool has room and its limits allow.
   void give_back(std::unique_ptr<UpstreamConnection> c);
-  // Closes connections idle for longer than the idle timeout.
-  void sweep(std::chrono::steady_clock::time_point now);
+  // Closes connections idle for longer than the idle timeout and, every
+  // kPurgeInterval, half of those no request took during the whole interval
+  // (HAProxy's pool-purge-delay): what a burst left idle goes within seconds,
+  // what a steady load uses stays. Returns the connections the purge closed.
+  std::size_t sweep(std::chrono::steady_clock::time_point now);
+  static constexpr std::chrono::seconds kPurgeInterval{5};
   void close_idle() { idle_.clear(); }
   std::size_t idle_count() const { return idle_.size(); }
   const boost::asio::ip::tcp::endpoint& address() const { return address_; }
@@ -115,7 +119,9 @@ class EndpointPool {
   ClusterPools& owner_;
   boost::asio::ip::tcp::endpoint address_;
   config::ConnectionPool limits_;
-  std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // a stack: the most recently used on top
+  std::size_t idle_low_water_ = 0;  // the fewest idle connections since the last purge
+  std::chrono::steady_clock::time_point last_purge_{};
   std::vector<std::shared_ptr<H2Connection>> h2_;
   std::optional<bool> speaks_h2_;  // protocol auto over TLS: what ALPN chose last time
   std::uint32_t h2_connecting_ = 0;  // HTTP/2 connects under way...
@@ -165,7 +171,7 @@ class ClusterPools : public AutoUnlinkHook {
   // Waits (a retry's back-off); ends early when the worker stops.
   boost::asio::awaitable<void> sleep(std::chrono::milliseconds d);
 
-  void sweep(Clock::time_point now);
+  std::size_t sweep(Clock::time_point now);  // the idle connections its endpoints' purges closed
   // The worker stops: idle connections close, waiters wake, acquire fails.
   void shutdown();
 

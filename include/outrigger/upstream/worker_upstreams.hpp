@@ -30,8 +30,9 @@ class WorkerUpstreams {
   // The pools for `cluster`: those already serving a cluster of that name
   // with the same endpoints and pool settings, or new ones.
   std::shared_ptr<ClusterPools> pools_for(const Cluster& cluster);
-  // Idle connections past their timeout close (the worker's sweep).
-  void sweep(std::chrono::steady_clock::time_point now);
+  // Idle connections past their timeout close, and the idle pools' purges run
+  // (the worker's sweep); returns the connections the purges closed.
+  std::size_t sweep(std::chrono::steady_clock::time_point now);
   // The worker stops: every connection closes, idle or busy, every waiter
   // wakes, and acquiring fails from now on, so that every coroutine ends.
   void shutdown();

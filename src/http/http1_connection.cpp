@@ -50,7 +50,6 @@ struct Http1Connection::RequestState {
 // The largest class of the small pool: a bigger state would bypass the pool and its sweep.
 static_assert(sizeof(Http1Connection::RequestState) <= 2048);
 
-
 void Http1Connection::RequestStateRelease::operator()(RequestState* s) const {
   s->~RequestState();
   core::small_pool::deallocate(s, sizeof(RequestState));

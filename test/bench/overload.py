@@ -7,8 +7,13 @@ h2load (nghttp2's load generator, cleartext HTTP/2 with prior knowledge) is
 the client, since one h2load thread offers far more requests a second than
 one proxy worker serves.
 
-  1. Capacity: closed loop, `h2load -c4 -m32` for CAPACITY_SECONDS: the
-     proxy's requests/s (the client waits for each answer, nothing queues).
+  1. Capacity: closed loop, `h2load -c64 -m1` for CAPACITY_SECONDS: the
+     proxy's requests/s when each request arrives on its own, as the paced
+     load below sends them (one HEADERS frame per read, one response per
+     write). A closed loop with many streams per connection (`-c4 -m32`)
+     batches a read's worth of requests and measures about twice that: 2x
+     of it would be 4x of what the paced load costs, and its 0.5x would
+     still be an overload.
   2. Per target (`limited`: overload.max_requests_per_worker = LIMIT;
      `unlimited`: 0), a fresh proxy, then open-loop paced load: `h2load
      --rps` with up to 100 streams per connection, so that a slow answer
@@ -68,7 +73,7 @@ http {{
     return proc, port
 
 
-def start_outrigger(binary, work, name, upstream, limit):
+def start_outrigger(binary, work, name, upstream, limit, max_idle=None):
     port, admin = free_port(), free_port()
     conf = os.path.join(work, f"{name}.yaml")
     with open(conf, "w") as f:
@@ -86,6 +91,8 @@ clusters:
     endpoints: [127.0.0.1:{upstream}]
     circuit_breakers: {{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }}
 """)
+        if max_idle is not None:
+            f.write(f"    connection_pool: {{ max_idle_per_endpoint: {max_idle} }}\n")
     proc = subprocess.Popen([binary, "run", "-c", conf])
     wait_port(port)
     wait_port(admin)
@@ -100,7 +107,7 @@ def h2load(args, timeout):
 
 
 def capacity(port, seconds):
-    text = h2load(["-c4", "-m32", f"-D{seconds}", "--warm-up-time=1", f"http://127.0.0.1:{port}/"],
+    text = h2load(["-c64", "-m1", f"-D{seconds}", "--warm-up-time=1", f"http://127.0.0.1:{port}/"],
                   timeout=seconds + 30)
     m = re.search(r"finished in [^,]+, ([\d.]+) req/s", text)
     if not m:
@@ -159,16 +166,19 @@ def overload_run(port, admin, rate, overload_s, after_s, work, name):
     t0 = time.time()
     common = ["-m100", f"http://127.0.0.1:{port}/"]
     base = subprocess.Popen(["h2load", f"-c{base_clients}", f"--rps={0.5 * rate / base_clients:.1f}",
-                             f"-D{overload_s + after_s}", f"--log-file={base_log}", *common],
+                             f"-D{int(overload_s + after_s)}", f"--log-file={base_log}", *common],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     extra = subprocess.Popen(["h2load", f"-c{extra_clients}", f"--rps={1.5 * rate / extra_clients:.1f}",
-                              f"-D{overload_s}", f"--log-file={extra_log}", *common],
+                              f"-D{int(overload_s)}", f"--log-file={extra_log}", *common],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     extra_out, _ = extra.communicate(timeout=overload_s + 60)
     t_drop = time.time()
     base_out, _ = base.communicate(timeout=overload_s + after_s + 60)
     probe.stop.set()
     probe.join(timeout=5)
+    for path, out in ((base_log, base_out), (extra_log, extra_out)):
+        if not os.path.exists(path):
+            raise RuntimeError(f"h2load wrote no {os.path.basename(path)}:\n{out}")
     rows = read_log(base_log) + read_log(extra_log)
     if not rows:
         raise RuntimeError("h2load logged nothing:\n" + base_out + extra_out)
@@ -184,6 +194,13 @@ def overload_run(port, admin, rate, overload_s, after_s, work, name):
     ok = [r for r in window if r[1] == 200]
     after_503 = [r[0] for r in after if r[1] == 503]
     ready = [s for s in probe.samples if start + 1 <= s[0] < drop]
+    # Around the drop, per 250 ms: requests started, how many were shed, the
+    # 200s' median latency. Shows how fast the shedding stops.
+    timeline = []
+    for i in range(-4, int(after_s * 4)):
+        b = [r for r in rows if drop + i * 0.25 <= r[0] < drop + (i + 1) * 0.25]
+        timeline.append((i * 0.25, len(b), sum(1 for r in b if r[1] == 503),
+                         round(pct([r[2] for r in b if r[1] == 200], 50) * 1e3, 1)))
     return {
         "offered_rps": round(len(window) / span),
         "answered_200_rps": round(len(ok) / span),
@@ -203,15 +220,20 @@ def overload_run(port, admin, rate, overload_s, after_s, work, name):
         "ready_probes": len(ready),
         "t_drop_skew_s": round(t_drop - drop, 3),
         "elapsed_s": round(time.time() - t0, 1),
+        "timeline": timeline,
     }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outrigger", required=True)
-    ap.add_argument("--limit", type=int, default=64, help="max_requests_per_worker of the limited target")
-    ap.add_argument("--overload", type=float, default=10, help="seconds at 2x")
-    ap.add_argument("--after", type=float, default=5, help="seconds at 0.5x after the drop")
+    # 4x what the paced load keeps in flight at 0.5x (rate x latency, 30-60
+    # here): room for normal bursts, a bound on the queue under overload.
+    ap.add_argument("--limit", type=int, default=256, help="max_requests_per_worker of the limited target")
+    ap.add_argument("--overload", type=int, default=10, help="seconds at 2x")
+    ap.add_argument("--after", type=int, default=5, help="seconds at 0.5x after the drop")
+    ap.add_argument("--max-idle", type=int, help="the cluster's connection_pool.max_idle_per_endpoint "
+                    "(default: the proxy's own, 1024; 64 was the default before 2026-12-08)")
     ap.add_argument("--capacity-seconds", type=int, default=5)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -223,15 +245,15 @@ def main():
     procs = []
     results = {}
     try:
-        proc, port, _ = start_outrigger(args.outrigger, work, "capacity", upstream, 0)
+        proc, port, _ = start_outrigger(args.outrigger, work, "capacity", upstream, 0, args.max_idle)
         procs.append(proc)
         rate = capacity(port, args.capacity_seconds)
         proc.terminate()
         proc.wait(timeout=15)
         results["capacity_rps"] = round(rate)
-        print(f"capacity (closed loop, workers: 1): {rate:.0f} req/s; offering {2 * rate:.0f}, then {0.5 * rate:.0f}")
+        print(f"capacity (closed loop, -c64 -m1, workers: 1): {rate:.0f} req/s; offering {2 * rate:.0f}, then {0.5 * rate:.0f}")
         for name, limit in (("limited", args.limit), ("unlimited", 0)):
-            proc, port, admin = start_outrigger(args.outrigger, work, name, upstream, limit)
+            proc, port, admin = start_outrigger(args.outrigger, work, name, upstream, limit, args.max_idle)
             procs.append(proc)
             r = overload_run(port, admin, rate, args.overload, args.after, work, name)
             r["max_requests_per_worker"] = limit

@@ -243,7 +243,10 @@ struct Listener {
 };
 
 struct ConnectionPool {
-  std::size_t max_idle_per_endpoint = 64;
+  // Not below what a load keeps in flight: a connection closed on its way back
+  // to a full idle list is opened again by the next request (docs/performance.md,
+  // "Overload"). The purge, not this cap, takes back what a burst opened.
+  std::size_t max_idle_per_endpoint = 1024;
   Duration idle_timeout{std::chrono::seconds(60)};
   std::uint32_t max_requests_per_connection = 0;  // 0: unlimited
 };

@@ -46,6 +46,36 @@ void check_regex(YamlReader& r, const YAML::Node& at, const std::string& path, c
   }
 }
 
+}  // namespace
+
+std::vector<HeaderMatch> read_header_matches(YamlReader& r, const YAML::Node& list, const std::string& path) {
+  std::vector<HeaderMatch> out;
+  if (!r.sequence(list, path)) return out;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const auto h = list[i];
+    const auto hp = YamlReader::index(path, i);
+    if (!r.mapping(h, hp, {"name", "exact", "prefix", "regex", "present", "absent", "invert"})) continue;
+    HeaderMatch hm;
+    if (auto name = r.string(h, "name", hp, true)) {
+      if (!is_token(*name)) r.error(h["name"], hp + ".name", "invalid header name '" + *name + "'");
+      hm.name = lower(*name);
+    }
+    hm.exact = r.string(h, "exact", hp);
+    hm.prefix = r.string(h, "prefix", hp);
+    hm.regex = r.string(h, "regex", hp);
+    if (hm.exact.has_value() + hm.prefix.has_value() + hm.regex.has_value() > 1)
+      r.error(h, hp, "use only one of 'exact', 'prefix' or 'regex'");
+    if (hm.regex) check_regex(r, h["regex"], hp + ".regex", *hm.regex);
+    if (auto present = r.boolean(h, "present", hp); present && !*present) hm.invert = true;
+    if (auto absent = r.boolean(h, "absent", hp); absent && *absent) hm.invert = true;
+    if (auto inv = r.boolean(h, "invert", hp); inv && *inv) hm.invert = true;
+    out.push_back(std::move(hm));
+  }
+  return out;
+}
+
+namespace {
+
 // Each section of the file has a reader function; they share the reader and
 // fill the typed structs.
 class Loader {
@@ -665,28 +695,7 @@ class Loader {
       if (!is_token(method)) r_.error(n["methods"], path + ".methods", "invalid method '" + method + "'");
       m.methods.push_back(upper(method));
     }
-    if (auto hs = YamlReader::child(n, "headers"); hs && r_.sequence(*hs, path + ".headers")) {
-      for (std::size_t i = 0; i < hs->size(); ++i) {
-        const auto h = (*hs)[i];
-        const auto hp = YamlReader::index(path + ".headers", i);
-        if (!r_.mapping(h, hp, {"name", "exact", "prefix", "regex", "present", "absent", "invert"})) continue;
-        HeaderMatch hm;
-        if (auto name = r_.string(h, "name", hp, true)) {
-          if (!is_token(*name)) r_.error(h["name"], hp + ".name", "invalid header name '" + *name + "'");
-          hm.name = lower(*name);
-        }
-        hm.exact = r_.string(h, "exact", hp);
-        hm.prefix = r_.string(h, "prefix", hp);
-        hm.regex = r_.string(h, "regex", hp);
-        if (hm.exact.has_value() + hm.prefix.has_value() + hm.regex.has_value() > 1)
-          r_.error(h, hp, "use only one of 'exact', 'prefix' or 'regex'");
-        if (hm.regex) check_regex(r_, h["regex"], hp + ".regex", *hm.regex);
-        if (auto present = r_.boolean(h, "present", hp); present && !*present) hm.invert = true;
-        if (auto absent = r_.boolean(h, "absent", hp); absent && *absent) hm.invert = true;
-        if (auto inv = r_.boolean(h, "invert", hp); inv && *inv) hm.invert = true;
-        m.headers.push_back(std::move(hm));
-      }
-    }
+    if (auto hs = YamlReader::child(n, "headers")) m.headers = read_header_matches(r_, *hs, path + ".headers");
   }
 
   RetryPolicy retry(const YAML::Node& n, const std::string& path) {

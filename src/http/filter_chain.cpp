@@ -40,6 +40,12 @@ awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply) {
     ex.close_connection = true;  // too late for a reply: the client sees a truncated response
     co_return;
   }
+  if (ex.error == ProxyError::downstream_reset) {  // nobody to answer
+    ex.error_reason = to_string(ex.error);
+    ex.status = 0;
+    ex.close_connection = true;
+    co_return;
+  }
   ResponseHeader header;
   header.result(static_cast<unsigned>(reply.status));
   header.version(11);

@@ -178,6 +178,7 @@ std::size_t Http2Stream::on_closed(std::uint32_t) {
   closed_ = true;
   reset_ = true;  // whatever comes next on it fails
   wake();
+  gone();
   const auto unread = in_.size() - in_offset_;
   in_.clear();
   in_offset_ = 0;
@@ -187,6 +188,11 @@ std::size_t Http2Stream::on_closed(std::uint32_t) {
 void Http2Stream::on_connection_lost() {
   reset_ = true;
   wake();
+  gone();
+}
+
+void Http2Stream::gone() {
+  if (auto* w = std::exchange(gone_watcher_, nullptr); w && !response_complete()) w->client_gone();
 }
 
 awaitable<void> Http2Stream::serve(std::shared_ptr<ExchangeHandler> handler) {

@@ -22,23 +22,6 @@ std::string_view strip_port(std::string_view host) {
   return colon == std::string_view::npos ? host : host.substr(0, colon);
 }
 
-bool header_matches(const http::RequestMessage& req, const config::HeaderMatch& m,
-                    const std::optional<std::regex>& re) {
-  const auto it = req.find(m.name);
-  bool ok = it != req.end();
-  if (ok) {
-    const auto v = it->value();
-    if (m.exact) {
-      ok = v == *m.exact;
-    } else if (m.prefix) {
-      ok = v.substr(0, m.prefix->size()) == *m.prefix;
-    } else if (re) {
-      ok = std::regex_match(v.begin(), v.end(), *re);
-    }
-  }
-  return ok != m.invert;
-}
-
 bool route_matches(const CompiledRoute& r, const http::RequestMessage& req, std::string_view path) {
   const auto& m = r.config->match;
   if (m.path) {
@@ -61,9 +44,7 @@ bool route_matches(const CompiledRoute& r, const http::RequestMessage& req, std:
     for (const auto& h : m.hosts) any = any || host_matches(host, h);
     if (!any) return false;
   }
-  for (std::size_t i = 0; i < m.headers.size(); ++i)
-    if (!header_matches(req, m.headers[i], r.header_regexes[i])) return false;
-  return true;
+  return http::all_match(r.headers, req);
 }
 
 }  // namespace

@@ -205,8 +205,7 @@ BuildResult build_snapshot(config::Config cfg, observability::Stats& stats, unsi
       cr.stats = stats.route(rt->direction, l.name, r.name, "");
       try {
         if (r.match.regex) cr.path_regex.emplace(*r.match.regex, std::regex::ECMAScript | std::regex::optimize);
-        for (const auto& h : r.match.headers)
-          cr.header_regexes.push_back(h.regex ? std::optional<std::regex>(std::regex(*h.regex)) : std::nullopt);
+        for (const auto& h : r.match.headers) cr.headers.emplace_back(h);
       } catch (const std::regex_error& e) {
         errors.add(r.mark, fmt::format("route {}: invalid regex: {}", r.name, e.what()));
         continue;

@@ -295,4 +295,55 @@ TEST(Fault, ClientsLeavingDuringADelayLeaveTheProxyHealthy) {
   EXPECT_EQ(res->status, 200);
 }
 
+// The client of an HTTP/2 stream resets it 100 ms into a 10 s delay: the
+// delay ends then, not 10 s later (its max_active_faults slot and its timer
+// go back at once), nothing reaches the upstream, and the connection serves
+// the next stream.
+TEST(Fault, AStreamResetDuringADelayEndsItAtOnce) {
+  FakeUpstream app;
+  Proxy proxy(config(app.port(), "{ type: fault, delay: { fixed: 10s }, max_active_faults: 1 }",
+                     "[{ match: { prefix: /fast }, cluster: app, per_filter_config: { fault: { disabled: true } } },"
+                     " { cluster: app, timeout: 30s }]"));
+  H2Client h2(proxy.port());
+  ASSERT_TRUE(h2.connected());
+  const auto id = h2.submit("GET", "/slow");
+  ASSERT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "1"); }));
+  const auto reset_at = Clock::now();
+  h2.reset_stream(id);
+  h2.ping();
+  EXPECT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "0"); }, 5s));
+  EXPECT_LT(since(reset_at), 5s);
+  auto res = h2.get("/fast");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(app.requests(), 1);  // /fast only
+  // The slot is free: the next request is delayed (and not skipped as overflow).
+  const auto next = h2.submit("GET", "/slow2");
+  ASSERT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "1") && has(metrics(proxy), kDelays + "2"); }));
+  EXPECT_TRUE(has(metrics(proxy), kOverflow + "0"));
+  h2.reset_stream(next);
+  h2.ping();
+  EXPECT_TRUE(eventually([&] { return has(metrics(proxy), kActive + "0"); }, 5s));
+}
+
+// `headers:` narrows the listener's faults, and a route's, to the requests
+// that match (Envoy's fault `headers`).
+TEST(Fault, HeadersNarrowTheFaultsToMatchingRequests) {
+  FakeUpstream app;
+  Proxy proxy(config(app.port(), "{ type: fault, abort: { status: 503 }, headers: [{ name: x-chaos, exact: 'on' }] }",
+                     "[{ match: { prefix: /teapot }, cluster: app,"
+                     "   per_filter_config: { fault: { abort: { status: 418 }, headers: [{ name: x-tea, present: true }] } } },"
+                     " { cluster: app }]"));
+  auto s = Socket::connect(proxy.port());
+  EXPECT_EQ(get(s, "/x"), 200);
+  EXPECT_EQ(get(s, "/x", {{"x-chaos", "off"}}), 200);
+  Response res;
+  EXPECT_EQ(get(s, "/x", {{"x-chaos", "on"}}, &res), 503);
+  EXPECT_EQ(res["x-outrigger-error"], "fault_abort");
+  EXPECT_EQ(get(s, "/teapot", {{"x-chaos", "on"}}), 200);  // the route's own headers decide there
+  EXPECT_EQ(get(s, "/teapot", {{"x-tea", "earl grey"}}), 418);
+  EXPECT_EQ(app.requests(), 3);
+  EXPECT_TRUE(eventually([&] { return has(metrics(proxy), kAborts + "2"); }));
+}
+
 }  // namespace

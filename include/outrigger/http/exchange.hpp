@@ -83,6 +83,20 @@ class Downstream {
   virtual void arm_deadline(std::chrono::steady_clock::time_point at) = 0;
   virtual void disarm_deadline() = 0;
 
+  // The client went away before its response (an HTTP/2 stream it reset,
+  // a connection lost). A codec that can tell says so through client_gone()
+  // and calls the watcher set with watch_gone() once, when it happens; one
+  // that cannot (HTTP/1.1 reads nothing while a request is handled) never
+  // does. watch_gone(nullptr) stops watching.
+  struct GoneWatcher {
+    virtual void client_gone() = 0;
+
+   protected:
+    ~GoneWatcher() = default;
+  };
+  virtual bool client_gone() const { return false; }
+  virtual void watch_gone(GoneWatcher* watcher) { (void)watcher; }
+
   // After an upgrade (a 101 written through write_response, or an HTTP/2
   // extended CONNECT answered 200): the client's side of the tunnel, and in
   // `pending` what the codec read past the request (it goes upstream
@@ -130,7 +144,8 @@ struct Exchange : observability::ExchangeRecord {
 // responses, filter denials, fallbacks, codec refusals): the filters that
 // saw the request see the response header, the record gets the status and
 // the body bytes, and the codec frames it. Nothing is sent when a response
-// has started; the connection is closed instead.
+// has started, or to a client known gone (ex.error downstream_reset); the
+// connection is closed instead.
 awaitable<void> send_local_reply(Exchange& ex, const LocalReply& reply);
 
 }  // namespace outrigger::http

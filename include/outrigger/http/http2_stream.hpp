@@ -65,11 +65,14 @@ class Http2Stream final : public Downstream {
   net::TunnelEnd* tunnel(std::string_view& pending) override;
   void arm_deadline(Clock::time_point at) override;
   void disarm_deadline() override { deadline_.disarm(); }
+  bool client_gone() const override { return reset_ && !response_complete(); }
+  void watch_gone(GoneWatcher* watcher) override { gone_watcher_ = watcher; }
 
  private:
   struct Provider;  // nghttp2's data source for the response body
   class Tunnel;     // the stream after an extended CONNECT
   void wake();      // whatever the exchange waits for may have changed
+  void gone();      // the client reset the stream, or the connection went
   // Submits the response header; with_body: DATA follows.
   bool submit(ResponseHeader& header, bool with_body);
   // Waits until the client has taken enough of what is queued.
@@ -104,6 +107,7 @@ class Http2Stream final : public Downstream {
   bool extended_connect_ = false;
   std::unique_ptr<Tunnel> tunnel_;
   core::Deadline deadline_;
+  GoneWatcher* gone_watcher_ = nullptr;
   bool timed_out_ = false;
   bool remote_ended_ = false;    // END_STREAM from the client
   bool reset_ = false;           // the client reset the stream, or the connection went

@@ -9,6 +9,7 @@
 #include "outrigger/config/config.hpp"
 #include "outrigger/core/random.hpp"
 #include "outrigger/http/exchange.hpp"
+#include "outrigger/http/header_match.hpp"
 #include "outrigger/observability/stats.hpp"
 
 namespace outrigger::upstream {
@@ -30,7 +31,7 @@ struct CompiledRoute {
   std::optional<RouteTarget> fallback;         // a fallback cluster (config->fallback->response is the other kind)
   observability::RouteStats* stats = nullptr;  // series for direct responses (cluster "")
   std::optional<std::regex> path_regex;
-  std::vector<std::optional<std::regex>> header_regexes;  // parallel to config->match.headers
+  std::vector<http::HeaderMatcher> headers;    // config->match.headers, compiled
 
   // The target for one request (weighted clusters: at random, by weight).
   const RouteTarget& pick(core::Random& random) const {

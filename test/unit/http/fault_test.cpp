@@ -43,6 +43,11 @@ TEST(FaultConfig, ReportsWhereAndWhatIsWrong) {
   EXPECT_TRUE(has(errors_of("{ type: fault, delay: { fixed: 1s, header: true } }"), "needs exactly one of"));
   EXPECT_TRUE(has(errors_of("{ type: fault, delay: { fixed: 1s }, max_active_faults: 0 }"),
                   "filters[0].max_active_faults: must be from 1 to"));
+  EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 503 }, headers: [{ name: x-a, regex: '(' }] }"),
+                  "filters[0].headers[0].regex: invalid regex '('"));
+  EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 503 }, headers: [{ exact: on }] }"),
+                  "filters[0].headers[0]: missing required key 'name'"));
+  EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 503 }, headers: { name: x-a } }"), "filters[0].headers"));
   // Positioned at the value: line 1, the column of `700`.
   EXPECT_TRUE(has(errors_of("{ type: fault, abort: { status: 700 } }"), "1:33:"));
 }
@@ -72,6 +77,24 @@ TEST(Fault, AbortsWithTheConfiguredStatusAndCountsIt) {
   EXPECT_EQ(reply->reason, "fault_abort");
   EXPECT_EQ(h.count("outrigger_fault_injected_total", {"inbound", "ingress", "abort"}), 1u);
   EXPECT_EQ(h.count("outrigger_fault_injected_total", {"inbound", "ingress", "delay"}), 0u);
+}
+
+TEST(Fault, HeadersNarrowTheFaultsToTheRequestsThatMatch) {
+  FilterHarness h("{ type: fault, abort: { status: 503 }, headers: [{ name: X-Chaos, exact: 'on' }, "
+                  "{ name: x-canary, absent: true }] }");
+  ASSERT_TRUE(h.filter) << h.error_text();
+  TestExchange plain(verb::get, "/"), chaos(verb::get, "/"), off(verb::get, "/"), canary(verb::get, "/");
+  chaos.request.set("x-chaos", "on");
+  off.request.set("x-chaos", "off");
+  canary.request.set("x-chaos", "on");
+  canary.request.set("x-canary", "1");
+  EXPECT_FALSE(h.on_request(plain.get()));
+  EXPECT_FALSE(h.on_request(off.get()));
+  EXPECT_FALSE(h.on_request(canary.get()));
+  auto reply = h.on_request(chaos.get());
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 503);
+  EXPECT_EQ(h.count("outrigger_fault_injected_total", {"inbound", "ingress", "abort"}), 1u);
 }
 
 TEST(Fault, GrpcAbortIsATrailersOnlyReply) {

@@ -21,8 +21,7 @@ struct Table {
     CompiledRoute c;
     c.config = &r;
     if (r.match.regex) c.path_regex.emplace(*r.match.regex);
-    for (const auto& h : r.match.headers)
-      c.header_regexes.push_back(h.regex ? std::optional<std::regex>(std::regex(*h.regex)) : std::nullopt);
+    for (const auto& h : r.match.headers) c.headers.emplace_back(h);
     compiled.push_back(std::move(c));
     return *this;
   }

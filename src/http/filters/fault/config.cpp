@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "http/filters/fault/filter.hpp"
+#include "outrigger/config/loader.hpp"
 #include "outrigger/config/yaml_reader.hpp"
 
 namespace outrigger::http {
@@ -61,7 +62,7 @@ std::optional<FaultPolicy::Abort> parse_abort(const YAML::Node& n, const std::st
 
 std::optional<FaultPolicy> parse_fault_policy(const YAML::Node& n, const std::string& path, YamlReader& yaml) {
   const auto before = yaml.error_count();
-  if (!yaml.mapping(n, path, {"type", "delay", "abort", "max_active_faults"})) return std::nullopt;
+  if (!yaml.mapping(n, path, {"type", "delay", "abort", "max_active_faults", "headers"})) return std::nullopt;
   FaultPolicy p;
   const auto d = YamlReader::child(n, "delay");
   const auto a = YamlReader::child(n, "abort");
@@ -69,7 +70,10 @@ std::optional<FaultPolicy> parse_fault_policy(const YAML::Node& n, const std::st
   if (a) p.abort = parse_abort(*a, path + ".abort", yaml);
   if (!d && !a) yaml.error(n, path, "needs 'delay', 'abort' or both");
   if (auto v = yaml.integer(n, "max_active_faults", path, 1, 1'000'000'000)) p.max_active_faults = *v;
+  std::vector<config::HeaderMatch> headers;
+  if (auto h = YamlReader::child(n, "headers")) headers = config::read_header_matches(yaml, *h, path + ".headers");
   if (yaml.error_count() != before) return std::nullopt;
+  for (const auto& h : headers) p.headers.emplace_back(h);  // their regexes were checked
   return p;
 }
 

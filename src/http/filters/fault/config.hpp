@@ -7,7 +7,8 @@
 // listener with trust_request_headers may choose the fault with the
 // x-outrigger-fault-* headers where the config says `header: true`
 // (http/headers.hpp reads them; nobody else ever sees them). Routes may
-// replace the settings or disable the filter (per_filter_config). While
+// replace the settings or disable the filter (per_filter_config); `headers`
+// narrows the faults to requests that match (as a route's match.headers). While
 // max_active_faults requests are in a fault, new faults are skipped
 // (overflow). Counted in outrigger_fault_injected_total{fault},
 // outrigger_fault_overflow_total and the outrigger_fault_active gauge.
@@ -24,6 +25,7 @@
 
 #include "outrigger/core/random.hpp"
 #include "outrigger/http/filter.hpp"
+#include "outrigger/http/header_match.hpp"
 #include "outrigger/observability/stats.hpp"
 
 namespace outrigger::http {
@@ -59,6 +61,8 @@ struct FaultPolicy {
   std::optional<Delay> delay;
   std::optional<Abort> abort;
   std::uint64_t max_active_faults = 0;  // 0: unlimited
+  // Only requests that match all of these (Envoy's `headers`) may get a fault.
+  std::vector<HeaderMatcher> headers;
 };
 
 struct FaultConfig {

@@ -40,6 +40,21 @@ Clock::time_point route_deadline(const Exchange& ex) {
   return timeout.count() > 0 ? ex.start + timeout : Clock::time_point::max();
 }
 
+// Ends a delay early when the client goes away (an HTTP/2 stream reset):
+// its slot in max_active_faults and the worker's timer go back at once.
+class DelayWatch final : public Downstream::GoneWatcher {
+ public:
+  DelayWatch(Downstream& down, boost::asio::steady_timer& timer) : down_(down), timer_(timer) { down_.watch_gone(this); }
+  ~DelayWatch() { down_.watch_gone(nullptr); }
+  DelayWatch(const DelayWatch&) = delete;
+  DelayWatch& operator=(const DelayWatch&) = delete;
+  void client_gone() override { timer_.cancel(); }
+
+ private:
+  Downstream& down_;
+  boost::asio::steady_timer& timer_;
+};
+
 }  // namespace
 
 FaultFilter::FaultFilter(std::shared_ptr<const FaultConfig> config, unsigned worker)
@@ -56,6 +71,7 @@ bool FaultFilter::sample(const FaultPercent& configured, const std::optional<dou
 
 awaitable<FilterResult> FaultFilter::on_request(Exchange& ex) {
   const auto& p = config_->policy_for(ex.route);
+  if (!all_match(p.headers, ex.request)) co_return std::nullopt;
   const auto& control = ex.control;
   std::optional<std::chrono::milliseconds> delay;
   if (const auto& d = p.delay) {
@@ -102,7 +118,15 @@ awaitable<FilterResult> FaultFilter::on_request(Exchange& ex) {
     const auto deadline = route_deadline(ex);
     auto executor = co_await boost::asio::this_coro::executor;
     boost::asio::steady_timer timer(executor, std::min(until, deadline));
-    co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    {
+      const DelayWatch watch(ex.downstream, timer);
+      if (!ex.downstream.client_gone())
+        co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+    if (ex.downstream.client_gone()) {
+      ex.error = ProxyError::downstream_reset;  // nothing is sent; the upstream never sees it
+      co_return local_reply_for(ex.error);
+    }
     if (deadline < until) {
       ex.error = ProxyError::timeout;
       co_return local_reply_for(ProxyError::timeout);

@@ -6,15 +6,18 @@ set -eu
 what=${1:-test}
 build="g++ cmake make pkg-config ccache \
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev \
-  libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libc-ares-dev"
+  libnghttp2-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev prometheus-cpp-dev libc-ares-dev \
+  libprotobuf-dev protobuf-compiler"
 # h2spec's Go build, nghttp and h2load for the HTTP/2 tests, gRPC's Python runtime for the gRPC tests,
 # WebSocket peers (websockets, h2), ip/iptables for the original-destination tests in a netns, and dnslib
 # for the DNS server the DNS-cluster tests run; nodejs and npm for the Kubernetes manifests' schema checks
 # (test/tools/kube: kubernetes-models from npm, pinned by its lock, installed into a cache by the tests);
-# PyYAML and openssl for the pod test (test/pod; docker/containers.sh installs Podman itself).
+# PyYAML and openssl for the pod test (test/pod; docker/containers.sh installs Podman itself);
+# protobuf-compiler-grpc (grpc_python_plugin) and python3-protobuf for the xDS control plane the
+# tests run (test/tools/xds), whose client cross-check (@grpc/grpc-js-xds) runs on node.
 test="$build libgtest-dev libgmock-dev curl prometheus nghttp2-client python3-yaml openssl \
   golang-go golang-golang-x-net-dev golang-github-spf13-cobra-dev golang-github-fatih-color-dev python3-grpcio \
-  python3-websockets python3-h2 iproute2 iptables python3-dnslib nodejs npm"
+  python3-websockets python3-h2 iproute2 iptables python3-dnslib nodejs npm protobuf-compiler-grpc python3-protobuf"
 # ip, iptables and nft for the interception benchmark's network namespaces; prometheus-client's
 # text parser for the soak's and the mesh chaos's reading of /metrics.
 bench="$build wrk haproxy nginx-light procps curl python3-h11 nghttp2-client python3-h2 python3-grpcio iperf3 \

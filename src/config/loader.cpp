@@ -86,12 +86,13 @@ class Loader {
     if (root.IsNull()) return;  // an empty file is a config with no listeners
     if (!r_.mapping(root, "", {"admin", "workers", "listeners", "clusters", "access_log", "log_level",
                                "drain_timeout", "outbound_drain_idle", "file_watch_interval", "tracing",
-                               "socket_mark", "overload"}))
+                               "socket_mark", "overload", "xds"}))
       return;
     if (auto m = r_.integer(root, "socket_mark", "", 0, UINT32_MAX)) c.socket_mark = static_cast<std::uint32_t>(*m);
     if (auto n = YamlReader::child(root, "tracing")) tracing(*n, c);
     if (auto n = YamlReader::child(root, "admin")) admin(*n, c.admin);
     if (auto n = YamlReader::child(root, "overload")) overload(*n, c.overload);
+    if (auto n = YamlReader::child(root, "xds")) xds(*n, c);
     if (auto w = r_.integer(root, "workers", "", 1, 256)) c.workers = static_cast<unsigned>(*w);
     if (auto l = r_.choice(root, "log_level", "", {"trace", "debug", "info", "warn", "error", "critical", "off"}))
       c.log_level = *l;
@@ -113,6 +114,51 @@ class Loader {
     if (!r_.mapping(n, "admin", {"address", "enabled"})) return;
     if (auto e = r_.boolean(n, "enabled", "admin")) a.enabled = *e;
     if (auto addr = r_.address(n, "address", "admin", true, false)) a.address = *addr;
+  }
+
+  void xds(const YAML::Node& n, Config& c) {
+    // The versions are what /config_dump writes; a dump loads back, and they are ignored.
+    if (!r_.mapping(n, "xds", {"cluster", "node", "resources", "initial_fetch_timeout", "clusters_version",
+                               "endpoints_version"}))
+      return;
+    (void)r_.string(n, "clusters_version", "xds");
+    (void)r_.string(n, "endpoints_version", "xds");
+    Xds x;
+    x.mark = YamlReader::mark_of(n);
+    if (auto v = r_.string(n, "cluster", "xds", true)) x.cluster = *v;
+    if (auto node = YamlReader::child(n, "node")) {
+      if (r_.mapping(*node, "xds.node", {"id", "cluster", "metadata"})) {
+        if (auto v = r_.string(*node, "id", "xds.node", true)) x.node_id = *v;
+        if (auto v = r_.string(*node, "cluster", "xds.node")) x.node_cluster = *v;
+        if (auto md = YamlReader::child(*node, "metadata")) {
+          if (!md->IsMap()) {
+            r_.error(*md, "xds.node.metadata", "must be a mapping of strings");
+          } else {
+            for (const auto& kv : *md) {
+              const auto key = kv.first.as<std::string>();
+              if (auto v = r_.scalar(kv.second, "xds.node.metadata." + key)) x.node_metadata.emplace_back(key, *v);
+            }
+          }
+        }
+      }
+    } else {
+      r_.error(n, "xds", "missing required key 'node' (with its 'id')");
+    }
+    if (YamlReader::child(n, "resources")) {
+      x.clusters = false;
+      for (const auto& what : r_.strings(n, "resources", "xds")) {
+        if (what == "clusters") {
+          x.clusters = true;
+        } else if (what == "listeners" || what == "routes" || what == "secrets" || what == "endpoints") {
+          r_.error(n["resources"], "xds.resources",
+                   "'" + what + "' is not supported yet: 'clusters' (CDS, with EDS for its EDS clusters) is");
+        } else {
+          r_.error(n["resources"], "xds.resources", "unknown resource type '" + what + "' (one of: clusters)");
+        }
+      }
+    }
+    if (auto d = r_.duration(n, "initial_fetch_timeout", "xds")) x.initial_fetch_timeout = *d;
+    c.xds = std::move(x);
   }
 
   void overload(const YAML::Node& n, Overload& o) {
@@ -178,8 +224,10 @@ class Loader {
                     {"name", "endpoints", "lb_policy", "connect_timeout", "connection_pool", "circuit_breakers",
                      "retry_budget", "breaker", "outlier_detection", "health_check", "tls", "protocol", "http2",
                      "type", "dns_refresh_rate", "respect_dns_ttl", "dns_lookup_family", "dns_resolvers",
-                     "dns_timeout"}))
+                     "dns_timeout", "source"}))
       return;
+    // `source` is what /config_dump writes (file or xds); a dump loads back as a file.
+    (void)r_.choice(n, "source", path, {"file", "xds"});
     Cluster cl;
     cl.mark = YamlReader::mark_of(n);
     if (auto name = r_.string(n, "name", path, true)) cl.name = *name;
@@ -768,6 +816,15 @@ class Loader {
       if (auto near = closest_match(name, cluster_names); !near.empty()) message += "; did you mean '" + near + "'?";
       r_.error(at, "", message);
     };
+    if (c.xds && !c.xds->cluster.empty()) {
+      const auto* x = c.find_cluster(c.xds->cluster);
+      if (!x) {
+        unknown_cluster(c.xds->cluster, c.xds->mark, "xds.cluster");
+      } else if (x->protocol != Protocol::http2) {
+        r_.error(c.xds->mark, "xds.cluster",
+                 "cluster '" + x->name + "' must have 'protocol: http2': the control plane speaks gRPC");
+      }
+    }
     for (const auto& l : c.listeners) {
       if (!l.cluster.empty()) unknown_cluster(l.cluster, l.mark, "listener '" + l.name + "'");
       for (const auto& s : l.sni) unknown_cluster(s.cluster, s.mark, "listener '" + l.name + "' sni route");
@@ -781,6 +838,7 @@ class Loader {
         for (const auto& w : rt.weighted_clusters) named.push_back(w.cluster);
         for (auto name : named) {
           if (c.find_cluster(name)) continue;
+          if (c.xds && c.xds->clusters) continue;  // the control plane may send it (docs/xds.md)
           std::string message = "route '" + rt.name + "' names unknown cluster '" + std::string(name) + "'";
           if (auto near = closest_match(name, cluster_names); !near.empty())
             message += "; did you mean '" + near + "'?";

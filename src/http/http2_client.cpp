@@ -239,7 +239,7 @@ void Http2Client::close() {
 
 void Http2Client::orphan() {
   events_ = nullptr;
-  stats_->connections_active.add(-1);
+  if (stats_) stats_->connections_active.add(-1);  // none for the xDS client's connection
   stats_ = nullptr;
   closing_ = true;
   close_socket();

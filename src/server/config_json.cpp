@@ -229,6 +229,7 @@ std::string config_to_json(const config::Config& c) {
     const auto& cb = cl.circuit_breakers;
     json::object cluster{
         {"name", cl.name},
+        {"source", cl.from_xds ? "xds" : "file"},
         {"endpoints", std::move(eps)},
         {"lb_policy", cl.lb_policy == config::LbPolicy::round_robin     ? "round_robin"
                       : cl.lb_policy == config::LbPolicy::least_request ? "least_request"
@@ -307,6 +308,17 @@ std::string config_to_json(const config::Config& c) {
                                 {"max_requests_per_worker", c.overload.max_requests_per_worker}}},
       {"listeners", std::move(listeners)},
       {"clusters", std::move(clusters)}};
+  if (const auto& x = c.xds) {
+    json::object metadata;
+    for (const auto& [k, v] : x->node_metadata) metadata[k] = v;
+    root["xds"] = json::object{{"cluster", x->cluster},
+                               {"node", json::object{{"id", x->node_id}, {"cluster", x->node_cluster},
+                                                     {"metadata", std::move(metadata)}}},
+                               {"resources", x->clusters ? json::array{"clusters"} : json::array{}},
+                               {"initial_fetch_timeout", duration(x->initial_fetch_timeout)},
+                               {"clusters_version", x->clusters_version},
+                               {"endpoints_version", x->endpoints_version}};
+  }
   if (const auto& t = c.tracing) {
     json::array propagation;
     for (auto p : t->propagation) propagation.push_back(json::string(propagation_name(p)));

@@ -20,6 +20,7 @@
 #include "outrigger/server/span_reporter.hpp"
 #include "outrigger/server/upgrade.hpp"
 #include "outrigger/server/worker.hpp"
+#include "outrigger/xds/client.hpp"
 
 namespace outrigger::server {
 
@@ -46,6 +47,9 @@ struct Server::Impl {
   KeptUpstreams upstreams;
   std::unique_ptr<SpanReporter> reporter;
   std::unique_ptr<upstream::DnsRefresher> dns;  // DNS clusters' lookups, on this thread
+  config::Config file;                   // the config file's own (SIGHUP reloads it): xDS adds to a copy
+  std::unique_ptr<xds::Client> xds;      // the `xds:` block's control plane
+  std::chrono::steady_clock::time_point started_at;
   std::shared_ptr<const Snapshot> current;
   std::map<std::string, std::uint16_t, std::less<>> ports;
   bool started = false;
@@ -56,7 +60,12 @@ struct Server::Impl {
 
   void wait_signal();
   void watch_files();
-  std::vector<std::string> do_reload(config::Config next);
+  // `from_xds`: a control plane's update (not counted as a reload).
+  std::vector<std::string> do_reload(config::Config next, bool from_xds = false);
+  std::vector<std::string> apply_xds(const xds::Dynamic& dynamic);
+  // A new config from the file (SIGHUP, Server::reload): what the control plane gave stays.
+  std::vector<std::string> reload_file(config::Config next);
+  bool xds_ready() const;
   void dns_changed();
   // `everything`: both sides at once (the application said it is done).
   void do_drain(bool everything);
@@ -72,6 +81,40 @@ namespace {
 
 tcp::endpoint endpoint_of(const core::Address& a) {
   return tcp::endpoint(asio::ip::make_address(a.host), a.port);
+}
+
+// The file's config with what the control plane sent (docs/xds.md): the
+// file's clusters stay and are never replaced; a cluster a route names that
+// neither has (yet) is an empty one, answering 503 until it comes.
+std::vector<std::string> merge_xds(config::Config& c, const xds::Dynamic& dynamic) {
+  std::vector<std::string> errors;
+  if (!c.xds) return errors;
+  for (const auto& cl : dynamic.clusters) {
+    if (c.find_cluster(cl.name)) {
+      errors.push_back("Cluster '" + cl.name + "': the config file has a cluster of that name, which the control "
+                       "plane cannot replace");
+      continue;
+    }
+    c.clusters.push_back(cl);
+    c.clusters.back().from_xds = true;
+  }
+  auto expect = [&](const std::string& name) {
+    if (name.empty() || c.find_cluster(name)) return;
+    config::Cluster placeholder;
+    placeholder.name = name;
+    placeholder.from_xds = true;
+    c.clusters.push_back(std::move(placeholder));
+  };
+  for (const auto& l : c.listeners) {
+    for (const auto& r : l.routes) {
+      expect(r.cluster);
+      for (const auto& w : r.weighted_clusters) expect(w.cluster);
+      if (r.fallback) expect(r.fallback->cluster);
+    }
+  }
+  c.xds->clusters_version = dynamic.clusters_version;
+  c.xds->endpoints_version = dynamic.endpoints_version;
+  return errors;
 }
 
 // What a reload cannot change without a restart.
@@ -120,7 +163,10 @@ void Server::start() {
   s.upstreams.checks_on = s.io.get_executor();
   s.dns = std::make_unique<upstream::DnsRefresher>(s.io, s.stats, [&s] { s.dns_changed(); });
   s.upstreams.dns = &s.dns->table();
-  auto built = build_snapshot(s.initial, s.stats, n, s.upstreams);
+  s.file = s.initial;
+  auto first = s.initial;
+  merge_xds(first, {});
+  auto built = build_snapshot(std::move(first), s.stats, n, s.upstreams);
   if (!built.snapshot) {
     std::string all;
     for (const auto& e : built.errors) all += e + "\n";
@@ -151,6 +197,18 @@ void Server::start() {
   s.reporter->start();
   s.watch_files();
   s.memory_sweep.start();
+  s.started_at = std::chrono::steady_clock::now();
+  if (const auto& x = s.initial.xds) {
+    s.xds = std::make_unique<xds::Client>(
+        s.io, *x,
+        [&s](const std::string& name) -> std::shared_ptr<const upstream::Cluster> {
+          for (const auto& c : s.current->clusters)
+            if (c->name() == name) return c;
+          return nullptr;
+        },
+        [&s](const xds::Dynamic& dynamic) { return s.apply_xds(dynamic); }, s.stats);
+    s.xds->start();
+  }
   if (s.options.handle_signals) {
     s.signals.add(SIGTERM);
     s.signals.add(SIGINT);
@@ -240,7 +298,7 @@ void Server::Impl::bind_listeners(UpgradeClient* inherit) {
 }
 
 AdminServer::Hooks Server::Impl::admin_hooks() {
-  return {[this] { return started && !draining && dns->initialized(); }, [this] { return current; },
+  return {[this] { return started && !draining && dns->initialized() && xds_ready(); }, [this] { return current; },
           [this] {
             spdlog::info("admin: /quitquitquit: draining");
             do_drain(true);
@@ -294,7 +352,7 @@ void Server::Impl::wait_signal() {
         stats.count_reload(false);
         for (const auto& e : loaded.errors) spdlog::error("reload rejected: {}", e.to_string());
       } else {
-        do_reload(std::move(*loaded.config));
+        reload_file(std::move(*loaded.config));
       }
       wait_signal();
       return;
@@ -304,7 +362,35 @@ void Server::Impl::wait_signal() {
   });
 }
 
-std::vector<std::string> Server::Impl::do_reload(config::Config next) {
+std::vector<std::string> Server::Impl::reload_file(config::Config next) {
+  auto file_config = next;
+  auto errors = merge_xds(next, xds ? xds->current() : xds::Dynamic{});
+  if (!errors.empty()) {
+    stats.count_reload(false);
+    for (const auto& e : errors) spdlog::error("reload rejected: {}", e);
+    return errors;
+  }
+  errors = do_reload(std::move(next));
+  if (errors.empty()) file = std::move(file_config);
+  return errors;
+}
+
+std::vector<std::string> Server::Impl::apply_xds(const xds::Dynamic& dynamic) {
+  if (stopped) return {"the proxy is stopping"};
+  auto next = file;
+  auto errors = merge_xds(next, dynamic);
+  if (!errors.empty()) return errors;
+  return do_reload(std::move(next), true);
+}
+
+// Until the control plane's first clusters and their endpoints are in force,
+// or initial_fetch_timeout has passed since the start.
+bool Server::Impl::xds_ready() const {
+  if (!xds || xds->initialized()) return true;
+  return std::chrono::steady_clock::now() - started_at >= initial.xds->initial_fetch_timeout;
+}
+
+std::vector<std::string> Server::Impl::do_reload(config::Config next, bool from_xds) {
   if (next.workers == 0) next.workers = current->config.workers;
   auto errors = restart_only_changes(current->config, next);
   if (errors.empty()) {
@@ -316,11 +402,14 @@ std::vector<std::string> Server::Impl::do_reload(config::Config next) {
       net::set_upstream_mark(current->config.socket_mark);
       for (auto& w : workers) w->publish(current);
       dns->sync(current->config);
-      stats.count_reload(true);
-      spdlog::info("config reloaded");
+      if (!from_xds) {
+        stats.count_reload(true);
+        spdlog::info("config reloaded");
+      }
       return {};
     }
   }
+  if (from_xds) return errors;  // the client logs them with the NACK
   stats.count_reload(false);
   for (const auto& e : errors) spdlog::error("reload rejected: {}", e);
   return errors;
@@ -401,6 +490,7 @@ void Server::Impl::finish_drain(std::chrono::steady_clock::time_point deadline) 
     if (admin) admin->stop();
     if (upgrade) upgrade->stop();
     if (dns) dns->stop();
+    if (xds) xds->stop();
     watch_timer.cancel();
     memory_sweep.stop();
     stopped = true;
@@ -435,7 +525,7 @@ auto on_main(asio::io_context& io, F&& f) -> decltype(f()) {
 }  // namespace
 
 std::vector<std::string> Server::reload(config::Config next) {
-  return on_main(impl_->io, [&] { return impl_->do_reload(std::move(next)); });
+  return on_main(impl_->io, [&] { return impl_->reload_file(std::move(next)); });
 }
 
 std::vector<std::string> Server::reload_from_file() {

@@ -340,6 +340,7 @@ struct Cluster {
   std::optional<Tls> tls;
   Protocol protocol = Protocol::http1;
   Http2 http2;
+  bool from_xds = false;  // sent by the control plane (docs/xds.md), not the file
   Mark mark;
 };
 
@@ -392,6 +393,18 @@ struct Overload {
   std::uint32_t max_requests_per_worker = 10000;
   bool operator==(const Overload&) const = default;
 };
+// A control plane over ADS (docs/xds.md): the `xds:` block.
+struct Xds {
+  std::string cluster;  // the control plane: a cluster of the file, protocol http2
+  std::string node_id, node_cluster;
+  std::vector<std::pair<std::string, std::string>> node_metadata;
+  bool clusters = true;  // `resources: [clusters]`: CDS, and EDS for its EDS clusters
+  Duration initial_fetch_timeout{std::chrono::seconds(15)};
+  // What is in force (set on the config the workers get, for /config_dump).
+  std::string clusters_version, endpoints_version;
+  Mark mark;
+};
+
 struct Config {
   std::string file;  // where it was loaded from, for reloads and errors
   Admin admin;
@@ -410,6 +423,7 @@ struct Config {
   std::uint32_t socket_mark = 0;  // SO_MARK on the proxy's upstream sockets (interception skips them); 0: none
   std::optional<Tracing> tracing;
   Overload overload;
+  std::optional<Xds> xds;
 
   const Cluster* find_cluster(std::string_view name) const;
 };

@@ -760,5 +760,63 @@ clusters: [{ name: a, endpoints: [127.0.0.1:2] }]
   EXPECT_TRUE(has_error(r, "listeners[0].max_connections: expected a whole number, got 'lots'"));
 }
 
+TEST(ConfigLoader, ReadsTheXdsBlockAndLetsRoutesNameClustersItWillSend) {
+  auto r = load(R"(
+xds:
+  cluster: cp
+  node: { id: sidecar-1, cluster: shop, metadata: { team: payments, tier: "2" } }
+  resources: [clusters]
+  initial_fetch_timeout: 5s
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    routes: [{ cluster: from-the-control-plane }]
+clusters:
+  - { name: cp, protocol: http2, endpoints: [127.0.0.1:15010] }
+)");
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(messages(r));
+  const auto& x = r.config->xds;
+  ASSERT_TRUE(x);
+  EXPECT_EQ(x->cluster, "cp");
+  EXPECT_EQ(x->node_id, "sidecar-1");
+  EXPECT_EQ(x->node_cluster, "shop");
+  EXPECT_EQ(x->node_metadata, (std::vector<std::pair<std::string, std::string>>{{"team", "payments"}, {"tier", "2"}}));
+  EXPECT_TRUE(x->clusters);
+  EXPECT_EQ(x->initial_fetch_timeout, 5s);
+  // Without an xds block, the same route is an error.
+  EXPECT_TRUE(has_error(load(R"(
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    routes: [{ cluster: from-the-control-plane }]
+)"), "names unknown cluster 'from-the-control-plane'"));
+}
+
+TEST(ConfigLoader, ReportsWhatTheXdsBlockCannotBe) {
+  auto r = load(R"(
+xds:
+  cluster: cp
+  resources: [clusters, listeners, widgets]
+listeners:
+  - name: ingress
+    address: 127.0.0.1:10000
+    routes: [{ cluster: cp }]
+clusters:
+  - { name: cp, endpoints: [127.0.0.1:15010] }
+)");
+  EXPECT_TRUE(has_error(r, "xds: missing required key 'node'")) << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(r, "xds.resources: 'listeners' is not supported yet")) << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(r, "xds.resources: unknown resource type 'widgets'")) << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(r, "xds.cluster: cluster 'cp' must have 'protocol: http2'")) << ::testing::PrintToString(messages(r));
+  EXPECT_TRUE(has_error(load(R"(
+xds: { cluster: nowhere, node: { id: a } }
+)"), "xds.cluster names unknown cluster 'nowhere'"));
+  EXPECT_TRUE(has_error(load(R"(
+xds: { cluster: cp, node: { cluster: x } }
+clusters:
+  - { name: cp, protocol: http2, endpoints: [127.0.0.1:15010] }
+)"), "xds.node: missing required key 'id'"));
+}
+
 }  // namespace
 }  // namespace outrigger::config
